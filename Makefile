@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`. Each creates .venv and
+# installs the project in it first, so a fresh machine needs nothing but python3.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Quiet TensorFlow's start-up banner; errors still print.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+PYTEST_ARGS ?= -n 2 -q
+
+.PHONY: venv demo test test-keras3 test-tf-keras bench clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mtl-keras demo
+
+# The suite runs twice: under Keras 3, then under tf_keras.
+test: test-keras3 test-tf-keras
+
+test-keras3: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-tf-keras: $(STAMP)
+	TF_USE_LEGACY_KERAS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks need the peer library (deepctr, installed without its pinned deps).
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps deepctr==0.9.4
+	$(BIN)/python benchmarks/mmoe_vs_deepctr.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,7 @@
+"""Multi-task layers: experts, gates, routers, per-domain norms."""
+
+from mtl_keras.layers.cgc import PLE, CGCLayer
+from mtl_keras.layers.expert_gate import ExpertGate
+from mtl_keras.layers.experts import ExpertStack
+
+__all__ = ["CGCLayer", "ExpertGate", "ExpertStack", "PLE"]

@@ -1,0 +1,274 @@
+"""PLE: Customized Gate Control levels and their stack."""
+
+from mtl_keras.backend import keras, register, tf
+from mtl_keras.layers import checks
+from mtl_keras.layers.experts import ExpertStack
+from mtl_keras.layers.gating import add_gates, gate_probabilities, mix
+
+
+@register
+class CGCLayer(keras.layers.Layer):
+    """Customized Gate Control, one level of Progressive Layered Extraction.
+
+    Tang et al., "Progressive Layered Extraction (PLE): A Novel Multi-Task
+    Learning (MTL) Model for Personalized Recommendations", RecSys 2020.
+    Task k's gate ``g^k(x) = softmax(W_g^k x)`` mixes the stack
+    ``S^k(x) = [task k's experts; the shared experts]``. Below the last level a
+    shared gate over *all* experts of the level (every task's and the shared
+    ones) reads the shared input and produces the shared output.
+
+    Args:
+        num_tasks: number of tasks T (>= 1).
+        num_task_experts: experts per task m_t (>= 1).
+        num_shared_experts: shared experts m_s (>= 1).
+        expert_units: int or tuple of ints; hidden sizes of every expert.
+        is_last_level: without the shared gate, returning T tensors; else
+            T + 1 tensors (the last is the shared output).
+        expert_activation: activation of the expert layers.
+        expert_dropout: dropout after every expert layer (training only).
+        return_gates: also return the gate weights.
+
+    Input:
+        One tensor ``[B, D]`` (first level: every gate and expert reads it),
+        or a list of T + 1 tensors (task 1..T inputs ``[B, D]``, then the
+        shared input ``[B, D_s]``) from a previous level.
+
+    Output:
+        A list of T (last level) or T + 1 tensors ``[B, expert_units[-1]]``.
+        With ``return_gates``, ``(outputs, gates)``: gates is
+        ``[B, G, T * m_t + m_s]`` with G = T gates (+ 1 shared gate below the
+        last level) over all experts of the level, ordered task 1's experts,
+        ..., task T's, then the shared ones; a task gate is 0 on the experts it
+        does not see, and every row sums to 1.
+
+    Example:
+    >>> cgc = CGCLayer(num_tasks=2, num_task_experts=1, num_shared_experts=2, expert_units=8)
+    >>> [o.shape for o in cgc(tf.zeros([3, 5]))]
+    [TensorShape([3, 8]), TensorShape([3, 8])]
+    """
+
+    def __init__(
+        self,
+        num_tasks,
+        num_task_experts,
+        num_shared_experts,
+        expert_units,
+        is_last_level=True,
+        expert_activation="relu",
+        expert_dropout=0.0,
+        return_gates=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_tasks = checks.positive_int("num_tasks", num_tasks)
+        self.num_task_experts = checks.positive_int("num_task_experts", num_task_experts)
+        self.num_shared_experts = checks.positive_int("num_shared_experts", num_shared_experts)
+        self.expert_units = checks.units("expert_units", expert_units)
+        self.is_last_level = bool(is_last_level)
+        self.return_gates = bool(return_gates)
+        # One stack per task: a task's experts are then its own variables,
+        # reached by its output only, never counted as shared.
+        self.task_experts = [
+            ExpertStack(
+                num_task_experts,
+                self.expert_units,
+                expert_activation,
+                expert_dropout,
+                name=f"task_experts_{t}",
+            )
+            for t in range(num_tasks)
+        ]
+        self.shared_experts = ExpertStack(
+            num_shared_experts,
+            self.expert_units,
+            expert_activation,
+            expert_dropout,
+            name="shared_experts",
+        )
+
+    def _split_shapes(self, inputs_shape):
+        """(task input shape, shared input shape) from one shape or T + 1 of them."""
+        if isinstance(inputs_shape, (list, tuple)) and inputs_shape and not isinstance(
+            inputs_shape[0], (int, type(None))
+        ):
+            shapes = [tf.TensorShape(s) for s in inputs_shape]
+            if len(shapes) != self.num_tasks + 1:
+                raise ValueError(
+                    f"CGCLayer `inputs` must be one tensor or a list of num_tasks + 1 = "
+                    f"{self.num_tasks + 1} tensors (task inputs, then the shared input); "
+                    f"got a list of {len(shapes)}."
+                )
+            if any(s.rank != 2 for s in shapes):
+                raise ValueError(
+                    f"CGCLayer `inputs` must all have shape [B, D]; got {[str(s) for s in shapes]}."
+                )
+            task_dims = {s[-1] for s in shapes[:-1]}
+            if len(task_dims) != 1:
+                raise ValueError(
+                    f"CGCLayer task `inputs` must share one width D; got widths {sorted(task_dims)}."
+                )
+            return shapes[0], shapes[-1]
+        shape = tf.TensorShape(inputs_shape)
+        if shape.rank != 2:
+            raise ValueError(f"CGCLayer `inputs` must have shape [B, D]; got {shape}.")
+        return shape, shape
+
+    def build(self, inputs_shape):
+        task_shape, shared_shape = self._split_shapes(inputs_shape)
+        for stack in self.task_experts:
+            stack.build(task_shape)
+        self.shared_experts.build(shared_shape)
+        self.task_gate_kernels, self.task_gate_biases = add_gates(
+            self,
+            "task_gate",
+            self.num_tasks,
+            task_shape[-1],
+            self.num_task_experts + self.num_shared_experts,
+        )
+        if not self.is_last_level:
+            self.shared_gate_kernels, self.shared_gate_biases = add_gates(
+                self, "shared_gate", 1, shared_shape[-1], self._num_level_experts
+            )
+        super().build(inputs_shape)
+
+    @property
+    def _num_level_experts(self):
+        return self.num_tasks * self.num_task_experts + self.num_shared_experts
+
+    def call(self, inputs, training=None):
+        if isinstance(inputs, (list, tuple)):
+            self._split_shapes([x.shape for x in inputs])
+            task_inputs, shared_input = list(inputs[:-1]), inputs[-1]
+        else:
+            self._split_shapes(inputs.shape)
+            task_inputs, shared_input = [inputs] * self.num_tasks, inputs
+        task_out = [  # T x [B, m_t, H]
+            stack(x, training=training) for stack, x in zip(self.task_experts, task_inputs)
+        ]
+        shared_out = self.shared_experts(shared_input, training=training)  # [B, m_s, H]
+        gates = gate_probabilities(task_inputs, self.task_gate_kernels, self.task_gate_biases)
+        outputs = [
+            mix(gate, tf.concat([own, shared_out], axis=1))
+            for gate, own in zip(gates, task_out)
+        ]
+        level_gates = [self._spread(t, gate) for t, gate in enumerate(gates)]
+        if not self.is_last_level:
+            (shared_gate,) = gate_probabilities(
+                shared_input, self.shared_gate_kernels, self.shared_gate_biases
+            )
+            outputs.append(mix(shared_gate, tf.concat(task_out + [shared_out], axis=1)))
+            level_gates.append(shared_gate)
+        if self.return_gates:
+            return outputs, tf.stack(level_gates, axis=1)
+        return outputs
+
+    def _spread(self, task, gate):
+        """Task ``task``'s gate [B, m_t + m_s] over all experts of the level, 0 elsewhere."""
+        m_t = self.num_task_experts
+        before = task * m_t
+        after = (self.num_tasks - task - 1) * m_t
+        own = tf.pad(gate[:, :m_t], [[0, 0], [before, after]])
+        return tf.concat([own, gate[:, m_t:]], axis=1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_tasks=self.num_tasks,
+            num_task_experts=self.num_task_experts,
+            num_shared_experts=self.num_shared_experts,
+            expert_units=list(self.expert_units),
+            is_last_level=self.is_last_level,
+            expert_activation=keras.activations.serialize(self.shared_experts.activation),
+            expert_dropout=self.shared_experts.dropout,
+            return_gates=self.return_gates,
+        )
+        return config
+
+
+@register
+class PLE(keras.layers.Layer):
+    """Progressive Layered Extraction: ``num_levels`` stacked CGC levels.
+
+    Tang et al., RecSys 2020. Level j's task k gate reads task k's output of
+    level j - 1 (the input x at level 1); every level but the last has a shared
+    gate whose output feeds the next level's shared experts and gates.
+
+    Args:
+        num_levels: number of CGC levels (>= 1); the last is ``is_last_level``.
+        num_tasks, num_task_experts, num_shared_experts, expert_units,
+        expert_activation, expert_dropout: as in ``CGCLayer``, for every level.
+        return_gates: also return a list with each level's gates (see
+            ``CGCLayer``).
+
+    Input shape: ``[B, D]``.
+    Output: a list of num_tasks tensors ``[B, expert_units[-1]]``.
+
+    Example:
+    >>> ple = PLE(num_levels=2, num_tasks=2, num_task_experts=1,
+    ...           num_shared_experts=1, expert_units=8)
+    >>> [o.shape for o in ple(tf.zeros([3, 5]))]
+    [TensorShape([3, 8]), TensorShape([3, 8])]
+    """
+
+    def __init__(
+        self,
+        num_levels,
+        num_tasks,
+        num_task_experts,
+        num_shared_experts,
+        expert_units,
+        expert_activation="relu",
+        expert_dropout=0.0,
+        return_gates=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_levels = checks.positive_int("num_levels", num_levels)
+        self.return_gates = bool(return_gates)
+        self.levels = [
+            CGCLayer(
+                num_tasks,
+                num_task_experts,
+                num_shared_experts,
+                expert_units,
+                is_last_level=level == num_levels - 1,
+                expert_activation=expert_activation,
+                expert_dropout=expert_dropout,
+                return_gates=True,
+                name=f"cgc_{level}",
+            )
+            for level in range(num_levels)
+        ]
+
+    def build(self, inputs_shape):
+        inputs_shape = tf.TensorShape(inputs_shape)
+        if inputs_shape.rank != 2:
+            raise ValueError(f"PLE `inputs` must have shape [B, D]; got {inputs_shape}.")
+        level_shape = inputs_shape
+        for level in self.levels:
+            level.build(level_shape)
+            width = tf.TensorShape([inputs_shape[0], level.expert_units[-1]])
+            level_shape = [width] * (level.num_tasks + 1)
+        super().build(inputs_shape)
+
+    def call(self, inputs, training=None):
+        all_gates = []
+        for level in self.levels:
+            inputs, gates = level(inputs, training=training)
+            all_gates.append(gates)
+        return (inputs, all_gates) if self.return_gates else inputs
+
+    def get_config(self):
+        first = self.levels[0]
+        config = super().get_config()
+        config.update(
+            num_levels=self.num_levels,
+            num_tasks=first.num_tasks,
+            num_task_experts=first.num_task_experts,
+            num_shared_experts=first.num_shared_experts,
+            expert_units=list(first.expert_units),
+            expert_activation=keras.activations.serialize(first.shared_experts.activation),
+            expert_dropout=first.shared_experts.dropout,
+            return_gates=self.return_gates,
+        )
+        return config

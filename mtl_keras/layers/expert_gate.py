@@ -1,0 +1,107 @@
+"""MMoE: experts shared by all tasks, one softmax gate per task."""
+
+from mtl_keras.backend import IS_KERAS3, keras, register, tf
+from mtl_keras.layers import checks
+from mtl_keras.layers.experts import ExpertStack
+from mtl_keras.layers.gating import add_gates, gate_probabilities, mix
+
+
+@register
+class ExpertGate(keras.layers.Layer):
+    """Multi-gate Mixture-of-Experts (MMoE).
+
+    Ma et al., "Modeling Task Relationships in Multi-task Learning with
+    Multi-gate Mixture-of-Experts", KDD 2018. For task k:
+    ``g^k(x) = softmax(W_gk x)`` and ``f^k(x) = sum_i g^k_i(x) f_i(x)``,
+    where f_i are the experts. ``num_tasks=1`` gives the one-gate MoE (OMoE).
+
+    Args:
+        num_experts: number of experts E (>= 1).
+        expert_units: int or tuple of ints; hidden sizes of every expert.
+        num_tasks: number of gates T (>= 1).
+        expert_activation: activation of the expert layers.
+        expert_dropout: dropout after every expert layer (training only).
+        gate_temperature: softmax temperature of the gates (> 0).
+        return_gates: also return the gate weights.
+
+    Call arguments:
+        inputs: ``[B, D]`` expert input.
+        gate_inputs: optional ``[B, D_g]`` gate input (default: ``inputs``).
+        training: enables dropout.
+
+    Output:
+        A list of T tensors ``[B, expert_units[-1]]``; with ``return_gates``,
+        ``(outputs, gates)`` where gates is ``[B, T, E]`` and rows sum to 1.
+
+    Example:
+    >>> mmoe = ExpertGate(num_experts=4, expert_units=8, num_tasks=2)
+    >>> [o.shape for o in mmoe(tf.zeros([3, 5]))]
+    [TensorShape([3, 8]), TensorShape([3, 8])]
+    """
+
+    def __init__(
+        self,
+        num_experts,
+        expert_units,
+        num_tasks,
+        expert_activation="relu",
+        expert_dropout=0.0,
+        gate_temperature=1.0,
+        return_gates=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_experts = checks.positive_int("num_experts", num_experts)
+        self.expert_units = checks.units("expert_units", expert_units)
+        self.num_tasks = checks.positive_int("num_tasks", num_tasks)
+        self.gate_temperature = checks.positive_float("gate_temperature", gate_temperature)
+        self.return_gates = bool(return_gates)
+        self.experts = ExpertStack(
+            num_experts, self.expert_units, expert_activation, expert_dropout, name="experts"
+        )
+        self.gate_kernels = None
+
+    def build(self, inputs_shape, gate_inputs_shape=None):
+        inputs_shape = tf.TensorShape(inputs_shape)
+        if inputs_shape.rank != 2:
+            raise ValueError(f"ExpertGate `inputs` must have shape [B, D]; got {inputs_shape}.")
+        self.experts.build(inputs_shape)
+        # tf_keras passes only the first argument's shape to build: the gates are
+        # then created at the first call, when the gate input's width is known.
+        if IS_KERAS3:
+            self._build_gates(gate_inputs_shape or inputs_shape)
+        super().build(inputs_shape)
+
+    def _build_gates(self, gate_inputs_shape):
+        gate_inputs_shape = tf.TensorShape(gate_inputs_shape)
+        if gate_inputs_shape.rank != 2:
+            raise ValueError(
+                f"ExpertGate `gate_inputs` must have shape [B, D_g]; got {gate_inputs_shape}."
+            )
+        self.gate_kernels, self.gate_biases = add_gates(
+            self, "gate", self.num_tasks, gate_inputs_shape[-1], self.num_experts
+        )
+
+    def call(self, inputs, gate_inputs=None, training=None):
+        gate_inputs = inputs if gate_inputs is None else gate_inputs
+        if self.gate_kernels is None:
+            self._build_gates(gate_inputs.shape)
+        expert_outputs = self.experts(inputs, training=training)  # [B, E, H]
+        gates = gate_probabilities(
+            gate_inputs, self.gate_kernels, self.gate_biases, self.gate_temperature
+        )
+        outputs = [mix(gate, expert_outputs) for gate in gates]
+        return (outputs, tf.stack(gates, axis=1)) if self.return_gates else outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_experts=self.num_experts,
+            expert_units=list(self.expert_units),
+            num_tasks=self.num_tasks,
+            expert_activation=keras.activations.serialize(self.experts.activation),
+            expert_dropout=self.experts.dropout,
+            gate_temperature=self.gate_temperature,
+            return_gates=self.return_gates,
+        )
+        return config

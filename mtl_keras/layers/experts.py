@@ -1,0 +1,90 @@
+"""The batched expert stack that MMoE and CGC share."""
+
+import math
+
+from mtl_keras.backend import keras, register, tf
+from mtl_keras.layers import checks
+
+
+@register
+class ExpertStack(keras.layers.Layer):
+    """``num_experts`` feed-forward experts held as one weight tensor per depth.
+
+    Each expert is an MLP with hidden sizes ``units``; expert ``e`` of layer
+    ``l`` uses ``kernels[l][e]`` ([in, units[l]]) and ``biases[l][e]``. All
+    experts run in one ``tf.einsum`` per layer instead of a Python loop of
+    ``Dense`` layers, which is what makes MMoE/PLE fast on CPU and GPU alike.
+
+    Args:
+        num_experts: number of experts E (>= 1).
+        units: int or tuple of ints, the hidden sizes of every expert.
+        activation: activation after every expert layer.
+        dropout: dropout rate after every expert layer (training only).
+
+    Input shape:
+        ``[B, D]``: every expert reads the same input.
+
+    Output shape:
+        ``[B, E, units[-1]]``.
+
+    Example:
+    >>> stack = ExpertStack(num_experts=4, units=(8,))
+    >>> stack(tf.zeros([2, 5])).shape
+    TensorShape([2, 4, 8])
+    """
+
+    def __init__(self, num_experts, units, activation="relu", dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_experts = checks.positive_int("num_experts", num_experts)
+        self.units = checks.units("units", units)
+        self.activation = keras.activations.get(activation)
+        self.dropout = checks.rate("dropout", dropout)
+        self.dropout_layer = keras.layers.Dropout(self.dropout) if self.dropout else None
+
+    def build(self, input_shape):
+        input_shape = tf.TensorShape(input_shape)
+        if input_shape.rank != 2 or input_shape[-1] is None:
+            raise ValueError(
+                f"ExpertStack `inputs` must have shape [B, D] with a known D; got {input_shape}."
+            )
+        self.kernels, self.biases = [], []
+        fan_in = input_shape[-1]
+        for depth, fan_out in enumerate(self.units):
+            # Glorot per expert: fan in/out of one expert, not of the [E, in, out] block.
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            self.kernels.append(
+                self.add_weight(
+                    name=f"kernel_{depth}",
+                    shape=(self.num_experts, fan_in, fan_out),
+                    initializer=keras.initializers.RandomUniform(-limit, limit),
+                )
+            )
+            self.biases.append(
+                self.add_weight(
+                    name=f"bias_{depth}",
+                    shape=(self.num_experts, fan_out),
+                    initializer="zeros",
+                )
+            )
+            fan_in = fan_out
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        hidden = inputs
+        for depth in range(len(self.units)):
+            equation = "bd,edh->beh" if depth == 0 else "beh,ehk->bek"
+            hidden = tf.einsum(equation, hidden, self.kernels[depth])
+            hidden = self.activation(hidden + self.biases[depth])
+            if self.dropout_layer is not None:
+                hidden = self.dropout_layer(hidden, training=training)
+        return hidden
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_experts=self.num_experts,
+            units=list(self.units),
+            activation=keras.activations.serialize(self.activation),
+            dropout=self.dropout,
+        )
+        return config

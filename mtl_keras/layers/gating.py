@@ -1,0 +1,45 @@
+"""Softmax gates, one weight pair per gate.
+
+Each gate owns its own kernel and bias and is evaluated on its own (gates are
+tiny next to the experts): a task's gate then has no graph path to another
+task's output, so it is a task-specific variable, absent from
+``MultiTaskModel.shared_variables``, and gradient projections leave it alone.
+"""
+
+from mtl_keras.backend import tf
+
+
+def add_gates(layer, name, num_gates, input_dim, num_choices):
+    """Creates ``num_gates`` gates of ``input_dim -> num_choices`` on ``layer``."""
+    kernels = [
+        layer.add_weight(
+            name=f"{name}_kernel_{g}",
+            shape=(input_dim, num_choices),
+            initializer="glorot_uniform",
+        )
+        for g in range(num_gates)
+    ]
+    biases = [
+        layer.add_weight(name=f"{name}_bias_{g}", shape=(num_choices,), initializer="zeros")
+        for g in range(num_gates)
+    ]
+    return kernels, biases
+
+
+def gate_probabilities(inputs, kernels, biases, temperature=1.0):
+    """[softmax((x_g W_g + b_g) / temperature) for every gate g], each [B, C].
+
+    ``inputs`` is one [B, D] tensor that every gate reads, or a list with one
+    [B, D] tensor per gate.
+    """
+    if not isinstance(inputs, (list, tuple)):
+        inputs = [inputs] * len(kernels)
+    return [
+        tf.nn.softmax((tf.matmul(x, kernel) + bias) / temperature, axis=-1)
+        for x, kernel, bias in zip(inputs, kernels, biases)
+    ]
+
+
+def mix(gate, expert_outputs):
+    """sum_e gate[b, e] * expert_outputs[b, e, :] -> [B, H]."""
+    return tf.einsum("be,beh->bh", gate, expert_outputs)

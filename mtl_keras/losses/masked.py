@@ -1,0 +1,60 @@
+"""Per-task losses where a NaN label means *missing*.
+
+A missing label is masked out of its task's loss: the task loss is the mean
+over the labelled rows only, and a batch with no label for a task contributes
+zero loss and zero gradient for it. The loss is returned as a (sum, count)
+pair so the caller can normalise by the *global* count under tf.distribute.
+"""
+
+from mtl_keras.backend import keras, tf
+
+
+def per_example_loss(identifier, task):
+    """A function (y_true, y_pred) -> [B] from a loss name, Loss object or callable."""
+    if identifier is None:
+        return None
+    try:
+        loss = keras.losses.get(identifier)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"`loss` for task {task!r}: unknown loss {identifier!r} ({error}).")
+    if isinstance(loss, keras.losses.Loss):
+        # Loss objects reduce in __call__; .call gives the per-example values.
+        return loss.call
+    if not callable(loss):
+        raise ValueError(f"`loss` for task {task!r} must be a loss name, Loss or callable; got {identifier!r}.")
+    return loss
+
+
+def align_labels(y_true, y_pred):
+    """Labels as y_pred's dtype and rank ([B] becomes [B, 1] for a one-unit head)."""
+    if y_true.dtype.is_floating or y_pred.shape[-1] == 1:
+        y_true = tf.cast(y_true, y_pred.dtype)
+    if y_true.shape.rank == 1 and y_pred.shape.rank == 2 and y_pred.shape[-1] == 1:
+        y_true = y_true[:, None]
+    return y_true
+
+
+def label_mask(y_true):
+    """(labels with NaN replaced by 0, [B] float mask of rows whose label is present)."""
+    if not y_true.dtype.is_floating:
+        return y_true, tf.ones(tf.shape(y_true)[:1], tf.float32)
+    missing = tf.math.is_nan(y_true)
+    row_missing = missing if y_true.shape.rank == 1 else tf.reduce_any(
+        tf.reshape(missing, [tf.shape(y_true)[0], -1]), axis=1
+    )
+    clean = tf.where(missing, tf.zeros_like(y_true), y_true)
+    return clean, 1.0 - tf.cast(row_missing, tf.float32)
+
+
+def masked_loss_terms(loss_fn, y_true, y_pred, sample_weight=None):
+    """(sum of weighted per-example losses over labelled rows, sum of their weights)."""
+    y_true, mask = label_mask(align_labels(y_true, y_pred))
+    per_example = tf.cast(loss_fn(y_true, y_pred), tf.float32)
+    if per_example.shape.rank > 1:
+        per_example = tf.reduce_mean(tf.reshape(per_example, [tf.shape(per_example)[0], -1]), axis=1)
+    weight = mask
+    if sample_weight is not None:
+        weight = weight * tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+    # tf.where keeps a NaN/inf prediction on a masked row out of the sum and its gradient.
+    contribution = tf.where(weight > 0, per_example * weight, tf.zeros_like(per_example))
+    return tf.reduce_sum(contribution), tf.reduce_sum(weight)

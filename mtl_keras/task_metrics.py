@@ -1,0 +1,71 @@
+"""The metrics a MultiTaskModel logs: loss, <task>_loss, <task>_weight, <task>_<metric>.
+
+They live in a plain holder, not as model attributes, so neither Keras counts
+them among the model's weights or writes them into a `.keras` file.
+"""
+
+from mtl_keras.backend import keras, tf
+from mtl_keras.losses.masked import align_labels, label_mask
+
+# Keras resolves "accuracy" by the head's shape; so do we.
+_ACCURACY = {"accuracy", "acc"}
+
+
+def task_metric(identifier, task, head_units):
+    """A fresh metric named ``<task>_<name>`` from a name, Metric or function."""
+    name = None
+    if isinstance(identifier, str):
+        name = identifier
+        if identifier in _ACCURACY:
+            identifier = "binary_accuracy" if head_units == 1 else "categorical_accuracy"
+    try:
+        metric = keras.metrics.get(identifier)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"`metrics` for task {task!r}: unknown metric {identifier!r} ({error}).")
+    if isinstance(metric, keras.metrics.Metric):
+        config = metric.get_config()
+        config["name"] = f"{task}_{name or config['name']}"
+        return metric.__class__.from_config(config)
+    if callable(metric):
+        return keras.metrics.MeanMetricWrapper(
+            metric, name=f"{task}_{name or metric.__name__}"
+        )
+    raise ValueError(f"`metrics` for task {task!r}: {identifier!r} is not a metric.")
+
+
+class TaskTrackers:
+    """Running means of the losses and weights, and the compiled per-task metrics."""
+
+    def __init__(self, trained_tasks, metric_ids, head_units):
+        self.trained_tasks = list(trained_tasks)
+        self.loss = keras.metrics.Mean(name="loss")
+        self.task_loss = {t: keras.metrics.Mean(name=f"{t}_loss") for t in self.trained_tasks}
+        self.task_weight = {t: keras.metrics.Mean(name=f"{t}_weight") for t in self.trained_tasks}
+        self.task_metrics = {
+            task: [task_metric(m, task, head_units[task]) for m in ids]
+            for task, ids in metric_ids.items()
+        }
+
+    def all(self):
+        metrics = [self.loss]
+        for task in self.trained_tasks:
+            metrics += [self.task_loss[task], self.task_weight[task]]
+        for task_metrics in self.task_metrics.values():
+            metrics += task_metrics
+        return metrics
+
+    def update(self, loss, task_losses, weights, y, y_pred, sample_weight):
+        self.loss.update_state(loss)
+        for index, task in enumerate(self.trained_tasks):
+            self.task_loss[task].update_state(task_losses[index])
+            self.task_weight[task].update_state(weights[index])
+        for task, task_metrics in self.task_metrics.items():
+            if task not in y:
+                continue
+            labels, mask = label_mask(align_labels(y[task], y_pred[task]))
+            weight = sample_weight.get(task) if isinstance(sample_weight, dict) else sample_weight
+            if weight is not None:
+                mask = mask * tf.reshape(tf.cast(weight, tf.float32), [-1])
+            for metric in task_metrics:
+                metric.update_state(labels, y_pred[task], sample_weight=mask)
+        return {metric.name: metric.result() for metric in self.all()}

@@ -1,0 +1,61 @@
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from mtl_keras.backend import keras, tf  # noqa: E402
+
+SHARED_DATA = pathlib.Path(
+    os.environ.get("MTL_KERAS_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.backend.clear_session()
+
+
+@pytest.fixture
+def census_path():
+    path = SHARED_DATA / "census-income.test.gz"
+    assert path.exists(), f"census data not found at {path}; set MTL_KERAS_DATA"
+    return path
+
+
+def save_and_load(model, tmp_path):
+    """A .keras round trip, with no custom_objects."""
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    return keras.models.load_model(path)
+
+
+def to_numpy(value):
+    return tf.nest.map_structure(lambda t: np.asarray(t), value)
+
+
+def softmax(z):
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def np_experts(x, kernels, biases):
+    """Every expert e: relu(... relu(x @ K0[e] + b0[e]) ...) -> [B, E, H]."""
+    kernels = [np.asarray(k) for k in kernels]
+    biases = [np.asarray(b) for b in biases]
+    outputs = []
+    for e in range(kernels[0].shape[0]):
+        h = x
+        for k, b in zip(kernels, biases):
+            h = np.maximum(h @ k[e] + b[e], 0.0)
+        outputs.append(h)
+    return np.stack(outputs, axis=1)
+
+
+def np_gate(x, kernel, bias):
+    return softmax(x @ np.asarray(kernel) + np.asarray(bias))

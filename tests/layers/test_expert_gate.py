@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+
+from conftest import np_experts, np_gate, save_and_load, to_numpy
+from mtl_keras.backend import keras, tf
+from mtl_keras.layers import ExpertGate, ExpertStack
+
+
+def mmoe_numpy(layer, x, gate_x=None):
+    """MMoE, Ma et al. 2018: f^k(x) = sum_i softmax(W_gk x)_i f_i(x), from the layer's weights."""
+    gate_x = x if gate_x is None else gate_x
+    experts = np_experts(x, layer.experts.kernels, layer.experts.biases)
+    gates = np.stack(
+        [np_gate(gate_x, k, b) for k, b in zip(layer.gate_kernels, layer.gate_biases)], axis=1
+    )
+    return [np.einsum("be,beh->bh", gates[:, t], experts) for t in range(layer.num_tasks)], gates
+
+
+def test_outputs_equal_the_paper_formula():
+    layer = ExpertGate(num_experts=5, expert_units=(7, 4), num_tasks=3, return_gates=True)
+    x = np.random.default_rng(0).normal(size=(6, 9)).astype("float32")
+    outputs, gates = to_numpy(layer(x))
+    expected, expected_gates = mmoe_numpy(layer, x)
+    assert len(outputs) == 3 and outputs[0].shape == (6, 4)
+    for got, want in zip(outputs, expected):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(gates, expected_gates, atol=1e-6)
+    assert gates.shape == (6, 3, 5)
+    assert (gates >= 0).all()
+    np.testing.assert_allclose(gates.sum(-1), 1.0, atol=1e-6)
+
+
+def test_separate_gate_inputs_and_temperature():
+    layer = ExpertGate(4, 3, 2, gate_temperature=0.5, return_gates=True)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5, 6)).astype("float32")
+    gx = rng.normal(size=(5, 2)).astype("float32")
+    outputs, gates = to_numpy(layer(x, gate_inputs=gx))
+    assert layer.gate_kernels[0].shape == (2, 4)
+    logits = [gx @ np.asarray(k) + np.asarray(b) for k, b in zip(layer.gate_kernels, layer.gate_biases)]
+    experts = np_experts(x, layer.experts.kernels, layer.experts.biases)
+    for t in range(2):
+        want_gate = np.exp(logits[t] / 0.5) / np.exp(logits[t] / 0.5).sum(-1, keepdims=True)
+        np.testing.assert_allclose(gates[:, t], want_gate, atol=1e-5)
+        np.testing.assert_allclose(outputs[t], np.einsum("be,beh->bh", want_gate, experts), atol=1e-5)
+
+
+def test_experts_are_one_batched_weight_tensor():
+    layer = ExpertGate(num_experts=8, expert_units=(16, 4), num_tasks=2)
+    layer(tf.zeros([2, 10]))
+    assert [tuple(k.shape) for k in layer.experts.kernels] == [(8, 10, 16), (8, 16, 4)]
+
+
+def test_eager_and_tf_function_agree():
+    layer = ExpertGate(4, (8,), 2)
+    x = tf.random.normal([5, 3])
+    eager = to_numpy(layer(x))
+    graph = to_numpy(tf.function(lambda v: layer(v))(x))
+    for a, b in zip(eager, graph):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_dropout_only_in_training():
+    layer = ExpertGate(4, (32,), 2, expert_dropout=0.5)
+    x = tf.random.normal([16, 8])
+    inference = [to_numpy(layer(x, training=False)) for _ in range(2)]
+    np.testing.assert_array_equal(inference[0][0], inference[1][0])
+    training = to_numpy(layer(x, training=True))
+    assert not np.allclose(training[0], inference[0][0])
+
+
+def test_keras_file_round_trip_and_config(tmp_path):
+    inputs = keras.Input((6,), name="features")
+    outputs = ExpertGate(3, (5,), 2, name="mmoe")(inputs)
+    model = keras.Model(inputs, {"a": outputs[0], "b": outputs[1]})
+    x = np.random.default_rng(2).normal(size=(4, 6)).astype("float32")
+    before = to_numpy(model(x))
+    loaded = save_and_load(model, tmp_path)
+    after = to_numpy(loaded(x))
+    for task in before:
+        np.testing.assert_allclose(after[task], before[task], atol=1e-6)
+    layer = model.get_layer("mmoe")
+    clone = ExpertGate.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    assert isinstance(loaded.get_layer("mmoe"), ExpertGate)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_experts=0, expert_units=4, num_tasks=2), "num_experts"),
+        (dict(num_experts=2, expert_units=(), num_tasks=2), "expert_units"),
+        (dict(num_experts=2, expert_units=4, num_tasks=0), "num_tasks"),
+        (dict(num_experts=2, expert_units=4, num_tasks=2, expert_dropout=1.0), "dropout"),
+        (dict(num_experts=2, expert_units=4, num_tasks=2, gate_temperature=0), "gate_temperature"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ExpertGate(**kwargs)
+
+
+def test_wrong_rank_is_rejected():
+    with pytest.raises(ValueError, match=r"inputs.*\[B, D\]"):
+        ExpertGate(2, 4, 2)(tf.zeros([2, 3, 4]))
+    with pytest.raises(ValueError, match=r"inputs.*\[B, D\]"):
+        ExpertStack(2, 4)(tf.zeros([3]))
