@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: venv demo test test-keras3 test-tf-keras bench clean
+.PHONY: venv demo test test-keras3 test-tf-keras clean
 
 venv: $(STAMP)
 
@@ -29,11 +29,6 @@ test-keras3: $(STAMP)
 
 test-tf-keras: $(STAMP)
 	TF_USE_LEGACY_KERAS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
-
-# Benchmarks need the peer library (deepctr, installed without its pinned deps).
-bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet --no-deps deepctr==0.9.4
-	$(BIN)/python benchmarks/mmoe_vs_deepctr.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

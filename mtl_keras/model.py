@@ -117,7 +117,10 @@ class _MultiTaskBase(keras.Model):
             regularization = self._regularization_share()
             loss = tf.reduce_sum(weights * tf.stack(task_losses)) + regularization
         gradients = self.compute_gradients(tape, loss, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
+        # Heads without a loss have no gradient: leave them out rather than warn each step.
+        self.optimizer.apply_gradients(
+            [(g, v) for g, v in zip(gradients, variables) if g is not None]
+        )
         return self._update_trackers(y, y_pred, sample_weight, task_losses, weights, regularization)
 
     def test_step(self, data):

@@ -22,6 +22,10 @@ def task_metric(identifier, task, head_units):
         metric = keras.metrics.get(identifier)
     except (ValueError, TypeError) as error:
         raise ValueError(f"`metrics` for task {task!r}: unknown metric {identifier!r} ({error}).")
+    if isinstance(metric, str):
+        # tf_keras leaves lower-case class names ("auc") unresolved; match them to classes.
+        classes = {n.lower(): n for n in dir(keras.metrics) if n[:1].isupper()}
+        metric = keras.metrics.get(classes.get(metric.lower(), metric))
     if isinstance(metric, keras.metrics.Metric):
         config = metric.get_config()
         config["name"] = f"{task}_{name or config['name']}"

@@ -1,0 +1,9 @@
+from mtl_keras import cli
+
+
+def test_demo_trains_both_models_and_prints_the_table(tmp_path, capsys):
+    code = cli.main(["demo", "--samples", "1500", "--epochs", "2", "--out", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| model" in out and "| Shared-Bottom" in out and "| MMoE" in out
+    assert (tmp_path / "demo_results.json").exists()
