@@ -47,7 +47,7 @@ def demo(args):
                 "model": name,
                 **{f"{t}_val_mse": float(scores[f"{t}_loss"]) for t in tasks},
                 "params": int(model.count_params()),
-                "train_seconds": round(seconds, 1),
+                "train_seconds": f"{seconds:.1f}",
             }
         )
     print(f"\nSynthetic tasks, correlation p = {args.correlation}, {args.samples} rows, "

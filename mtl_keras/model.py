@@ -4,12 +4,24 @@ from mtl_keras.backend import IS_KERAS3, keras, register, tf
 from mtl_keras.losses import masked
 from mtl_keras.losses import weighting as weighting_lib
 from mtl_keras.shared import shared_variable_mask
-from mtl_keras.targets import check_targets
+from mtl_keras.targets import check_targets, check_task_keys
 from mtl_keras.task_metrics import TaskTrackers
 
 
 class _MultiTaskBase(keras.Model):
-    """The multi-task behaviour; ``MultiTaskModel`` adds the per-Keras constructor."""
+    """A Keras functional model whose outputs are a dict keyed by task.
+
+    ``MultiTaskModel(inputs, outputs={"ctr": p_ctr, "cvr": p_cvr})``; the
+    class is defined per Keras flavour only for the constructor signature
+    each one needs to revive it from a `.keras` file.
+
+    Example:
+    >>> x = keras.Input((4,), name="features")
+    >>> h = keras.layers.Dense(8, activation="relu")(x)
+    >>> heads = {t: keras.layers.Dense(1, activation="sigmoid", name=t)(h) for t in ("ctr", "cvr")}
+    >>> model = MultiTaskModel(x, heads)
+    >>> model.compile(loss={"ctr": "binary_crossentropy", "cvr": "binary_crossentropy"})
+    """
 
     def _init_multitask(self, inputs, outputs, name, kwargs):
         if not isinstance(outputs, dict) or not outputs:
@@ -61,17 +73,10 @@ class _MultiTaskBase(keras.Model):
                 f"`loss` must be a dict {{task: loss}} over the tasks {self.task_names}; "
                 f"got {type(loss).__name__}."
             )
-        unknown = [task for task in loss if task not in self.task_names]
-        if unknown:
-            raise ValueError(
-                f"`loss` names unknown task(s) {unknown}; expected tasks among {self.task_names}."
-            )
-        missing = [task for task in self.task_names if task not in loss]
-        if missing:
-            raise ValueError(
-                f"`loss` has no entry for task(s) {missing}: give each task a loss, "
-                "or None for a head that is predicted but not trained."
-            )
+        check_task_keys(
+            "loss", loss, self.task_names, self.task_names,
+            "give each task a loss, or None for a head that is predicted but not trained",
+        )
         fns = {task: masked.per_example_loss(loss[task], task) for task in self.task_names}
         if all(fn is None for fn in fns.values()):
             raise ValueError("`loss` must give at least one task a loss; all are None.")
@@ -84,11 +89,7 @@ class _MultiTaskBase(keras.Model):
             raise ValueError(
                 f"`metrics` must be a dict {{task: [metric, ...]}}; got {type(metrics).__name__}."
             )
-        unknown = [task for task in metrics if task not in self.task_names]
-        if unknown:
-            raise ValueError(
-                f"`metrics` names unknown task(s) {unknown}; expected tasks among {self.task_names}."
-            )
+        check_task_keys("metrics", metrics, self.task_names)
         return {
             task: list(value) if isinstance(value, (list, tuple)) else [value]
             for task, value in metrics.items()
@@ -224,15 +225,7 @@ if IS_KERAS3:
 
     @register
     class MultiTaskModel(_MultiTaskBase):
-        """A Keras functional model whose outputs are a dict keyed by task.
-
-        Example:
-        >>> x = keras.Input((4,), name="features")
-        >>> h = keras.layers.Dense(8, activation="relu")(x)
-        >>> model = MultiTaskModel(x, {"ctr": keras.layers.Dense(1, activation="sigmoid", name="ctr")(h),
-        ...                            "cvr": keras.layers.Dense(1, activation="sigmoid", name="cvr")(h)})
-        >>> model.compile(loss={"ctr": "binary_crossentropy", "cvr": "binary_crossentropy"})
-        """
+        __doc__ = _MultiTaskBase.__doc__
 
         # Keras 3 revives a subclass as functional only with exactly this signature.
         def __init__(self, inputs, outputs, name=None, **kwargs):
@@ -242,15 +235,7 @@ else:
 
     @register
     class MultiTaskModel(_MultiTaskBase):
-        """A Keras functional model whose outputs are a dict keyed by task.
-
-        Example:
-        >>> x = keras.Input((4,), name="features")
-        >>> h = keras.layers.Dense(8, activation="relu")(x)
-        >>> model = MultiTaskModel(x, {"ctr": keras.layers.Dense(1, activation="sigmoid", name="ctr")(h),
-        ...                            "cvr": keras.layers.Dense(1, activation="sigmoid", name="cvr")(h)})
-        >>> model.compile(loss={"ctr": "binary_crossentropy", "cvr": "binary_crossentropy"})
-        """
+        __doc__ = _MultiTaskBase.__doc__
 
         # tf_keras writes a functional config only with exactly this signature.
         def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):

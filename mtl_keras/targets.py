@@ -14,17 +14,10 @@ def check_targets(y, model):
             f"`y` must be a dict {{task: labels}} with keys {trained}; got "
             f"{type(y).__name__}. Use NaN for a missing label."
         )
-    unknown = [task for task in y if task not in model.task_names]
-    if unknown:
-        raise ValueError(
-            f"`y` has labels for unknown task(s) {unknown}; expected keys among {model.task_names}."
-        )
-    missing = [task for task in trained if task not in y]
-    if missing:
-        raise ValueError(
-            f"`y` has no labels for trained task(s) {missing}; pass them "
-            "(NaN where a label is missing) or set their loss to None."
-        )
+    check_task_keys(
+        "y", y, model.task_names, trained,
+        "pass them (NaN where a label is missing) or set their loss to None",
+    )
     for task in trained:
         shape = tuple(y[task].shape)
         head = tuple(model.task_output_shapes[task])
@@ -34,6 +27,18 @@ def check_targets(y, model):
                 f"{task!r} head; got {_fmt(shape)}."
             )
     return y
+
+
+def check_task_keys(argument, given, known, required=(), hint=""):
+    """ValueError naming ``argument`` if it has a task not in ``known`` or lacks one of ``required``."""
+    unknown = [task for task in given if task not in known]
+    if unknown:
+        raise ValueError(
+            f"`{argument}` names unknown task(s) {unknown}; expected tasks among {list(known)}."
+        )
+    missing = [task for task in required if task not in given]
+    if missing:
+        raise ValueError(f"`{argument}` has no entry for task(s) {missing}: {hint}.")
 
 
 def _compatible(label_shape, head_shape):

@@ -220,7 +220,7 @@ class TestBadInput:
         "labels, match",
         [
             (lambda y: dict(y, like=y["ctr"]), r"unknown task\(s\) \['like'\]"),
-            (lambda y: {"ctr": y["ctr"]}, r"no labels for trained task\(s\) \['cvr'\]"),
+            (lambda y: {"ctr": y["ctr"]}, r"`y` has no entry for task\(s\) \['cvr'\]"),
             (lambda y: dict(y, cvr=np.zeros((len(y["cvr"]), 3), "float32")), r"y\['cvr'\]` must have shape"),
             (lambda y: y["ctr"], "`y` must be a dict"),
         ],
