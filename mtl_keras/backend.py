@@ -37,4 +37,30 @@ def to_tensor(value):
     return tf.convert_to_tensor(value)
 
 
-__all__ = ["keras", "tf", "IS_KERAS3", "USE_LEGACY_KERAS", "register", "to_tensor"]
+
+def state_variable(initial_value, name, trainable=False):
+    """A variable for training state that lives outside the model's layers.
+
+    Non-trainable state is computed identically on every replica (from
+    all-reduced values), so under tf.distribute the first replica's write is
+    kept. Trainable state goes through the optimizer, which needs a Keras 3
+    variable under Keras 3.
+    """
+    if IS_KERAS3:
+        return keras.Variable(
+            initial_value,
+            trainable=trainable,
+            name=name,
+            aggregation="none" if trainable else "only_first_replica",
+        )
+    return tf.Variable(
+        initial_value,
+        trainable=trainable,
+        name=name,
+        aggregation=tf.VariableAggregation.NONE
+        if trainable
+        else tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
+
+
+__all__ = ["keras", "tf", "IS_KERAS3", "USE_LEGACY_KERAS", "register", "state_variable", "to_tensor"]

@@ -1,0 +1,208 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from mtl_keras.losses import CAGrad, GradVac, MGDA, ParetoEfficient, PCGrad
+
+rng = np.random.default_rng(0)
+CONFLICT_2 = np.array([[1.0, 0.2, -0.5], [-0.8, 0.6, 0.3]], "float32")
+AGREE_2 = np.array([[1.0, 0.5, 0.0], [0.4, 1.0, 0.2]], "float32")
+CONFLICT_3 = np.array([[2.0, 0.0, 0.3, 1.0], [-1.0, 1.0, 0.0, -0.5], [0.5, -1.5, 1.0, 0.2]], "float32")
+AGREE_3 = np.abs(rng.normal(size=(3, 5))).astype("float32")
+SETS = {"conflict2": CONFLICT_2, "agree2": AGREE_2, "conflict3": CONFLICT_3, "agree3": AGREE_3}
+
+
+def np_pcgrad(g, orders):
+    total = np.zeros(g.shape[1])
+    for i in range(len(g)):
+        gi = g[i].astype(float).copy()
+        for j in orders[i]:
+            if j != i and gi @ g[j] < 0:
+                gi -= (gi @ g[j]) / (g[j] @ g[j]) * g[j]
+        total += gi
+    return total
+
+
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_pcgrad_in_fixed_order(name):
+    g = SETS[name]
+    order = [list(range(len(g)))] * len(g)
+    np.testing.assert_allclose(PCGrad(shuffle=False).combine(g).numpy(), np_pcgrad(g, order), atol=1e-5)
+
+
+def test_pcgrad_without_conflict_is_the_plain_sum():
+    for g in (AGREE_2, AGREE_3):
+        np.testing.assert_allclose(PCGrad().combine(g).numpy(), g.sum(0), atol=1e-6)
+
+
+def test_pcgrad_shuffles_among_the_valid_orders():
+    g = CONFLICT_3
+    candidates = []
+    for perms in itertools.product(itertools.permutations(range(3)), repeat=3):
+        candidates.append(np_pcgrad(g, perms))
+    projection = PCGrad(seed=3)
+    seen = set()
+    for _ in range(30):
+        result = projection.combine(g).numpy()
+        distances = [np.abs(result - c).max() for c in candidates]
+        assert min(distances) < 1e-5
+        seen.add(tuple(np.round(result, 4)))
+    assert len(seen) > 1, "the order never changed"
+
+
+def np_gradvac(g, targets, beta, orders):
+    targets = targets.copy()
+    total = np.zeros(g.shape[1])
+    for i in range(len(g)):
+        gi = g[i].astype(float).copy()
+        for j in orders[i]:
+            if j == i:
+                continue
+            phi = gi @ g[j] / (np.linalg.norm(gi) * np.linalg.norm(g[j]) + 1e-8)
+            t = targets[i, j]
+            if phi < t:
+                gi += (
+                    np.linalg.norm(gi)
+                    * (t * np.sqrt(1 - phi**2) - phi * np.sqrt(1 - t**2))
+                    / (np.linalg.norm(g[j]) * np.sqrt(1 - t**2) + 1e-8)
+                    * g[j]
+                )
+            targets[i, j] = (1 - beta) * t + beta * phi
+        total += gi
+    return total, targets
+
+
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_gradvac_matches_numpy_over_steps(name):
+    g = SETS[name]
+    t = len(g)
+    projection = GradVac(beta=0.3, shuffle=False)
+    targets = np.zeros((t, t))
+    order = [list(range(t))] * t
+    for step in range(3):
+        grads = g if step != 1 else g[::-1].copy()  # targets must carry over between steps
+        want, targets = np_gradvac(grads, targets, 0.3, order)
+        np.testing.assert_allclose(projection.combine(grads).numpy(), want, atol=1e-4)
+        np.testing.assert_allclose(np.array(projection.targets), targets, atol=1e-5)
+
+
+def test_mgda_two_task_closed_form():
+    for g in (CONFLICT_2, AGREE_2):
+        v1, v2 = g.astype(float)
+        gamma = np.clip((v2 @ v2 - v1 @ v2) / ((v1 - v2) @ (v1 - v2)), 0.001, 0.999)
+        projection = MGDA(normalization="none")
+        result = projection.combine(g).numpy()
+        np.testing.assert_allclose(projection.last_weights.numpy(), [gamma, 1 - gamma], atol=1e-5)
+        np.testing.assert_allclose(result, gamma * v1 + (1 - gamma) * v2, atol=1e-5)
+
+
+def simplex_grid(t, steps=200):
+    if t == 2:
+        a = np.linspace(0, 1, steps + 1)
+        return np.stack([a, 1 - a], 1)
+    points = [(i, j, steps - i - j) for i in range(steps + 1) for j in range(steps + 1 - i)]
+    return np.array(points, float) / steps
+
+
+@pytest.mark.parametrize("normalization", ["none", "l2", "loss", "loss+"])
+def test_mgda_three_tasks_reach_the_min_norm_point(normalization):
+    g = CONFLICT_3.astype(float)
+    losses = np.array([0.7, 1.3, 0.4])
+    scale = {
+        "none": np.ones(3),
+        "l2": np.linalg.norm(g, axis=1),
+        "loss": losses,
+        "loss+": losses * np.linalg.norm(g, axis=1),
+    }[normalization]
+    normalized = g / scale[:, None]
+    grid = simplex_grid(3)
+    best = grid[np.argmin(np.linalg.norm(grid @ normalized, axis=1))]
+    projection = MGDA(normalization=normalization)
+    result = projection.combine(g, losses).numpy()
+    w = projection.last_weights.numpy()
+    assert w.min() >= -1e-6 and abs(w.sum() - 1) < 1e-5
+    assert np.linalg.norm(w @ normalized) <= np.linalg.norm(best @ normalized) + 1e-3
+    np.testing.assert_allclose(result, w @ g, atol=1e-5)  # weights act on the raw gradients
+
+
+def test_mgda_loss_normalization_needs_losses():
+    with pytest.raises(ValueError, match="task_losses"):
+        MGDA("loss").combine(CONFLICT_2)
+    with pytest.raises(ValueError, match="normalization"):
+        MGDA("max")
+
+
+def cagrad_objective(w, g, c):
+    g0 = g.mean(0)
+    gw = w @ g
+    return gw @ g0 + c * np.linalg.norm(g0) * np.linalg.norm(gw)
+
+
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_cagrad_matches_the_formula(name):
+    g = SETS[name].astype(float)
+    c = 0.4
+    projection = CAGrad(c=c)
+    result = projection.combine(g).numpy()
+    w = projection.last_weights.numpy()
+    grid = simplex_grid(len(g))
+    best = min(cagrad_objective(p, g, c) for p in grid)
+    span = max(cagrad_objective(p, g, c) for p in grid) - best
+    assert cagrad_objective(w, g, c) <= best + 0.02 * span + 1e-6
+    g0, gw = g.mean(0), w @ g
+    want = (g0 + c * np.linalg.norm(g0) / np.linalg.norm(gw) * gw) / (1 + c**2)
+    np.testing.assert_allclose(result, want, rtol=2e-3, atol=2e-3)
+
+
+def test_cagrad_is_the_mean_at_c_zero():
+    for g in SETS.values():
+        np.testing.assert_allclose(CAGrad(c=0.0).combine(g).numpy(), g.mean(0), atol=1e-6)
+    with pytest.raises(ValueError, match="`c`"):
+        CAGrad(c=-0.1)
+
+
+def np_simplex_projection(v, radius):
+    lo, hi = v.min() - radius, v.max()
+    for _ in range(200):  # bisection on the threshold, not the sort rule
+        theta = (lo + hi) / 2
+        if np.maximum(v - theta, 0).sum() > radius:
+            lo = theta
+        else:
+            hi = theta
+    return np.maximum(v - theta, 0)
+
+
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_pareto_efficient_matches_numpy(name):
+    g = SETS[name].astype(float)
+    t = len(g)
+    c = np.array([0.2, 0.1, 0.05][:t])
+    k = g @ g.T
+    m = np.block([[k, np.ones((t, 1))], [np.ones((1, t)), np.zeros((1, 1))]])
+    rhs = np.concatenate([-k @ c, [1 - c.sum()]])
+    w_hat = np.linalg.pinv(m.T @ m) @ m.T @ rhs
+    w = np_simplex_projection(w_hat[:t], 1 - c.sum()) + c
+    projection = ParetoEfficient(min_weights=list(c))
+    result = projection.combine(g).numpy()
+    got = projection.last_weights.numpy()
+    np.testing.assert_allclose(got, w, atol=1e-4)
+    assert (got >= c - 1e-6).all() and abs(got.sum() - 1) < 1e-5
+    np.testing.assert_allclose(result, got @ g, atol=1e-4)
+
+
+def test_pareto_efficient_bad_bounds():
+    with pytest.raises(ValueError, match="min_weights"):
+        ParetoEfficient(min_weights={"ctr": 0.6, "cvr": 0.5})
+    with pytest.raises(ValueError, match="min_weights"):
+        ParetoEfficient(min_weights=[-0.1, 0.2])
+    projection = ParetoEfficient(min_weights={"like": 0.2})
+    with pytest.raises(ValueError, match=r"unknown task\(s\) \['like'\]"):
+        projection.build(2, ["ctr", "cvr"])
+
+
+def test_gradvac_bad_beta_and_bad_shapes():
+    with pytest.raises(ValueError, match="beta"):
+        GradVac(beta=1.5)
+    with pytest.raises(ValueError, match="task_gradients"):
+        PCGrad().combine(np.zeros(3, "float32"))
