@@ -40,8 +40,16 @@ def task_metric(identifier, task, head_units):
 class TaskTrackers:
     """Running means of the losses and weights, and the compiled per-task metrics."""
 
-    def __init__(self, trained_tasks, metric_ids, head_units):
+    def __init__(self, trained_tasks, metric_ids, head_units, cosine=False):
         self.trained_tasks = list(trained_tasks)
+        # Gradient cosine between every pair of tasks on the shared variables.
+        self.pairs = [
+            (i, j) for i in range(len(self.trained_tasks)) for j in range(i + 1, len(self.trained_tasks))
+        ] if cosine else []
+        self.cosine = [
+            keras.metrics.Mean(name=f"grad_cosine/{self.trained_tasks[i]}__{self.trained_tasks[j]}")
+            for i, j in self.pairs
+        ]
         self.loss = keras.metrics.Mean(name="loss")
         self.task_loss = {t: keras.metrics.Mean(name=f"{t}_loss") for t in self.trained_tasks}
         self.task_weight = {t: keras.metrics.Mean(name=f"{t}_weight") for t in self.trained_tasks}
@@ -56,9 +64,10 @@ class TaskTrackers:
             metrics += [self.task_loss[task], self.task_weight[task]]
         for task_metrics in self.task_metrics.values():
             metrics += task_metrics
-        return metrics
+        return metrics + self.cosine
 
-    def update(self, loss, task_losses, weights, y, y_pred, sample_weight):
+    def update(self, loss, task_losses, weights, y, y_pred, sample_weight, gram=None):
+        """Updates the trackers; the logs hold the gradient cosines only when ``gram`` is given."""
         self.loss.update_state(loss)
         for index, task in enumerate(self.trained_tasks):
             self.task_loss[task].update_state(task_losses[index])
@@ -72,4 +81,11 @@ class TaskTrackers:
                 mask = mask * tf.reshape(tf.cast(weight, tf.float32), [-1])
             for metric in task_metrics:
                 metric.update_state(labels, y_pred[task], sample_weight=mask)
-        return {metric.name: metric.result() for metric in self.all()}
+        logged = self.all()
+        if gram is None:
+            logged = logged[: len(logged) - len(self.cosine)]
+        else:
+            norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 0.0))
+            for (i, j), metric in zip(self.pairs, self.cosine):
+                metric.update_state(gram[i, j] / tf.maximum(norms[i] * norms[j], 1e-12))
+        return {metric.name: metric.result() for metric in logged}

@@ -4,10 +4,18 @@ from mtl_keras.losses.cagrad import CAGrad
 from mtl_keras.losses.mgda import MGDA
 from mtl_keras.losses.pareto import ParetoEfficient
 from mtl_keras.losses.projection import GradientProjection, GradVac, PCGrad
-from mtl_keras.losses.weighting import StaticWeighting, TaskWeighting
+from mtl_keras.losses.gradnorm import GradNorm
+from mtl_keras.losses.weighting import (
+    DynamicWeightAverage,
+    StaticWeighting,
+    TaskWeighting,
+    UncertaintyWeighting,
+)
 
 __all__ = [
     "CAGrad",
+    "DynamicWeightAverage",
+    "GradNorm",
     "GradVac",
     "GradientProjection",
     "MGDA",
@@ -15,4 +23,5 @@ __all__ = [
     "ParetoEfficient",
     "StaticWeighting",
     "TaskWeighting",
+    "UncertaintyWeighting",
 ]

@@ -10,6 +10,11 @@ method's own logic.
 from mtl_keras.backend import state_variable, tf
 
 
+def gram_matrix(gradients):
+    """K = G G^T for the [T, P] task gradients."""
+    return tf.matmul(gradients, gradients, transpose_b=True)
+
+
 class GradientProjection:
     """Base class: ``combine(task_gradients [T, P], task_losses=None) -> [P]``.
 
@@ -37,7 +42,10 @@ class GradientProjection:
             )
         if task_losses is not None:
             task_losses = tf.reshape(tf.convert_to_tensor(task_losses, tf.float32), [-1])
-        gram = tf.matmul(gradients, gradients, transpose_b=True)
+        return self.combine_with_gram(gradients, gram_matrix(gradients), task_losses)
+
+    def combine_with_gram(self, gradients, gram, task_losses=None):
+        """``combine`` for a caller that already has K = G G^T (the train step logs cosines from it)."""
         coefficients = self.coefficients(gram, task_losses)
         return tf.linalg.matvec(gradients, coefficients, transpose_a=True)
 
