@@ -26,9 +26,10 @@ def sources(variables):
 def task_gradient_matrix(tape, task_losses, variables, method="loop"):
     """[T, P]: row t is the flattened gradient of task_losses[t] on ``variables``.
 
-    "loop": one ``tape.gradient`` per task on a persistent tape (measured
-    faster here, see benchmarks/projection_overhead.py); "jacobian":
-    ``tape.jacobian`` with pfor.
+    "loop": one ``tape.gradient`` per task on a persistent tape, with
+    ``task_losses`` a list of scalars; "jacobian": ``tape.jacobian`` with pfor,
+    with ``task_losses`` the [T] vector. Either must have been computed inside
+    the tape. benchmarks/projection_overhead.py compares the two.
     """
     variables = sources(variables)
     if method == "loop":
@@ -37,10 +38,10 @@ def task_gradient_matrix(tape, task_losses, variables, method="loop"):
         )
     if method == "jacobian":
         jacobians = tape.jacobian(
-            tf.stack(task_losses), variables, unconnected_gradients=ZERO, experimental_use_pfor=True
+            task_losses, variables, unconnected_gradients=ZERO, experimental_use_pfor=True
         )
-        return tf.concat([tf.reshape(j, [len(task_losses), -1]) for j in jacobians], axis=1)
-    raise ValueError(f"`task_gradient_method` must be 'loop' or 'jacobian'; got {method!r}.")
+        return tf.concat([tf.reshape(j, [task_losses.shape[0], -1]) for j in jacobians], axis=1)
+    raise ValueError(f"`task_gradient_method` must be one of ['loop', 'jacobian']; got {method!r}.")
 
 
 def num_replicas():

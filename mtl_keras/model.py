@@ -2,26 +2,21 @@
 
 import collections
 
-from mtl_keras import compile_config, optimizer_groups
+from mtl_keras import compile_config, optimizer_groups, shared_gradients
+from mtl_keras import compile_options as options
 from mtl_keras.backend import IS_KERAS3, keras, register, state_variable, tf
-from mtl_keras.gradients import (
-    ZERO,
-    flatten,
-    num_replicas,
-    replica_sum,
-    sources,
-    task_gradient_matrix,
-    unflatten,
-)
+from mtl_keras.gradients import num_replicas, replica_sum
+from mtl_keras.layers.representation import RecordsRepresentation
 from mtl_keras.losses import masked
 from mtl_keras.losses import weighting as weighting_lib
-from mtl_keras.losses.projection import GradientProjection, gram_matrix
 from mtl_keras.shared import variable_tasks
-from mtl_keras.targets import check_targets, check_task_keys
+from mtl_keras.targets import check_targets
 from mtl_keras.task_metrics import TaskTrackers
 
-# What a weighting's ``update`` sees each step.
-TrainStep = collections.namedtuple("TrainStep", "tape task_losses task_loss_shares")
+# What a weighting's ``update`` and the gradient modes see of a step.
+TrainStep = collections.namedtuple(
+    "TrainStep", "tape task_losses task_loss_shares weighted weighted_vector extra loss"
+)
 
 
 class _MultiTaskBase(keras.Model):
@@ -61,6 +56,7 @@ class _MultiTaskBase(keras.Model):
         gradient_projection=None,
         task_start_steps=None,
         log_gradient_cosine=False,
+        projection_mode="exact",
         task_gradient_method="loop",
         **kwargs,
     ):
@@ -81,22 +77,36 @@ class _MultiTaskBase(keras.Model):
             task_start_steps: {task: step}; a task joins the loss and the
                 gradients at that training step.
             log_gradient_cosine: log ``grad_cosine/<a>__<b>`` without a projection.
+            projection_mode: "exact" (per-task gradients of the shared
+                variables) or "fast" (the task Gram matrix from gradients with
+                respect to the shared representation: shared expert stacks'
+                outputs and ``SharedRepresentation`` layers); see
+                ``shared_gradients``.
             task_gradient_method: "loop" or "jacobian" (see ``gradients``).
             **kwargs: passed to ``keras.Model.compile`` (``jit_compile``,
-                ``steps_per_execution``, ``run_eagerly``).
+                ``steps_per_execution``, ``run_eagerly``). Under Keras 3,
+                ``jit_compile="auto"`` (the default) means no XLA when
+                per-task gradients are needed: XLA made those steps slower
+                here (benchmarks/projection_overhead.py).
         """
-        loss_fns = self._resolve_losses(loss)
+        loss_fns = options.resolve_losses(loss, self.task_names)
         trained = tuple(task for task in self.task_names if loss_fns[task] is not None)
-        metric_ids = self._check_metrics(metrics)
+        metric_ids = options.check_metrics(metrics, self.task_names)
         self.trained_tasks = trained
         weighting = weighting_lib.get(task_weighting)
-        weighting.build(trained, _loss_kinds(loss), self)
-        projection = self._check_projection(gradient_projection, trained)
-        self._task_starts = _task_starts(task_start_steps, trained)
-        if task_gradient_method not in ("loop", "jacobian"):
-            raise ValueError(
-                f"`task_gradient_method` must be 'loop' or 'jacobian'; got {task_gradient_method!r}."
-            )
+        weighting.build(trained, options.loss_kinds(loss), self)
+        projection = options.check_projection(gradient_projection, self.shared_variables, trained)
+        self._task_starts = options.task_starts(task_start_steps, trained)
+        options.check_choice("task_gradient_method", task_gradient_method, ("loop", "jacobian"))
+        options.check_choice("projection_mode", projection_mode, ("exact", "fast"))
+        per_task = bool(log_gradient_cosine) or projection is not None
+        self._representation_layers = (
+            self._find_representations() if per_task and projection_mode == "fast" else None
+        )
+        if IS_KERAS3 and kwargs.get("jit_compile", "auto") == "auto" and (
+            per_task or weighting.needs_tape
+        ):
+            kwargs["jit_compile"] = False
         main, groups = optimizer_groups.resolve(
             optimizer,
             self._reaching_tasks(trained),
@@ -118,12 +128,13 @@ class _MultiTaskBase(keras.Model):
             gradient_projection=gradient_projection,
             task_start_steps=task_start_steps,
             log_gradient_cosine=log_gradient_cosine,
+            projection_mode=projection_mode,
             task_gradient_method=task_gradient_method,
         )
         self._loss_fns = loss_fns
         self._weighting = weighting
         self._projection = projection
-        self._log_cosine = bool(log_gradient_cosine) or projection is not None
+        self._log_cosine = per_task
         self._task_gradient_method = task_gradient_method
         self._optimizer_groups = groups
         self._train_variables = [v for _, vs in groups for v in vs]
@@ -131,49 +142,21 @@ class _MultiTaskBase(keras.Model):
         head_units = {task: shape[-1] for task, shape in self.task_output_shapes.items()}
         self._trackers = TaskTrackers(trained, metric_ids, head_units, cosine=self._log_cosine)
 
-    def _resolve_losses(self, loss):
-        if not isinstance(loss, dict):
+    def _find_representations(self):
+        shared = {id(v) for v in self.shared_variables}
+        layers = [
+            layer
+            for layer in self._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, RecordsRepresentation)
+            and all(id(v) in shared for v in layer.trainable_variables)
+        ]
+        if not layers:
             raise ValueError(
-                f"`loss` must be a dict {{task: loss}} over the tasks {self.task_names}; "
-                f"got {type(loss).__name__}."
+                "`projection_mode='fast'` needs a shared representation: shared expert stacks "
+                "(ExpertGate, CGCLayer, PLE) or a mtl_keras.layers.SharedRepresentation layer "
+                "on the tensor every task reads."
             )
-        check_task_keys(
-            "loss", loss, self.task_names, self.task_names,
-            "give each task a loss, or None for a head that is predicted but not trained",
-        )
-        fns = {task: masked.per_example_loss(loss[task], task) for task in self.task_names}
-        if all(fn is None for fn in fns.values()):
-            raise ValueError("`loss` must give at least one task a loss; all are None.")
-        return fns
-
-    def _check_metrics(self, metrics):
-        if metrics is None:
-            return {}
-        if not isinstance(metrics, dict):
-            raise ValueError(
-                f"`metrics` must be a dict {{task: [metric, ...]}}; got {type(metrics).__name__}."
-            )
-        check_task_keys("metrics", metrics, self.task_names)
-        return {
-            task: list(value) if isinstance(value, (list, tuple)) else [value]
-            for task, value in metrics.items()
-        }
-
-    def _check_projection(self, projection, trained):
-        if projection is None:
-            return None
-        if not isinstance(projection, GradientProjection):
-            raise ValueError(
-                "`gradient_projection` must be None or a mtl_keras.losses projection "
-                f"(PCGrad, GradVac, MGDA, CAGrad, ParetoEfficient); got {projection!r}."
-            )
-        if not self.shared_variables:
-            raise ValueError(
-                "`gradient_projection` needs shared variables, and no variable of this model "
-                f"is reached by two or more of the trained tasks {list(trained)}."
-            )
-        projection.build(len(trained), trained)
-        return projection
+        return layers
 
     @property
     def metrics(self):
@@ -197,13 +180,24 @@ class _MultiTaskBase(keras.Model):
             task_losses = tf.stop_gradient(replica_sum(tf.stack(shares)))
             weights = self._weighting.weights(task_losses) * self._active_tasks()
             weighted = [weights[i] * share for i, share in enumerate(shares)]
+            # Stacked inside the tape: a target built after it closes has no gradient.
+            weighted_vector = tf.stack(weighted)
             extra = (self._regularization() + self._weighting.regularization()) / num_replicas()
-            loss = tf.add_n(weighted) + extra
-        if per_task:
-            gradients, cosine = self._projected_gradients(tape, weighted, extra, loss, task_losses)
+            loss = tf.reduce_sum(weighted_vector) + extra
+        step = TrainStep(tape, task_losses, shares, weighted, weighted_vector, extra, loss)
+        if not per_task:
+            gradients, gram = tape.gradient(loss, self._train_variables), None
+        elif self._representation_layers is not None:
+            representations = [layer.recorded_output for layer in self._representation_layers]
+            gradients, gram = shared_gradients.fast(
+                tape, step, self._train_variables, self.shared_variables, self._projection, representations
+            )
         else:
-            gradients, cosine = tape.gradient(loss, self._train_variables), None
-        self._weighting.update(TrainStep(tape, task_losses, shares))
+            gradients, gram = shared_gradients.exact(
+                tape, step, self._train_variables, self.shared_variables, self._projection,
+                self._task_gradient_method,
+            )
+        self._weighting.update(step)
         by_id = {id(v): g for v, g in zip(self._train_variables, gradients)}
         for group_optimizer, group_variables in self._optimizer_groups:
             # Heads without a loss have no gradient: leave them out rather than warn each step.
@@ -211,7 +205,7 @@ class _MultiTaskBase(keras.Model):
             group_optimizer.apply_gradients(pairs)
         self._step_counter.assign_add(1)
         total = tf.reduce_sum(weights * task_losses) + extra * num_replicas()
-        return self._trackers.update(total, task_losses, weights, y, y_pred, sample_weight, cosine)
+        return self._trackers.update(total, task_losses, weights, y, y_pred, sample_weight, gram)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -223,27 +217,6 @@ class _MultiTaskBase(keras.Model):
         extra = self._regularization() + self._weighting.regularization()
         total = tf.reduce_sum(weights * task_losses) + extra
         return self._trackers.update(total, task_losses, weights, y, y_pred, sample_weight)
-
-    def _projected_gradients(self, tape, weighted, extra, loss, task_losses):
-        """Task-specific variables: the gradient of the weighted loss. Shared ones:
-        the per-task gradients, summed over replicas *before* they are combined;
-        each replica then applies 1/R of the combination, which the optimizer's
-        sum over replicas restores exactly once."""
-        shared = self.shared_variables
-        shared_ids = {id(v) for v in shared}
-        others = [v for v in self._train_variables if id(v) not in shared_ids]
-        other_gradients = dict(zip(map(id, others), tape.gradient(loss, others)))
-        matrix = replica_sum(task_gradient_matrix(tape, weighted, shared, self._task_gradient_method))
-        gram = gram_matrix(matrix)
-        if self._projection is not None:
-            combined = self._projection.combine_with_gram(matrix, gram, task_losses)
-        else:
-            combined = tf.reduce_sum(matrix, axis=0)
-        combined = combined / num_replicas() + flatten(
-            tape.gradient(extra, sources(shared), unconnected_gradients=ZERO)
-        )
-        other_gradients.update(zip(map(id, shared), unflatten(combined, shared)))
-        return [other_gradients[id(v)] for v in self._train_variables], gram
 
     def _active_tasks(self):
         if self._task_starts is None:
@@ -310,28 +283,6 @@ class _EpochEnd(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.weighting.on_epoch_end()
-
-
-def _loss_kinds(loss):
-    """"classification" for cross-entropy and hinge losses, else "regression"."""
-    kinds = {}
-    for task, identifier in loss.items():
-        name = identifier if isinstance(identifier, str) else type(identifier).__name__
-        name = getattr(identifier, "__name__", name).lower()
-        kinds[task] = "classification" if ("crossentropy" in name or "hinge" in name) else "regression"
-    return kinds
-
-
-def _task_starts(task_start_steps, trained):
-    if not task_start_steps:
-        return None
-    if not isinstance(task_start_steps, dict):
-        raise ValueError(f"`task_start_steps` must be a dict {{task: step}}; got {task_start_steps!r}.")
-    check_task_keys("task_start_steps", task_start_steps, trained)
-    for task, step in task_start_steps.items():
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"`task_start_steps[{task!r}]` must be an integer >= 0; got {step!r}.")
-    return tf.constant([task_start_steps.get(t, 0) for t in trained], tf.int64)
 
 
 if IS_KERAS3:

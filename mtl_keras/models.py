@@ -9,7 +9,7 @@ dict by task. Heads are Dense layers named after their tasks.
 import re
 
 from mtl_keras.backend import keras
-from mtl_keras.layers import PLE, ExpertGate
+from mtl_keras.layers import PLE, ExpertGate, SharedRepresentation
 from mtl_keras.layers import checks
 from mtl_keras.model import MultiTaskModel
 
@@ -21,6 +21,7 @@ def shared_bottom(inputs, task_names, bottom_units=(113,), tower_units=(8,), tas
     model_inputs, features = _features(inputs)
     tasks = _task_names(task_names)
     shared = _mlp(features, checks.units("bottom_units", bottom_units), "bottom")
+    shared = SharedRepresentation(name="shared_representation")(shared)
     return _model(model_inputs, tasks, [shared] * len(tasks), tower_units, task_types, "shared_bottom")
 
 

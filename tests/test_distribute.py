@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 
-CASES = ["plain", "pcgrad", "mgda", "cagrad", "uncertainty", "gradnorm"]
+CASES = ["plain", "pcgrad", "mgda", "cagrad", "uncertainty", "gradnorm", "pcgrad_fast"]
 
 SCRIPT = textwrap.dedent(
     """
@@ -35,6 +35,7 @@ SCRIPT = textwrap.dedent(
         "cagrad": lambda: dict(gradient_projection=losses.CAGrad()),
         "uncertainty": lambda: dict(task_weighting=losses.UncertaintyWeighting()),
         "gradnorm": lambda: dict(task_weighting=losses.GradNorm(learning_rate=0.1)),
+        "pcgrad_fast": lambda: dict(gradient_projection=losses.PCGrad(seed=1), projection_mode="fast"),
     }
 
     def train(strategy, options):

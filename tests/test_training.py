@@ -210,3 +210,80 @@ class TestBadInput:
             losses.UncertaintyWeighting(task_types={"ctr": "ordinal"})
         with pytest.raises(ValueError, match=r"unknown task\(s\) \['like'\]"):
             two_tower_model().compile(loss=BCE, gradient_projection=losses.ParetoEfficient({"like": 0.1}))
+
+
+def test_jacobian_and_loop_task_gradients_agree():
+    x, y = click_data(n=96)
+    runs = {}
+    for method in ("loop", "jacobian"):
+        keras.utils.set_random_seed(4)
+        model = models.mmoe(keras.Input((6,), name="x"), ["ctr", "cvr"], num_experts=3)
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss=BCE, task_gradient_method=method,
+                      gradient_projection=losses.PCGrad(shuffle=False))
+        history = model.fit(x, y, epochs=1, batch_size=32, verbose=0, shuffle=False).history
+        runs[method] = (weights_of(model), history["grad_cosine/ctr__cvr"][0])
+    assert abs(runs["loop"][1]) > 1e-3
+    assert runs["jacobian"][1] == pytest.approx(runs["loop"][1], abs=1e-5)
+    for a, b in zip(runs["loop"][0], runs["jacobian"][0]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def np_pcgrad_coefficients(gram):
+    """PCGrad in a fixed order, written on coefficient vectors over the task gradients."""
+    t = len(gram)
+    total = np.zeros(t)
+    for i in range(t):
+        row = np.eye(t)[i]
+        for j in range(t):
+            dot = row @ gram[:, j]
+            if j != i and dot < 0:
+                row = row - dot / gram[j, j] * np.eye(t)[j]
+        total += row
+    return total
+
+
+def test_fast_mode_combines_with_the_representation_gram():
+    model = models.shared_bottom(keras.Input((6,), name="x"), ["ctr", "cvr"], bottom_units=(8,), tower_units=(4,))
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss=BCE, gradient_projection=losses.PCGrad(shuffle=False),
+                  projection_mode="fast")
+    x, y = click_data(n=64)
+    bce = keras.losses.BinaryCrossentropy()
+    rep_model = keras.Model(model.input, model.get_layer("shared_representation").output)
+    with tf.GradientTape(persistent=True) as tape:
+        pred = model(x, training=True)
+        rep = rep_model(x, training=True)
+        task_losses = [bce(y[t], pred[t]) for t in ("ctr", "cvr")]
+    # The gradient with respect to the representation, recomputed through the towers only.
+    tower_rep = tf.Variable(rep)
+    with tf.GradientTape(persistent=True) as rep_tape:
+        heads = {t: model.get_layer(t)(model.get_layer(f"{t}_tower_0")(tower_rep)) for t in ("ctr", "cvr")}
+        rep_losses = [bce(y[t], heads[t]) for t in ("ctr", "cvr")]
+    rows = np.stack([np.ravel(rep_tape.gradient(l, tower_rep)) for l in rep_losses])
+    a = np_pcgrad_coefficients(rows @ rows.T)
+    shared = {id(v) for v in model.shared_variables}
+    expected = []
+    for v in model.trainable_variables:
+        grads = [tape.gradient(l, v) for l in task_losses]
+        grads = [np.zeros(v.shape) if g is None else np.array(g) for g in grads]
+        coefficient = a if id(v) in shared else np.ones(2)
+        expected.append(np.array(v) - sum(c * g for c, g in zip(coefficient, grads)))
+    history = model.fit(x, y, epochs=1, batch_size=64, verbose=0, shuffle=False).history
+    for want, var in zip(expected, model.trainable_variables):
+        np.testing.assert_allclose(np.array(var), want, atol=1e-5)
+    assert history["grad_cosine/ctr__cvr"][0] == pytest.approx(rows[0] @ rows[1] / np.linalg.norm(rows, axis=1).prod(), abs=1e-5)
+
+
+@pytest.mark.parametrize("builder", ["mmoe", "ple"])
+def test_fast_mode_trains_expert_models(builder):
+    model = getattr(models, builder)(keras.Input((6,), name="x"), ["ctr", "cvr"])
+    model.compile(optimizer="adam", loss=BCE, gradient_projection=losses.MGDA(), projection_mode="fast")
+    x, y = click_data(n=96)
+    history = model.fit(x, y, epochs=2, batch_size=32, verbose=0).history
+    assert np.all(np.isfinite(history["loss"])) and history["loss"][1] < history["loss"][0]
+
+
+def test_fast_mode_needs_a_shared_representation():
+    with pytest.raises(ValueError, match="projection_mode='fast'` needs a shared representation"):
+        two_tower_model().compile(loss=BCE, gradient_projection=losses.PCGrad(), projection_mode="fast")
+    with pytest.raises(ValueError, match="projection_mode"):
+        two_tower_model().compile(loss=BCE, projection_mode="quick")

@@ -136,6 +136,14 @@ class CGCLayer(keras.layers.Layer):
         return self.num_tasks * self.num_task_experts + self.num_shared_experts
 
     def call(self, inputs, training=None):
+        outputs, gates = self._forward(inputs, training)
+        return (outputs, gates) if self.return_gates else outputs
+
+    def gate_weights(self, inputs):
+        """The level's gates, [B, G, T * m_t + m_s], for diagnostics."""
+        return self._forward(inputs, training=False)[1]
+
+    def _forward(self, inputs, training):
         if isinstance(inputs, (list, tuple)):
             self._split_shapes([x.shape for x in inputs])
             task_inputs, shared_input = list(inputs[:-1]), inputs[-1]
@@ -158,9 +166,7 @@ class CGCLayer(keras.layers.Layer):
             )
             outputs.append(mix(shared_gate, tf.concat(task_out + [shared_out], axis=1)))
             level_gates.append(shared_gate)
-        if self.return_gates:
-            return outputs, tf.stack(level_gates, axis=1)
-        return outputs
+        return outputs, tf.stack(level_gates, axis=1)
 
     def _spread(self, task, gate):
         """Task ``task``'s gate [B, m_t + m_s] over all experts of the level, 0 elsewhere."""
@@ -234,7 +240,6 @@ class PLE(keras.layers.Layer):
                 is_last_level=level == num_levels - 1,
                 expert_activation=expert_activation,
                 expert_dropout=expert_dropout,
-                return_gates=True,
                 name=f"cgc_{level}",
             )
             for level in range(num_levels)
@@ -252,11 +257,19 @@ class PLE(keras.layers.Layer):
         super().build(inputs_shape)
 
     def call(self, inputs, training=None):
+        outputs, gates = self._forward(inputs, training)
+        return (outputs, gates) if self.return_gates else outputs
+
+    def gate_weights(self, inputs):
+        """A list with each level's gates (see ``CGCLayer.gate_weights``)."""
+        return self._forward(inputs, training=False)[1]
+
+    def _forward(self, inputs, training):
         all_gates = []
         for level in self.levels:
-            inputs, gates = level(inputs, training=training)
+            inputs, gates = level._forward(inputs, training)
             all_gates.append(gates)
-        return (inputs, all_gates) if self.return_gates else inputs
+        return inputs, all_gates
 
     def get_config(self):
         first = self.levels[0]

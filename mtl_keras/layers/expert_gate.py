@@ -93,6 +93,14 @@ class ExpertGate(keras.layers.Layer):
         outputs = [mix(gate, expert_outputs) for gate in gates]
         return (outputs, tf.stack(gates, axis=1)) if self.return_gates else outputs
 
+    def gate_weights(self, inputs, gate_inputs=None):
+        """The gates alone, [B, T, E], for diagnostics (``mtl_keras.callbacks.ExpertUsage``)."""
+        gate_inputs = inputs if gate_inputs is None else gate_inputs
+        gates = gate_probabilities(
+            gate_inputs, self.gate_kernels, self.gate_biases, self.gate_temperature
+        )
+        return tf.stack(gates, axis=1)
+
     def get_config(self):
         config = super().get_config()
         config.update(

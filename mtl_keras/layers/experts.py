@@ -4,10 +4,11 @@ import math
 
 from mtl_keras.backend import keras, register, tf
 from mtl_keras.layers import checks
+from mtl_keras.layers.representation import RecordsRepresentation
 
 
 @register
-class ExpertStack(keras.layers.Layer):
+class ExpertStack(RecordsRepresentation, keras.layers.Layer):
     """``num_experts`` feed-forward experts held as one weight tensor per depth.
 
     Each expert is an MLP with hidden sizes ``units``; expert ``e`` of layer
@@ -77,7 +78,7 @@ class ExpertStack(keras.layers.Layer):
             hidden = self.activation(hidden + self.biases[depth])
             if self.dropout_layer is not None:
                 hidden = self.dropout_layer(hidden, training=training)
-        return hidden
+        return self._record(hidden)
 
     def get_config(self):
         config = super().get_config()

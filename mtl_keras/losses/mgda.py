@@ -36,7 +36,7 @@ def min_norm_weights(gram, max_iterations=250, tolerance=1e-5):
     upper = tf.linalg.band_part(tf.ones([num_tasks, num_tasks]), 0, -1) - tf.eye(num_tasks)
     best = tf.argmin(tf.reshape(tf.where(upper > 0, cost, float("inf")), [-1]), output_type=tf.int32)
     i, j = best // num_tasks, best % num_tasks
-    g = tf.reshape(gamma, [-1])[best]
+    g = tf.gather(tf.reshape(gamma, [-1]), best)
     weights = g * tf.one_hot(i, num_tasks) + (1.0 - g) * tf.one_hot(j, num_tasks)
     if num_tasks < 3:
         return weights
@@ -44,8 +44,9 @@ def min_norm_weights(gram, max_iterations=250, tolerance=1e-5):
     def step(iteration, weights, done):
         t = tf.argmin(tf.linalg.matvec(gram, weights), output_type=tf.int32)
         v1v1 = tf.tensordot(weights, tf.linalg.matvec(gram, weights), 1)
-        v1v2 = tf.tensordot(weights, gram[:, t], 1)
-        nc, _ = _min_norm_from_two(v1v1, v1v2, gram[t, t])
+        # Gathers, not slices: XLA compiles a slice at a data-dependent index anew for every value.
+        v1v2 = tf.tensordot(weights, tf.gather(gram, t, axis=1), 1)
+        nc, _ = _min_norm_from_two(v1v1, v1v2, tf.gather(tf.linalg.diag_part(gram), t))
         new = nc * weights + (1.0 - nc) * tf.one_hot(t, num_tasks)
         return iteration + 1, new, tf.reduce_sum(tf.abs(new - weights)) < tolerance
 

@@ -12,7 +12,7 @@ def project_to_simplex(v, radius=1.0):
     index = tf.range(1, n + 1, dtype=v.dtype)
     support = tf.cast(u - cumulative / index > 0, tf.int32)
     rho = tf.reduce_max(support * tf.range(1, n + 1))
-    theta = cumulative[rho - 1] / tf.cast(rho, v.dtype)
+    theta = tf.gather(cumulative, rho - 1) / tf.cast(rho, v.dtype)
     return tf.maximum(v - theta, 0.0)
 
 

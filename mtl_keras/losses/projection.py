@@ -115,8 +115,9 @@ class PCGrad(GradientProjection):
             row = tf.one_hot(i, num_tasks)  # g_i' = row . G
             for k in range(num_tasks):
                 j = orders[i, k]
-                dot = tf.tensordot(row, gram[:, j], 1)
-                norm2 = gram[j, j]
+                # Gathers, not slices: XLA compiles a slice at a data-dependent index anew for every value.
+                dot = tf.tensordot(row, tf.gather(gram, j, axis=1), 1)
+                norm2 = tf.gather(tf.linalg.diag_part(gram), j)
                 conflict = (dot < 0.0) & tf.not_equal(j, i) & (norm2 > 0.0)
                 step = tf.where(conflict, dot / tf.where(norm2 > 0.0, norm2, 1.0), 0.0)
                 row = row - step * tf.one_hot(j, num_tasks)
@@ -166,9 +167,9 @@ class GradVac(GradientProjection):
             for k in range(num_tasks):
                 j = orders[i, k]
                 norm_i = tf.sqrt(tf.maximum(tf.tensordot(row, tf.linalg.matvec(gram, row), 1), 0.0))
-                norm_j = tf.sqrt(tf.maximum(gram[j, j], 0.0))
-                phi = tf.tensordot(row, gram[:, j], 1) / (norm_i * norm_j + eps)
-                target = targets[i, j]
+                norm_j = tf.sqrt(tf.maximum(tf.gather(tf.linalg.diag_part(gram), j), 0.0))
+                phi = tf.tensordot(row, tf.gather(gram, j, axis=1), 1) / (norm_i * norm_j + eps)
+                target = tf.gather(targets[i], j)
                 other = tf.not_equal(j, i)
                 weight = (
                     norm_i

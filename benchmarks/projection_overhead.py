@@ -1,0 +1,109 @@
+"""Step time of each task weighting and gradient projection against equal weighting.
+
+MMoE with d = 256, 8 experts of 256 units, 4 tasks, batch 1024, as in the issue.
+Every configuration is timed in this one process, in interleaved rounds of
+shuffled order (the median of the rounds is kept), so the ratios compare like with like on a
+shared, noisy machine. Prints a table and writes JSON.
+
+    python benchmarks/projection_overhead.py [--steps 20] [--rounds 3] [--jit] [--out FILE]
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+from mtl_keras import losses, models
+from mtl_keras.backend import IS_KERAS3, keras, tf
+
+TASKS = ["t0", "t1", "t2", "t3"]
+CONFIGS = {
+    "equal": {},
+    "static": dict(task_weighting={"t0": 2.0, "t1": 0.5}),
+    "uncertainty": dict(task_weighting=losses.UncertaintyWeighting),
+    "gradnorm": dict(task_weighting=losses.GradNorm),
+    "dwa": dict(task_weighting=losses.DynamicWeightAverage),
+    "cosine_only": dict(log_gradient_cosine=True),
+    "pcgrad": dict(gradient_projection=losses.PCGrad),
+    "pcgrad_fixed_order": dict(gradient_projection=lambda: losses.PCGrad(shuffle=False)),
+    "pcgrad_jacobian": dict(gradient_projection=losses.PCGrad, task_gradient_method="jacobian"),
+    "gradvac": dict(gradient_projection=losses.GradVac),
+    "mgda": dict(gradient_projection=losses.MGDA),
+    "cagrad": dict(gradient_projection=losses.CAGrad),
+    "pareto": dict(gradient_projection=losses.ParetoEfficient),
+}
+
+
+class StepClock(keras.callbacks.Callback):
+    """Median time between batch ends, after ``skip`` batches (a fit call may retrace)."""
+
+    def __init__(self, skip):
+        super().__init__()
+        self.skip = skip
+        self.ends = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.perf_counter())
+
+    def seconds_per_step(self):
+        return statistics.median(np.diff(self.ends[self.skip :]))
+
+
+def build(config, jit):
+    keras.utils.set_random_seed(0)
+    model = models.mmoe(
+        keras.Input((256,), name="features"), TASKS, num_experts=8, expert_units=(256,), tower_units=(64,)
+    )
+    options = {k: (v() if callable(v) else v) for k, v in config.items()}
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss={t: "binary_crossentropy" for t in TASKS},
+        jit_compile=jit,
+        **options,
+    )
+    return model
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--jit", action="store_true", help="jit_compile=True (XLA)")
+    parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(args.batch * 4, 256)).astype("float32")
+    y = {t: (x[:, i : i + 1] + rng.normal(size=(len(x), 1)) > 0).astype("float32") for i, t in enumerate(TASKS)}
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch).repeat()
+    names = args.only or list(CONFIGS)
+    trained = {}
+    for name in names:
+        trained[name] = build(CONFIGS[name], args.jit)
+        trained[name].fit(data, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up
+    seconds = {name: [] for name in names}
+    order = np.random.default_rng(1)
+    for _ in range(args.rounds):
+        for name in order.permutation(names):  # no configuration always runs first
+            clock = StepClock(skip=3)
+            trained[name].fit(data, steps_per_epoch=args.steps + 3, epochs=1, verbose=0, callbacks=[clock])
+            seconds[name].append(clock.seconds_per_step())
+    base = statistics.median(seconds.get("equal") or seconds[names[0]])
+    rows = []
+    print(f"MMoE d=256, 8x256 experts, 4 tasks, batch {args.batch}, "
+          f"{'Keras 3' if IS_KERAS3 else 'tf_keras'}, jit_compile={args.jit}")
+    print(f"{'configuration':<18} {'ms/step':>9} {'x equal':>8}")
+    for name in names:
+        ms = statistics.median(seconds[name]) * 1000
+        rows.append({"configuration": name, "ms_per_step": ms, "ratio": ms / (base * 1000)})
+        print(f"{name:<18} {ms:9.1f} {ms / (base * 1000):8.2f}")
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump({"jit_compile": args.jit, "keras3": IS_KERAS3, "rows": rows}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Training diagnostics as Keras callbacks."""
+
+import os
+
+import numpy as np
+
+from mtl_keras.backend import keras
+from mtl_keras.layers import PLE, CGCLayer, ExpertGate
+
+
+def expert_usage(model, x):
+    """Mean gate weight per gate and expert on the batch ``x``, for each gating layer.
+
+    Returns {name: (matrix [gates, experts], row labels)}; names are the layer
+    names (PLE levels as ``<name>/level_<i>``). Rows are named after the tasks
+    when the gates follow the model's task order (as the builders make them).
+    """
+    usage = {}
+    for layer in model.layers:
+        if not isinstance(layer, (ExpertGate, CGCLayer, PLE)):
+            continue
+        layer_inputs = keras.Model(model.input, layer.input)(x)
+        gates = layer.gate_weights(layer_inputs)
+        levels = gates if isinstance(gates, list) else [gates]
+        for index, level_gates in enumerate(levels):
+            matrix = np.asarray(level_gates).mean(axis=0)
+            name = f"{layer.name}/level_{index}" if isinstance(layer, PLE) else layer.name
+            usage[name] = (matrix, _row_labels(model, matrix.shape[0]))
+    return usage
+
+
+def _row_labels(model, rows):
+    tasks = list(model.task_names)
+    if rows == len(tasks):
+        return tasks
+    if rows == len(tasks) + 1:
+        return tasks + ["shared"]
+    return [f"gate_{i}" for i in range(rows)]
+
+
+class ExpertUsage(keras.callbacks.Callback):
+    """Records, each ``every`` epochs, the mean gate weight per task and expert.
+
+    ``history`` maps each gating layer's name to a list of (epoch, matrix
+    [gates, experts]). With ``directory``, also writes a heatmap PNG per layer
+    and epoch (needs matplotlib: ``pip install mtl_keras[plots]``).
+
+    Args:
+        x: a batch of model inputs to measure the gates on.
+        every: epochs between measurements.
+        directory: where to write ``<layer>_epoch<NNN>.png``; None for no files.
+    """
+
+    def __init__(self, x, every=1, directory=None):
+        super().__init__()
+        if int(every) < 1:
+            raise ValueError(f"`every` must be an integer >= 1; got {every!r}.")
+        self.x = x
+        self.every = int(every)
+        self.directory = directory
+        self.history = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        for name, (matrix, labels) in expert_usage(self.model, self.x).items():
+            self.history.setdefault(name, []).append((epoch, matrix))
+            if self.directory:
+                safe = name.replace("/", "_")
+                path = os.path.join(self.directory, f"{safe}_epoch{epoch + 1:03d}.png")
+                write_heatmap(matrix, labels, f"{name}, epoch {epoch + 1}", path)
+
+
+def write_heatmap(matrix, row_labels, title, path):
+    """A PNG heatmap of a [gates, experts] matrix, each cell annotated."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ImportError("ExpertUsage heatmaps need matplotlib: pip install 'mtl_keras[plots]'") from error
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    rows, cols = matrix.shape
+    figure, axes = plt.subplots(figsize=(1.0 + 0.6 * cols, 1.0 + 0.5 * rows))
+    image = axes.imshow(matrix, cmap="viridis", vmin=0.0, vmax=max(float(matrix.max()), 1e-6))
+    axes.set_xticks(range(cols), [f"e{i}" for i in range(cols)])
+    axes.set_yticks(range(rows), row_labels)
+    for r in range(rows):
+        for c in range(cols):
+            axes.text(c, r, f"{matrix[r, c]:.2f}", ha="center", va="center", color="w", fontsize=7)
+    axes.set_title(title)
+    figure.colorbar(image, ax=axes)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
