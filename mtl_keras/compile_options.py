@@ -83,3 +83,9 @@ def check_choice(argument, value, choices):
     if value not in choices:
         raise ValueError(f"`{argument}` must be one of {list(choices)}; got {value!r}.")
     return value
+
+
+def non_negative(argument, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"`{argument}` must be a number >= 0; got {value!r}.")
+    return float(value)

@@ -2,6 +2,7 @@
 
 import collections
 
+from mtl_keras import auxiliary as auxiliary_heads
 from mtl_keras import compile_config, optimizer_groups, shared_gradients
 from mtl_keras import compile_options as options
 from mtl_keras.backend import IS_KERAS3, keras, register, state_variable, tf
@@ -40,11 +41,22 @@ class _MultiTaskBase(keras.Model):
                 "`outputs` must be a non-empty dict {task name: output tensor}; "
                 f"got {type(outputs).__name__}."
             )
-        super().__init__(inputs=inputs, outputs=dict(outputs), name=name, **kwargs)
-        self.task_names = tuple(outputs)
-        self.task_output_shapes = {task: tuple(outputs[task].shape) for task in self.task_names}
+        # A model revived from its config gets the auxiliary heads back inside `outputs`.
+        heads, revived = auxiliary_heads.split(outputs)
+        graph_outputs = auxiliary_heads.merge(heads, kwargs.pop("auxiliary_outputs", None) or revived)
+        super().__init__(inputs=inputs, outputs=graph_outputs, name=name, **kwargs)
+        self.task_names = tuple(heads)
+        self.auxiliary_tasks = tuple(auxiliary_heads.split(graph_outputs)[1])
+        self.task_output_shapes = {task: tuple(heads[task].shape) for task in self.task_names}
         self._mtl_compiled = None
         self._mtl_reach_cache = {}
+
+    def call(self, inputs, training=None, mask=None):
+        """The heads by task; the auxiliary heads too, keyed ``<task>__aux``, only when training."""
+        outputs = super().call(inputs, training=training, mask=mask)
+        if training is True or not self.auxiliary_tasks:
+            return outputs
+        return auxiliary_heads.split(outputs)[0]
 
     # ------------------------------------------------------------------ compile
     def compile(
@@ -54,6 +66,7 @@ class _MultiTaskBase(keras.Model):
         metrics=None,
         task_weighting=None,
         gradient_projection=None,
+        auxiliary_loss_weight=0.5,
         task_start_steps=None,
         log_gradient_cosine=False,
         projection_mode="exact",
@@ -74,6 +87,8 @@ class _MultiTaskBase(keras.Model):
             gradient_projection: None or a ``mtl_keras.losses`` projection
                 (PCGrad, GradVac, MGDA, CAGrad, ParetoEfficient), applied to
                 the per-task gradients of ``shared_variables``.
+            auxiliary_loss_weight: gamma, the weight of each auxiliary head's
+                loss inside its task's term: w_t (L_t + gamma L_t^aux).
             task_start_steps: {task: step}; a task joins the loss and the
                 gradients at that training step.
             log_gradient_cosine: log ``grad_cosine/<a>__<b>`` without a projection.
@@ -97,6 +112,7 @@ class _MultiTaskBase(keras.Model):
         weighting.build(trained, options.loss_kinds(loss), self)
         projection = options.check_projection(gradient_projection, self.shared_variables, trained)
         self._task_starts = options.task_starts(task_start_steps, trained)
+        self._auxiliary_weight = options.non_negative("auxiliary_loss_weight", auxiliary_loss_weight)
         options.check_choice("task_gradient_method", task_gradient_method, ("loop", "jacobian"))
         options.check_choice("projection_mode", projection_mode, ("exact", "fast"))
         per_task = bool(log_gradient_cosine) or projection is not None
@@ -126,6 +142,7 @@ class _MultiTaskBase(keras.Model):
             metrics=metric_ids,
             task_weighting=task_weighting,
             gradient_projection=gradient_projection,
+            auxiliary_loss_weight=auxiliary_loss_weight,
             task_start_steps=task_start_steps,
             log_gradient_cosine=log_gradient_cosine,
             projection_mode=projection_mode,
@@ -140,7 +157,10 @@ class _MultiTaskBase(keras.Model):
         self._train_variables = [v for _, vs in groups for v in vs]
         self._step_counter = state_variable(tf.constant(0, tf.int64), "mtl_step")
         head_units = {task: shape[-1] for task, shape in self.task_output_shapes.items()}
-        self._trackers = TaskTrackers(trained, metric_ids, head_units, cosine=self._log_cosine)
+        self._trackers = TaskTrackers(
+            trained, metric_ids, head_units, cosine=self._log_cosine,
+            auxiliary=[t for t in trained if t in self.auxiliary_tasks],
+        )
 
     def _find_representations(self):
         shared = {id(v) for v in self.shared_variables}
@@ -179,7 +199,13 @@ class _MultiTaskBase(keras.Model):
             shares = self.compute_task_losses(y, y_pred, sample_weight, replica_share=True)
             task_losses = tf.stop_gradient(replica_sum(tf.stack(shares)))
             weights = self._weighting.weights(task_losses) * self._active_tasks()
-            weighted = [weights[i] * share for i, share in enumerate(shares)]
+            aux_shares = self.compute_task_losses(
+                y, y_pred, sample_weight, replica_share=True, auxiliary=True
+            )
+            weighted = [
+                weights[i] * (share + self._auxiliary_weight * aux_shares[i])
+                for i, share in enumerate(shares)
+            ]
             # Stacked inside the tape: a target built after it closes has no gradient.
             weighted_vector = tf.stack(weighted)
             extra = (self._regularization() + self._weighting.regularization()) / num_replicas()
@@ -204,8 +230,12 @@ class _MultiTaskBase(keras.Model):
             pairs = [(by_id[id(v)], v) for v in group_variables if by_id[id(v)] is not None]
             group_optimizer.apply_gradients(pairs)
         self._step_counter.assign_add(1)
-        total = tf.reduce_sum(weights * task_losses) + extra * num_replicas()
-        return self._trackers.update(total, task_losses, weights, y, y_pred, sample_weight, gram)
+        aux_losses = tf.stop_gradient(replica_sum(tf.stack(aux_shares)))
+        total = tf.reduce_sum(weights * (task_losses + self._auxiliary_weight * aux_losses))
+        total += extra * num_replicas()
+        return self._trackers.update(
+            total, task_losses, weights, y, y_pred, sample_weight, gram, aux_losses
+        )
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -229,18 +259,24 @@ class _MultiTaskBase(keras.Model):
             return tf.constant(0.0)
         return tf.add_n([tf.cast(x, tf.float32) for x in self.losses])
 
-    def compute_task_losses(self, y, y_pred, sample_weight=None, replica_share=False):
+    def compute_task_losses(self, y, y_pred, sample_weight=None, replica_share=False, auxiliary=False):
         """A list of scalar losses, one per trained task, labelled rows only.
 
         With ``replica_share=True`` (inside a train/test step) each replica
         returns its share, local sum / global label count, so that the sum over
-        replicas, which the optimizer takes, is the global mean exactly.
+        replicas, which the optimizer takes, is the global mean exactly. With
+        ``auxiliary=True``, the losses of the auxiliary heads on the same labels
+        (0 for a task without one).
         """
         losses = []
         for task in self.trained_tasks:
+            key = task + auxiliary_heads.SUFFIX if auxiliary else task
+            if key not in y_pred:
+                losses.append(tf.constant(0.0))
+                continue
             task_weight = sample_weight.get(task) if isinstance(sample_weight, dict) else sample_weight
             total, count = masked.masked_loss_terms(
-                self._loss_fns[task], y[task], y_pred[task], task_weight
+                self._loss_fns[task], y[task], y_pred[key], task_weight
             )
             if replica_share:
                 count = replica_sum(tf.stop_gradient(count))

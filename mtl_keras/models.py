@@ -3,7 +3,9 @@
 Every builder takes Keras inputs (one named tensor [B, D], or a dict of named
 tensors that it concatenates), the task names, and ``task_types``: "binary"
 (sigmoid head) or "regression" (linear head), one string for all tasks or a
-dict by task. Heads are Dense layers named after their tasks.
+dict by task. Heads are Dense layers named after their tasks. With
+``auxiliary_tower_units`` (e.g. ``(4,)``) each task also gets a small
+self-auxiliary tower on the same features and label (``mtl_keras.auxiliary``).
 """
 
 import re
@@ -16,13 +18,23 @@ from mtl_keras.model import MultiTaskModel
 _HEAD_ACTIVATION = {"binary": "sigmoid", "regression": None}
 
 
-def shared_bottom(inputs, task_names, bottom_units=(113,), tower_units=(8,), task_types="binary"):
+def shared_bottom(
+    inputs,
+    task_names,
+    bottom_units=(113,),
+    tower_units=(8,),
+    task_types="binary",
+    auxiliary_tower_units=None,
+):
     """Hard parameter sharing: one bottom MLP, one tower per task (Caruana, 1997)."""
     model_inputs, features = _features(inputs)
     tasks = _task_names(task_names)
     shared = _mlp(features, checks.units("bottom_units", bottom_units), "bottom")
     shared = SharedRepresentation(name="shared_representation")(shared)
-    return _model(model_inputs, tasks, [shared] * len(tasks), tower_units, task_types, "shared_bottom")
+    return _model(
+        model_inputs, tasks, [shared] * len(tasks), tower_units, task_types, "shared_bottom",
+        auxiliary_tower_units,
+    )
 
 
 def mmoe(
@@ -33,6 +45,7 @@ def mmoe(
     tower_units=(8,),
     task_types="binary",
     shared_gate=False,
+    auxiliary_tower_units=None,
 ):
     """MMoE (Ma et al., KDD 2018); ``shared_gate=True`` gives OMoE, one gate for all tasks."""
     model_inputs, features = _features(inputs)
@@ -42,7 +55,8 @@ def mmoe(
         features
     )
     per_task = mixed * len(tasks) if shared_gate else mixed
-    return _model(model_inputs, tasks, per_task, tower_units, task_types, "omoe" if shared_gate else "mmoe")
+    name = "omoe" if shared_gate else "mmoe"
+    return _model(model_inputs, tasks, per_task, tower_units, task_types, name, auxiliary_tower_units)
 
 
 def ple(
@@ -54,6 +68,7 @@ def ple(
     expert_units=(16,),
     tower_units=(8,),
     task_types="binary",
+    auxiliary_tower_units=None,
 ):
     """PLE (Tang et al., RecSys 2020): ``num_levels`` CGC levels, then one tower per task."""
     model_inputs, features = _features(inputs)
@@ -61,7 +76,7 @@ def ple(
     per_task = PLE(
         num_levels, len(tasks), num_task_experts, num_shared_experts, expert_units, name="ple"
     )(features)
-    return _model(model_inputs, tasks, per_task, tower_units, task_types, "ple")
+    return _model(model_inputs, tasks, per_task, tower_units, task_types, "ple", auxiliary_tower_units)
 
 
 def _features(inputs):
@@ -113,16 +128,23 @@ def _mlp(x, units, prefix):
     return x
 
 
-def _model(model_inputs, tasks, per_task, tower_units, task_types, name):
+def _model(model_inputs, tasks, per_task, tower_units, task_types, name, auxiliary_tower_units=None):
     types = _task_types(task_types, tasks)
     tower_units = checks.units("tower_units", tower_units) if tower_units else ()
-    outputs = {}
-    for task, features in zip(tasks, per_task):
-        hidden = _mlp(features, tower_units, f"{task}_tower")
-        outputs[task] = keras.layers.Dense(1, activation=_HEAD_ACTIVATION[types[task]], name=task)(
-            hidden
-        )
-    return MultiTaskModel(model_inputs, outputs, name=name)
+    outputs = {task: _head(x, tower_units, task, types[task]) for task, x in zip(tasks, per_task)}
+    auxiliary_outputs = None
+    if auxiliary_tower_units is not None:
+        units = checks.units("auxiliary_tower_units", auxiliary_tower_units)
+        auxiliary_outputs = {
+            task: _head(x, units, f"{task}_aux", types[task]) for task, x in zip(tasks, per_task)
+        }
+    return MultiTaskModel(model_inputs, outputs, name=name, auxiliary_outputs=auxiliary_outputs)
+
+
+def _head(features, units, name, task_type):
+    """A tower of ``units`` then the one-unit head named ``name``."""
+    hidden = _mlp(features, units, f"{name}_tower")
+    return keras.layers.Dense(1, activation=_HEAD_ACTIVATION[task_type], name=name)(hidden)
 
 
 __all__ = ["mmoe", "ple", "shared_bottom"]

@@ -40,8 +40,9 @@ def task_metric(identifier, task, head_units):
 class TaskTrackers:
     """Running means of the losses and weights, and the compiled per-task metrics."""
 
-    def __init__(self, trained_tasks, metric_ids, head_units, cosine=False):
+    def __init__(self, trained_tasks, metric_ids, head_units, cosine=False, auxiliary=()):
         self.trained_tasks = list(trained_tasks)
+        self.task_aux_loss = {t: keras.metrics.Mean(name=f"{t}_aux_loss") for t in auxiliary}
         # Gradient cosine between every pair of tasks on the shared variables.
         self.pairs = [
             (i, j) for i in range(len(self.trained_tasks)) for j in range(i + 1, len(self.trained_tasks))
@@ -62,16 +63,21 @@ class TaskTrackers:
         metrics = [self.loss]
         for task in self.trained_tasks:
             metrics += [self.task_loss[task], self.task_weight[task]]
+            if task in self.task_aux_loss:
+                metrics.append(self.task_aux_loss[task])
         for task_metrics in self.task_metrics.values():
             metrics += task_metrics
         return metrics + self.cosine
 
-    def update(self, loss, task_losses, weights, y, y_pred, sample_weight, gram=None):
-        """Updates the trackers; the logs hold the gradient cosines only when ``gram`` is given."""
+    def update(self, loss, task_losses, weights, y, y_pred, sample_weight, gram=None, aux_losses=None):
+        """Updates the trackers. The logs hold the gradient cosines only when ``gram``
+        is given and the auxiliary losses only when ``aux_losses`` is (training)."""
         self.loss.update_state(loss)
         for index, task in enumerate(self.trained_tasks):
             self.task_loss[task].update_state(task_losses[index])
             self.task_weight[task].update_state(weights[index])
+            if aux_losses is not None and task in self.task_aux_loss:
+                self.task_aux_loss[task].update_state(aux_losses[index])
         for task, task_metrics in self.task_metrics.items():
             if task not in y:
                 continue
@@ -82,8 +88,10 @@ class TaskTrackers:
             for metric in task_metrics:
                 metric.update_state(labels, y_pred[task], sample_weight=mask)
         logged = self.all()
+        if aux_losses is None:
+            logged = [m for m in logged if m not in self.task_aux_loss.values()]
         if gram is None:
-            logged = logged[: len(logged) - len(self.cosine)]
+            logged = [m for m in logged if m not in self.cosine]
         else:
             norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 0.0))
             for (i, j), metric in zip(self.pairs, self.cosine):
