@@ -7,10 +7,9 @@ from mtl_keras import compile_config, optimizer_groups, shared_gradients
 from mtl_keras import compile_options as options
 from mtl_keras.backend import IS_KERAS3, keras, register, state_variable, tf
 from mtl_keras.gradients import num_replicas, replica_sum
-from mtl_keras.layers.representation import RecordsRepresentation
 from mtl_keras.losses import masked
 from mtl_keras.losses import weighting as weighting_lib
-from mtl_keras.shared import variable_tasks
+from mtl_keras.shared import representation_layers, variable_tasks
 from mtl_keras.targets import check_targets
 from mtl_keras.task_metrics import TaskTrackers
 
@@ -117,7 +116,7 @@ class _MultiTaskBase(keras.Model):
         options.check_choice("projection_mode", projection_mode, ("exact", "fast"))
         per_task = bool(log_gradient_cosine) or projection is not None
         self._representation_layers = (
-            self._find_representations() if per_task and projection_mode == "fast" else None
+            representation_layers(self) if per_task and projection_mode == "fast" else None
         )
         if IS_KERAS3 and kwargs.get("jit_compile", "auto") == "auto" and (
             per_task or weighting.needs_tape
@@ -161,22 +160,6 @@ class _MultiTaskBase(keras.Model):
             trained, metric_ids, head_units, cosine=self._log_cosine,
             auxiliary=[t for t in trained if t in self.auxiliary_tasks],
         )
-
-    def _find_representations(self):
-        shared = {id(v) for v in self.shared_variables}
-        layers = [
-            layer
-            for layer in self._flatten_layers(include_self=False, recursive=True)
-            if isinstance(layer, RecordsRepresentation)
-            and all(id(v) in shared for v in layer.trainable_variables)
-        ]
-        if not layers:
-            raise ValueError(
-                "`projection_mode='fast'` needs a shared representation: shared expert stacks "
-                "(ExpertGate, CGCLayer, PLE) or a mtl_keras.layers.SharedRepresentation layer "
-                "on the tensor every task reads."
-            )
-        return layers
 
     @property
     def metrics(self):

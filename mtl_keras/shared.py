@@ -1,6 +1,7 @@
-"""Which tasks reach which trainable variables, read off the model's graph."""
+"""What the tasks share: which tasks reach which variables, and the shared representation."""
 
 from mtl_keras.backend import tf
+from mtl_keras.layers.representation import RecordsRepresentation
 
 
 def variable_tasks(model, tasks):
@@ -32,3 +33,22 @@ def variable_tasks(model, tasks):
     else:
         trace.get_concrete_function(specs)
     return reached
+
+
+def representation_layers(model):
+    """The layers whose recorded outputs stand for the shared variables in fast projections:
+    shared expert stacks and SharedRepresentation markers."""
+    shared = {id(v) for v in model.shared_variables}
+    layers = [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, RecordsRepresentation)
+        and all(id(v) in shared for v in layer.trainable_variables)
+    ]
+    if not layers:
+        raise ValueError(
+            "`projection_mode='fast'` needs a shared representation: shared expert stacks "
+            "(ExpertGate, CGCLayer, PLE) or a mtl_keras.layers.SharedRepresentation layer "
+            "on the tensor every task reads."
+        )
+    return layers
