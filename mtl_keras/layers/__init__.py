@@ -1,8 +1,21 @@
 """Multi-task layers: experts, gates, routers, per-domain norms."""
 
 from mtl_keras.layers.cgc import PLE, CGCLayer
+from mtl_keras.layers.cross_stitch import CrossStitch
 from mtl_keras.layers.expert_gate import ExpertGate
 from mtl_keras.layers.experts import ExpertStack
+from mtl_keras.layers.hard_concrete import HardConcreteRouter
 from mtl_keras.layers.representation import SharedRepresentation
+from mtl_keras.layers.star import PartitionedNorm, StarDense
 
-__all__ = ["CGCLayer", "ExpertGate", "ExpertStack", "PLE", "SharedRepresentation"]
+__all__ = [
+    "CGCLayer",
+    "CrossStitch",
+    "ExpertGate",
+    "ExpertStack",
+    "HardConcreteRouter",
+    "PLE",
+    "PartitionedNorm",
+    "SharedRepresentation",
+    "StarDense",
+]

@@ -88,10 +88,8 @@ class CGCLayer(keras.layers.Layer):
 
     def _split_shapes(self, inputs_shape):
         """(task input shape, shared input shape) from one shape or T + 1 of them."""
-        if isinstance(inputs_shape, (list, tuple)) and inputs_shape and not isinstance(
-            inputs_shape[0], (int, type(None))
-        ):
-            shapes = [tf.TensorShape(s) for s in inputs_shape]
+        shapes = checks.shape_list(inputs_shape)
+        if shapes is not None:
             if len(shapes) != self.num_tasks + 1:
                 raise ValueError(
                     f"CGCLayer `inputs` must be one tensor or a list of num_tasks + 1 = "

@@ -1,5 +1,7 @@
 """Argument checks shared by the layers: each error names the argument and what it expects."""
 
+from mtl_keras.backend import tf
+
 
 def positive_int(name, value, minimum=1):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -32,3 +34,10 @@ def positive_float(name, value):
     if not float(value) > 0.0:
         raise ValueError(f"`{name}` must be > 0; got {value!r}.")
     return float(value)
+
+
+def shape_list(shape):
+    """A list of TensorShapes when ``shape`` describes several inputs, else None."""
+    if isinstance(shape, (list, tuple)) and shape and not isinstance(shape[0], (int, type(None))):
+        return [tf.TensorShape(s) for s in shape]
+    return None
