@@ -46,16 +46,20 @@ class _MultiTaskBase(keras.Model):
         super().__init__(inputs=inputs, outputs=graph_outputs, name=name, **kwargs)
         self.task_names = tuple(heads)
         self.auxiliary_tasks = tuple(auxiliary_heads.split(graph_outputs)[1])
+        # Inference runs the heads alone, so auxiliary towers are neither computed nor
+        # exported. object.__setattr__: the view shares our layers; it is not a sublayer.
+        heads_only = keras.Model(inputs, heads) if self.auxiliary_tasks else None
+        object.__setattr__(self, "_heads_only", heads_only)
         self.task_output_shapes = {task: tuple(heads[task].shape) for task in self.task_names}
         self._mtl_compiled = None
         self._mtl_reach_cache = {}
 
     def call(self, inputs, training=None, mask=None):
         """The heads by task; the auxiliary heads too, keyed ``<task>__aux``, only when training."""
-        outputs = super().call(inputs, training=training, mask=mask)
-        if training is True or not self.auxiliary_tasks:
-            return outputs
-        return auxiliary_heads.split(outputs)[0]
+        if training is True or self._heads_only is None:
+            return super().call(inputs, training=training, mask=mask)
+        heads = self._heads_only(inputs, training=training, mask=mask)
+        return {task: heads[task] for task in self.task_names}
 
     # ------------------------------------------------------------------ compile
     def compile(
