@@ -61,6 +61,18 @@ def demo(args):
     return 0
 
 
+def serve(args):
+    """Serves a model folder with TF Serving's gRPC API until SIGTERM (in-flight requests finish)."""
+    from mtl_keras.serving.server import Server
+    from mtl_keras.serving.servables import ModelVersions
+
+    model = ModelVersions(args.model_name, args.model_base_path)
+    server = Server([model], args.port, poll_seconds=args.file_system_poll_wait_seconds).start()
+    print(f"serving {args.model_name} from {args.model_base_path} on port {server.port}", flush=True)
+    server.serve_until_signal()
+    return 0
+
+
 def _table(rows):
     headers = list(rows[0])
     cells = [[f"{r[h]:.4f}" if isinstance(r[h], float) else str(r[h]) for h in headers] for r in rows]
@@ -82,6 +94,12 @@ def main(argv=None):
     demo_parser.add_argument("--learning-rate", type=float, default=0.01)
     demo_parser.add_argument("--seed", type=int, default=0)
     demo_parser.set_defaults(run=demo)
+    serve_parser = commands.add_parser("serve", help=serve.__doc__)
+    serve_parser.add_argument("--model_name", required=True)
+    serve_parser.add_argument("--model_base_path", required=True)
+    serve_parser.add_argument("--port", type=int, default=8500)
+    serve_parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
+    serve_parser.set_defaults(run=serve)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -1,0 +1,118 @@
+"""Loaded model versions, and the folder poller that keeps them current.
+
+Follows TF Serving's version rules: integer-named folders under the base path
+(``00001`` is version 1; other names ignored); policy ``latest`` (N newest),
+``all`` or ``specific``; a new version is loaded and warmed up (replaying
+``assets.extra/tf_serving_warmup_requests``) before an old one is unloaded, so
+no request finds the model missing during a swap. A folder that fails to load
+is skipped and retried on the next poll; the versions already loaded keep
+serving.
+"""
+
+import logging
+import os
+import threading
+
+import tensorflow as tf
+
+from tensorflow.core.protobuf import saved_model_pb2
+
+log = logging.getLogger(__name__)
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
+class Servable:
+    """One loaded version: its signatures and their SignatureDef protos."""
+
+    def __init__(self, version, path):
+        self.version = version
+        self.path = path
+        self.loaded = tf.saved_model.load(path)
+        proto = saved_model_pb2.SavedModel()
+        with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
+            proto.ParseFromString(handle.read())
+        self.signature_defs = dict(proto.meta_graphs[0].signature_def)
+        self.signatures = {}
+        for key, function in self.loaded.signatures.items():
+            inputs = function.structured_input_signature[1]
+            outputs = self.signature_defs[key].outputs
+            self.signatures[key] = (function, inputs, sorted(outputs))
+        self._warm_up()
+
+    def _warm_up(self):
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        path = os.path.join(self.path, WARMUP_FILE)
+        if not os.path.exists(path):
+            return
+        for index, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+            if index >= 1000:
+                break
+            request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+            function, _, _ = self.signatures[request.model_spec.signature_name or "serving_default"]
+            function(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
+
+
+class ModelVersions:
+    """The versions of one model that are loaded, kept current by ``poll``."""
+
+    def __init__(self, name, base_path, policy="latest", num_versions=1, versions=()):
+        if policy not in ("latest", "all", "specific"):
+            raise ValueError(f"`policy` must be 'latest', 'all' or 'specific'; got {policy!r}.")
+        self.name = name
+        self.base_path = base_path
+        self.policy = policy
+        self.num_versions = int(num_versions)
+        self.wanted = {int(v) for v in versions}
+        self.loaded = {}  # version -> Servable; replaced as a whole, never mutated
+        self._lock = threading.Lock()
+        self._failed = set()
+
+    def on_disk(self):
+        found = {}
+        if os.path.isdir(self.base_path):
+            for entry in os.listdir(self.base_path):
+                path = os.path.join(self.base_path, entry)
+                if entry.isdigit() and os.path.exists(os.path.join(path, "saved_model.pb")):
+                    found[int(entry)] = path
+        return found
+
+    def _desired(self, found):
+        if self.policy == "all":
+            return set(found)
+        if self.policy == "specific":
+            return self.wanted & set(found)
+        return set(sorted(found)[-self.num_versions:])
+
+    def poll(self):
+        """Loads the versions the policy wants, then unloads the others."""
+        with self._lock:
+            found = self.on_disk()
+            desired = self._desired(found)
+            current = dict(self.loaded)
+            for version in sorted(desired - set(current)):
+                try:
+                    current[version] = Servable(version, found[version])
+                except Exception as error:  # a corrupt or half-copied folder must not stop serving
+                    if version not in self._failed:
+                        log.warning("skipping %s version %s: %s", self.name, version, error)
+                    self._failed.add(version)
+                    continue
+                self.loaded = dict(current)  # the new version serves before any old one leaves
+            # Keep what the policy wants among the versions that did load: when the newest
+            # fails to load, the one before it keeps serving.
+            loadable = sorted(v for v in current if v in found)
+            if self.policy == "latest":
+                keep = set(loadable[-self.num_versions:])
+            elif self.policy == "all":
+                keep = set(loadable)
+            else:
+                keep = desired & set(loadable)
+            self.loaded = {v: current[v] for v in keep}
+
+    def get(self, version=None):
+        """The newest loaded version, or ``version``; None when absent."""
+        snapshot = self.loaded
+        if version is None:
+            return snapshot[max(snapshot)] if snapshot else None
+        return snapshot.get(version)

@@ -1,0 +1,179 @@
+"""A local server speaking TF Serving's gRPC API (PredictionService, ModelService).
+
+For development, tests and laptops: the same requests, status codes and
+messages as ``tensorflow_model_server`` (see SERVING.md), on a thread pool.
+Production runs the official server with the configuration in ``serving/``.
+"""
+
+import logging
+import signal
+import threading
+from concurrent import futures
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from google.protobuf import any_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from mtl_keras.serving import validation
+from mtl_keras.serving.servables import ModelVersions
+
+log = logging.getLogger(__name__)
+AVAILABLE = 30
+
+
+class _Models:
+    """The models being served, by name."""
+
+    def __init__(self, models):
+        self.by_name = {m.name: m for m in models}
+
+    def servable(self, name, version):
+        model = self.by_name.get(name)
+        servable = model.get(version) if model else None
+        if servable is None:
+            raise validation.not_found(name, version)
+        return servable
+
+
+def _abort(context, error):
+    context.abort(error.code, error.message)
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, models):
+        self.models = models
+
+    def Predict(self, request, context):
+        try:
+            return self.predict(request)
+        except validation.RequestError as error:
+            _abort(context, error)
+
+    def predict(self, request):
+        name, version = validation.model_spec(request)
+        servable = self.models.servable(name, version)
+        key = validation.signature(servable, request.model_spec.signature_name)
+        function, specs, outputs = servable.signatures[key]
+        arrays = validation.inputs(request, specs)
+        chosen = validation.output_filter(request, outputs)
+        results = function(**{alias: tf.constant(value) for alias, value in arrays.items()})
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = key
+        for alias in chosen:
+            response.outputs[alias].CopyFrom(tf.make_tensor_proto(np.asarray(results[alias])))
+        return response
+
+    def GetModelMetadata(self, request, context):
+        try:
+            fields = list(request.metadata_field)
+            if not fields:
+                raise validation.invalid("GetModelMetadataRequest must specify at least one metadata_field")
+            for field in fields:
+                if field != "signature_def":
+                    raise validation.invalid(f"Metadata field {field} is not supported")
+            name, version = validation.model_spec(request)
+            servable = self.models.servable(name, version)
+        except validation.RequestError as error:
+            _abort(context, error)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = name
+        response.model_spec.version.value = servable.version
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, definition in servable.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(definition)
+        packed = any_pb2.Any()
+        packed.Pack(signature_map)
+        response.metadata["signature_def"].CopyFrom(packed)
+        return response
+
+    def _unimplemented(self, request, context):
+        context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "Only Predict and GetModelMetadata: TF2 exports carry predict signatures only.",
+        )
+
+    Classify = Regress = MultiInference = _unimplemented
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, models):
+        self.models = models
+
+    def GetModelStatus(self, request, context):
+        try:
+            name, version = validation.model_spec(request)
+        except validation.RequestError as error:
+            _abort(context, error)
+        model = self.models.by_name.get(name)
+        loaded = dict(model.loaded) if model else {}
+        if version is not None:
+            if version not in loaded:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model {name}")
+            loaded = {version: loaded[version]}
+        if not loaded:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for number in sorted(loaded):
+            status = response.model_version_status.add()
+            status.version = number
+            status.state = AVAILABLE
+        return response
+
+
+class Server:
+    """gRPC server plus the pollers of its models' base paths."""
+
+    def __init__(self, models, port, poll_seconds=1.0, max_workers=16, max_message_bytes=256 << 20):
+        self.models = _Models(models)
+        self.poll_seconds = poll_seconds
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionService(self.models), self.grpc
+        )
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.models), self.grpc)
+        self.port = self.grpc.add_insecure_port(f"[::]:{port}")
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_loop, daemon=True)
+
+    def start(self):
+        for model in self.models.by_name.values():
+            model.poll()
+        self.grpc.start()
+        self._poller.start()
+        return self
+
+    def _poll_loop(self):
+        while not self._stop.wait(self.poll_seconds):
+            for model in self.models.by_name.values():
+                model.poll()
+
+    def stop(self, grace=5.0):
+        """Stops polling and lets in-flight requests finish (up to ``grace`` seconds)."""
+        self._stop.set()
+        self.grpc.stop(grace).wait()
+
+    def serve_until_signal(self):
+        done = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: done.set())
+        done.wait()
+        self.stop()
+
+
+def serve(model_name, model_base_path, port, poll_seconds=1.0):
+    model = ModelVersions(model_name, model_base_path)
+    return Server([model], port, poll_seconds=poll_seconds).start()

@@ -1,0 +1,189 @@
+"""The local server through TF Serving's official stubs (PredictClient)."""
+
+import os
+import shutil
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
+
+from mtl_keras import export, models
+from mtl_keras.backend import keras
+from mtl_keras.serving import PredictClient, ServingError
+from mtl_keras.serving.servables import ModelVersions
+from mtl_keras.serving.server import Server
+
+X = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
+
+
+@pytest.fixture
+def served(tmp_path):
+    model = models.mmoe(keras.Input((6,), name="features"), ["ctr", "cvr"], num_experts=3)
+    base = str(tmp_path / "ranker")
+    export.export_saved_model(model, base)
+    server = Server([ModelVersions("ranker", base)], port=0, poll_seconds=0.2).start()
+    client = PredictClient(f"localhost:{server.port}", "ranker")
+    yield model, base, server, client
+    client.close()
+    server.stop(grace=1)
+
+
+def raw_stub(server):
+    return prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"localhost:{server.port}"))
+
+
+def request(**inputs):
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "ranker"
+    for name, value in inputs.items():
+        req.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+    return req
+
+
+def test_predict_equals_the_keras_model(served):
+    model, _, _, client = served
+    out = client.predict({"features": X})
+    keras_out = model.predict(X, verbose=0)
+    assert sorted(out) == ["ctr", "cvr"]
+    for task in ("ctr", "cvr"):
+        np.testing.assert_allclose(out[task], keras_out[task], atol=1e-5)
+    assert list(client.predict({"features": X}, output_filter=["cvr"])) == ["cvr"]
+    assert list(client.predict({"features": X}, signature_name="ctr")) == ["ctr"]
+    empty = client.predict({"features": X[:0]})
+    assert empty["ctr"].shape == (0, 1)
+    nan_rows = np.full((2, 6), np.nan, "float32")
+    nan = client.predict({"features": nan_rows})  # served as the model computes it, no crash
+    np.testing.assert_allclose(nan["ctr"], model.predict(nan_rows, verbose=0)["ctr"], equal_nan=True)
+
+
+def test_metadata_and_status(served):
+    _, _, _, client = served
+    meta = client.metadata()
+    assert meta["version"] == 1
+    assert {"serving_default", "ctr", "cvr", "predict_examples"} <= set(meta["signature_def"])
+    assert set(meta["signature_def"]["serving_default"].outputs) == {"ctr", "cvr"}
+    assert client.status() == {1: "AVAILABLE"}
+    with pytest.raises(ServingError) as error:
+        client.status(version=5)
+    assert error.value.code == grpc.StatusCode.NOT_FOUND
+    assert error.value.message == "Could not find version 5 of model ranker"
+
+
+def expect(call, code, message):
+    with pytest.raises(grpc.RpcError) as error:
+        call()
+    assert error.value.code() == code
+    assert error.value.details() == message
+
+
+def test_predict_checks_in_tf_serving_order(served):
+    _, _, server, _ = served
+    stub = raw_stub(server)
+    INVALID = grpc.StatusCode.INVALID_ARGUMENT
+    expect(lambda: stub.Predict(predict_pb2.PredictRequest()), INVALID, "Missing ModelSpec")
+    no_name = predict_pb2.PredictRequest()
+    no_name.model_spec.signature_name = "serving_default"
+    expect(lambda: stub.Predict(no_name), INVALID, "ModelSpec has no name specified.")
+    label = request(features=X)
+    label.model_spec.version_label = "canary"
+    expect(lambda: stub.Predict(label), INVALID, "Unrecognized servable version label: canary")
+    other = request(features=X)
+    other.model_spec.name = "ads"
+    expect(lambda: stub.Predict(other), grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(ads)")
+    old = request(features=X)
+    old.model_spec.version.value = 9
+    expect(lambda: stub.Predict(old), grpc.StatusCode.NOT_FOUND, "Servable not found for request: Specific(ranker, 9)")
+    bad_signature = request(features=X)
+    bad_signature.model_spec.signature_name = "score"
+    expect(lambda: stub.Predict(bad_signature), grpc.StatusCode.FAILED_PRECONDITION, 'Serving signature key "score" not found.')
+    expect(
+        lambda: stub.Predict(request(features=X, extra=X)), INVALID,
+        "input size does not match signature: 2!=1 len({extra,features}) != len({features}). "
+        "Sent extra: {extra}. Missing but required: {}.",
+    )
+    expect(lambda: stub.Predict(request(feature=X)), INVALID,
+           "input tensor alias not found in signature: feature. Inputs expected to be in the set {features}.")
+    broken = request(features=X)
+    broken.inputs["features"].tensor_content = b"\x00\x01\x02"
+    expect(lambda: stub.Predict(broken), INVALID, "tensor parsing error: features")
+    filtered = request(features=X)
+    filtered.output_filter.append("like")
+    expect(lambda: stub.Predict(filtered), INVALID,
+           "output tensor alias not found in signature: like Outputs expected to be in the set {ctr,cvr}.")
+    twice = request(features=X)
+    twice.output_filter.extend(["ctr", "ctr"])
+    expect(lambda: stub.Predict(twice), INVALID, "duplicate output tensor alias: ctr")
+    expect(lambda: stub.Predict(request(features=X.astype("float64"))), INVALID,
+           "Expects arg[0] to be float but double is provided")
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Predict(request(features=np.zeros((2, 5), "float32")))
+    assert error.value.code() == INVALID
+    huge = request(features=X[:1])
+    huge.inputs["features"].tensor_shape.dim[0].size = 10**9
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Predict(huge)
+    assert error.value.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, INVALID)
+    assert raw_stub(server).Predict(request(features=X)).model_spec.version.value == 1  # still answering
+
+
+def test_metadata_checks_and_unimplemented(served):
+    _, _, server, _ = served
+    stub = raw_stub(server)
+    req = get_model_metadata_pb2.GetModelMetadataRequest()
+    req.model_spec.name = "ranker"
+    expect(lambda: stub.GetModelMetadata(req), grpc.StatusCode.INVALID_ARGUMENT,
+           "GetModelMetadataRequest must specify at least one metadata_field")
+    req.metadata_field.append("version")
+    expect(lambda: stub.GetModelMetadata(req), grpc.StatusCode.INVALID_ARGUMENT, "Metadata field version is not supported")
+    from tensorflow_serving.apis import classification_pb2
+
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Classify(classification_pb2.ClassificationRequest())
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_hot_reload_without_failed_requests(served):
+    model, base, _, client = served
+    failures, stop = [], threading.Event()
+
+    def hammer():
+        mine = PredictClient(f"localhost:{served[2].port}", "ranker")
+        while not stop.is_set():
+            try:
+                mine.predict({"features": X[:2]})
+            except ServingError as error:
+                failures.append(error)
+        mine.close()
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    model.get_layer("ctr").bias.assign([3.0])
+    export.export_saved_model(model, base)
+    deadline = time.time() + 5.0
+    while time.time() < deadline and client.status() != {2: "AVAILABLE"}:
+        time.sleep(0.1)
+    time.sleep(0.3)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert client.status() == {2: "AVAILABLE"}
+    assert client.metadata()["version"] == 2
+    np.testing.assert_allclose(client.predict({"features": X})["ctr"], model.predict(X, verbose=0)["ctr"], atol=1e-5)
+    assert not failures, failures[:3]
+
+
+def test_a_corrupt_version_is_skipped(served):
+    model, base, _, client = served
+    os.makedirs(os.path.join(base, "2"))
+    with open(os.path.join(base, "2", "saved_model.pb"), "wb") as handle:
+        handle.write(b"not a saved model")
+    time.sleep(1.0)
+    assert client.status() == {1: "AVAILABLE"}
+    assert client.predict({"features": X})["ctr"].shape == (5, 1)
+    shutil.rmtree(os.path.join(base, "2"))
