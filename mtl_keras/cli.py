@@ -67,8 +67,11 @@ def serve(args):
     from mtl_keras.serving.servables import ModelVersions
 
     model = ModelVersions(args.model_name, args.model_base_path)
-    server = Server([model], args.port, poll_seconds=args.file_system_poll_wait_seconds).start()
-    print(f"serving {args.model_name} from {args.model_base_path} on port {server.port}", flush=True)
+    server = Server(
+        [model], args.port, rest_port=args.rest_api_port, poll_seconds=args.file_system_poll_wait_seconds
+    ).start()
+    rest = f", REST on {server.rest.port}" if server.rest else ""
+    print(f"serving {args.model_name} from {args.model_base_path}: gRPC on {server.port}{rest}", flush=True)
     server.serve_until_signal()
     return 0
 
@@ -98,6 +101,7 @@ def main(argv=None):
     serve_parser.add_argument("--model_name", required=True)
     serve_parser.add_argument("--model_base_path", required=True)
     serve_parser.add_argument("--port", type=int, default=8500)
+    serve_parser.add_argument("--rest_api_port", type=int, default=None)
     serve_parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
     serve_parser.set_defaults(run=serve)
     args = parser.parse_args(argv)

@@ -187,3 +187,59 @@ def test_a_corrupt_version_is_skipped(served):
     assert client.status() == {1: "AVAILABLE"}
     assert client.predict({"features": X})["ctr"].shape == (5, 1)
     shutil.rmtree(os.path.join(base, "2"))
+
+
+def rest_call(port, path, body=None):
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.fixture
+def rest_served(tmp_path):
+    model = models.mmoe(keras.Input((6,), name="features"), ["ctr", "cvr"], num_experts=3)
+    base = str(tmp_path / "ranker")
+    export.export_saved_model(model, base)
+    server = Server([ModelVersions("ranker", base)], port=0, rest_port=0, poll_seconds=0.2).start()
+    yield model, server
+    server.stop(grace=1)
+
+
+def test_rest_row_and_columnar_formats_answer_like_grpc(rest_served):
+    model, server = rest_served
+    port = server.rest.port
+    keras_out = model.predict(X, verbose=0)
+    code, body = rest_call(port, "/v1/models/ranker:predict", {"instances": X.tolist()})
+    assert code == 200 and len(body["predictions"]) == 5
+    np.testing.assert_allclose([row["ctr"] for row in body["predictions"]], keras_out["ctr"], atol=1e-5)
+    code, body = rest_call(port, "/v1/models/ranker/versions/1:predict", {"inputs": {"features": X.tolist()}})
+    assert code == 200
+    np.testing.assert_allclose(body["outputs"]["cvr"], keras_out["cvr"], atol=1e-5)
+    code, body = rest_call(port, "/v1/models/ranker:predict", {"signature_name": "ctr", "inputs": X.tolist()})
+    np.testing.assert_allclose(body["outputs"], keras_out["ctr"], atol=1e-5)  # one output: its name is dropped
+    code, body = rest_call(port, "/v1/models/ranker")
+    assert code == 200 and body["model_version_status"][0]["state"] == "AVAILABLE"
+    code, body = rest_call(port, "/v1/models/ranker/metadata")
+    assert code == 200 and "serving_default" in body["metadata"]["signature_def"]["signature_def"]
+
+
+def test_rest_errors_map_to_http_codes(rest_served):
+    _, server = rest_served
+    port = server.rest.port
+    assert rest_call(port, "/v1/models/ads:predict", {"instances": X.tolist()}) == (
+        404, {"error": "Servable not found for request: Latest(ads)"})
+    assert rest_call(port, "/v1/models/ranker:predict", {"signature_name": "score", "instances": X.tolist()}) == (
+        400, {"error": 'Serving signature key "score" not found.'})
+    code, body = rest_call(port, "/v1/models/ranker:predict", {"instances": X.tolist(), "inputs": X.tolist()})
+    assert code == 400 and "exactly one of" in body["error"]
+    code, body = rest_call(port, "/v1/models/ranker:predict", {"instances": [[1.0, 2.0]]})
+    assert code == 400
+    assert rest_call(port, "/v1/models/ranker/versions/4")[0] == 404

@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (
 )
 
 from mtl_keras.serving import validation
-from mtl_keras.serving.servables import ModelVersions
+from mtl_keras.serving.rest import RestServer
 
 log = logging.getLogger(__name__)
 AVAILABLE = 30
@@ -73,18 +73,29 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.outputs[alias].CopyFrom(tf.make_tensor_proto(np.asarray(results[alias])))
         return response
 
+    def input_specs(self, name, version, signature_name):
+        """{input alias: TensorSpec}, or {} when the request would fail earlier anyway."""
+        try:
+            servable = self.models.servable(name, int(version) if version else None)
+            return servable.signatures[validation.signature(servable, signature_name)][1]
+        except validation.RequestError:
+            return {}
+
     def GetModelMetadata(self, request, context):
         try:
-            fields = list(request.metadata_field)
-            if not fields:
-                raise validation.invalid("GetModelMetadataRequest must specify at least one metadata_field")
-            for field in fields:
-                if field != "signature_def":
-                    raise validation.invalid(f"Metadata field {field} is not supported")
-            name, version = validation.model_spec(request)
-            servable = self.models.servable(name, version)
+            return self.metadata(request)
         except validation.RequestError as error:
             _abort(context, error)
+
+    def metadata(self, request):
+        fields = list(request.metadata_field)
+        if not fields:
+            raise validation.invalid("GetModelMetadataRequest must specify at least one metadata_field")
+        for field in fields:
+            if field != "signature_def":
+                raise validation.invalid(f"Metadata field {field} is not supported")
+        name, version = validation.model_spec(request)
+        servable = self.models.servable(name, version)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = name
         response.model_spec.version.value = servable.version
@@ -112,16 +123,23 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def GetModelStatus(self, request, context):
         try:
             name, version = validation.model_spec(request)
+            return self.status(name, version)
         except validation.RequestError as error:
             _abort(context, error)
+
+    def status(self, name, version=None):
         model = self.models.by_name.get(name)
         loaded = dict(model.loaded) if model else {}
         if version is not None:
             if version not in loaded:
-                context.abort(grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model {name}")
+                raise validation.RequestError(
+                    grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model {name}"
+                )
             loaded = {version: loaded[version]}
         if not loaded:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
+            raise validation.RequestError(
+                grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}"
+            )
         response = get_model_status_pb2.GetModelStatusResponse()
         for number in sorted(loaded):
             status = response.model_version_status.add()
@@ -133,7 +151,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 class Server:
     """gRPC server plus the pollers of its models' base paths."""
 
-    def __init__(self, models, port, poll_seconds=1.0, max_workers=16, max_message_bytes=256 << 20):
+    def __init__(
+        self, models, port, rest_port=None, poll_seconds=1.0, max_workers=16, max_message_bytes=256 << 20
+    ):
         self.models = _Models(models)
         self.poll_seconds = poll_seconds
         options = [
@@ -141,11 +161,14 @@ class Server:
             ("grpc.max_send_message_length", max_message_bytes),
         ]
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.models), self.grpc
-        )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.models), self.grpc)
+        self.prediction_service = PredictionService(self.models)
+        self.model_service = ModelService(self.models)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.prediction_service, self.grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(self.model_service, self.grpc)
         self.port = self.grpc.add_insecure_port(f"[::]:{port}")
+        self.rest = (
+            RestServer(self.prediction_service, self.model_service, rest_port) if rest_port is not None else None
+        )
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, daemon=True)
 
@@ -153,6 +176,8 @@ class Server:
         for model in self.models.by_name.values():
             model.poll()
         self.grpc.start()
+        if self.rest is not None:
+            self.rest.start()
         self._poller.start()
         return self
 
@@ -164,6 +189,8 @@ class Server:
     def stop(self, grace=5.0):
         """Stops polling and lets in-flight requests finish (up to ``grace`` seconds)."""
         self._stop.set()
+        if self.rest is not None:
+            self.rest.stop()
         self.grpc.stop(grace).wait()
 
     def serve_until_signal(self):
@@ -174,6 +201,3 @@ class Server:
         self.stop()
 
 
-def serve(model_name, model_base_path, port, poll_seconds=1.0):
-    model = ModelVersions(model_name, model_base_path)
-    return Server([model], port, poll_seconds=poll_seconds).start()
