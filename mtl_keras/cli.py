@@ -63,12 +63,18 @@ def demo(args):
 
 def serve(args):
     """Serves a model folder with TF Serving's gRPC API until SIGTERM (in-flight requests finish)."""
-    from mtl_keras.serving.server import Server
+    from mtl_keras.serving.batching import parse_batching_parameters
     from mtl_keras.serving.servables import ModelVersions
+    from mtl_keras.serving.server import Server
 
+    batching = None
+    if args.enable_batching:
+        text = open(args.batching_parameters_file).read() if args.batching_parameters_file else ""
+        batching = parse_batching_parameters(text)
     model = ModelVersions(args.model_name, args.model_base_path)
     server = Server(
-        [model], args.port, rest_port=args.rest_api_port, poll_seconds=args.file_system_poll_wait_seconds
+        [model], args.port, rest_port=args.rest_api_port,
+        poll_seconds=args.file_system_poll_wait_seconds, batching=batching,
     ).start()
     rest = f", REST on {server.rest.port}" if server.rest else ""
     print(f"serving {args.model_name} from {args.model_base_path}: gRPC on {server.port}{rest}", flush=True)
@@ -102,6 +108,8 @@ def main(argv=None):
     serve_parser.add_argument("--model_base_path", required=True)
     serve_parser.add_argument("--port", type=int, default=8500)
     serve_parser.add_argument("--rest_api_port", type=int, default=None)
+    serve_parser.add_argument("--enable_batching", action="store_true")
+    serve_parser.add_argument("--batching_parameters_file", default=None)
     serve_parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
     serve_parser.set_defaults(run=serve)
     args = parser.parse_args(argv)

@@ -243,3 +243,53 @@ def test_rest_errors_map_to_http_codes(rest_served):
     code, body = rest_call(port, "/v1/models/ranker:predict", {"instances": [[1.0, 2.0]]})
     assert code == 400
     assert rest_call(port, "/v1/models/ranker/versions/4")[0] == 404
+
+
+def test_batching_merges_concurrent_requests_and_splits_results(tmp_path):
+    from mtl_keras.serving.batching import parse_batching_parameters
+
+    model = models.mmoe(keras.Input((6,), name="features"), ["ctr", "cvr"], num_experts=3)
+    base = str(tmp_path / "ranker")
+    export.export_saved_model(model, base)
+    parameters = parse_batching_parameters(
+        "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 20000 }\n"
+        "max_enqueued_batches { value: 10 }\nallowed_batch_sizes: 32\nallowed_batch_sizes: 64\n"
+    )
+    server = Server([ModelVersions("ranker", base)], port=0, batching=parameters).start()
+    calls = []
+    servable = server.models.by_name["ranker"].get()
+    function, specs, outputs = servable.signatures["serving_default"]
+
+    def counting(**inputs):  # records the size of every model call
+        calls.append(len(inputs["features"]))
+        return function(**inputs)
+
+    servable.signatures["serving_default"] = (counting, specs, outputs)
+    rng = np.random.default_rng(5)
+    inputs = [rng.normal(size=(int(rng.integers(1, 4)), 6)).astype("float32") for _ in range(32)]
+    results = [None] * 32
+
+    def one(i):
+        client = PredictClient(f"localhost:{server.port}", "ranker")
+        results[i] = client.predict({"features": inputs[i]})
+        client.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    server.stop(grace=1)
+    for x, out in zip(inputs, results):
+        want = model.predict(x, verbose=0)
+        np.testing.assert_allclose(out["ctr"], want["ctr"], atol=1e-5)
+        assert out["cvr"].shape == (len(x), 1)
+    assert len(calls) < 32, calls  # merged
+    assert all(size in (32, 64) for size in calls), calls  # padded to allowed sizes
+
+
+def test_batching_parameters_are_checked():
+    from mtl_keras.serving.batching import parse_batching_parameters
+
+    with pytest.raises(ValueError, match="allowed_batch_sizes"):
+        parse_batching_parameters("max_batch_size { value: 64 }\nallowed_batch_sizes: 32\n")

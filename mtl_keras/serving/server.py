@@ -23,6 +23,7 @@ from tensorflow_serving.apis import (
 )
 
 from mtl_keras.serving import validation
+from mtl_keras.serving.batching import Batcher
 from mtl_keras.serving.rest import RestServer
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,9 @@ def _abort(context, error):
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, models):
+    def __init__(self, models, batcher=None):
         self.models = models
+        self.batcher = batcher
 
     def Predict(self, request, context):
         try:
@@ -64,7 +66,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         function, specs, outputs = servable.signatures[key]
         arrays = validation.inputs(request, specs)
         chosen = validation.output_filter(request, outputs)
-        results = function(**{alias: tf.constant(value) for alias, value in arrays.items()})
+        if self.batcher is not None:
+            results = self.batcher.run((name, servable.version, key), function, arrays)
+        else:
+            results = function(**{alias: tf.constant(value) for alias, value in arrays.items()})
         response = predict_pb2.PredictResponse()
         response.model_spec.name = name
         response.model_spec.version.value = servable.version
@@ -152,8 +157,11 @@ class Server:
     """gRPC server plus the pollers of its models' base paths."""
 
     def __init__(
-        self, models, port, rest_port=None, poll_seconds=1.0, max_workers=16, max_message_bytes=256 << 20
+        self, models, port, rest_port=None, poll_seconds=1.0, batching=None, max_workers=64,
+        max_message_bytes=256 << 20,
     ):
+        """``batching``: None, or the parameters of ``batching.parse_batching_parameters``."""
+        self.batcher = Batcher(**batching) if batching else None
         self.models = _Models(models)
         self.poll_seconds = poll_seconds
         options = [
@@ -161,7 +169,7 @@ class Server:
             ("grpc.max_send_message_length", max_message_bytes),
         ]
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
-        self.prediction_service = PredictionService(self.models)
+        self.prediction_service = PredictionService(self.models, self.batcher)
         self.model_service = ModelService(self.models)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.prediction_service, self.grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(self.model_service, self.grpc)
@@ -192,6 +200,8 @@ class Server:
         if self.rest is not None:
             self.rest.stop()
         self.grpc.stop(grace).wait()
+        if self.batcher is not None:
+            self.batcher.stop()
 
     def serve_until_signal(self):
         done = threading.Event()

@@ -1,0 +1,128 @@
+"""Dynamic batching: concurrent Predict calls merged into one model call.
+
+Mirrors TF Serving's batching parameters: a batch closes when it holds
+``max_batch_size`` rows or ``batch_timeout_micros`` after its first request;
+``allowed_batch_sizes`` pads a batch up to the next allowed size; at most
+``max_enqueued_batches`` batches wait, beyond which a request is refused with
+UNAVAILABLE. Requests merge only with requests for the same version and
+signature; each gets back its own rows.
+"""
+
+import collections
+import re
+import threading
+import time
+from concurrent import futures
+
+import grpc
+import numpy as np
+import tensorflow as tf
+
+from mtl_keras.serving.validation import RequestError
+
+_FIELDS = {
+    "max_batch_size": 32,
+    "batch_timeout_micros": 1000,
+    "max_enqueued_batches": 100,
+    "num_batch_threads": 1,
+}
+
+
+def parse_batching_parameters(text):
+    """The fields of a BatchingParameters text proto (``name { value: N }``, ``allowed_batch_sizes: N``)."""
+    parameters = dict(_FIELDS, allowed_batch_sizes=[])
+    for name, value in re.findall(r"(\w+)\s*\{\s*value\s*:\s*(\w+)\s*\}", text):
+        if name in _FIELDS:
+            parameters[name] = int(value)
+    parameters["allowed_batch_sizes"] = [int(v) for v in re.findall(r"allowed_batch_sizes\s*:\s*(\d+)", text)]
+    sizes = parameters["allowed_batch_sizes"]
+    if sizes and (sizes != sorted(sizes) or sizes[-1] != parameters["max_batch_size"]):
+        raise ValueError(
+            "`allowed_batch_sizes` must increase and end at max_batch_size "
+            f"({parameters['max_batch_size']}); got {sizes}."
+        )
+    return parameters
+
+
+_Task = collections.namedtuple("_Task", "inputs rows future")
+
+
+class Batcher:
+    """Runs ``function(**inputs)`` on merged batches; ``run`` blocks for a request's rows."""
+
+    def __init__(self, max_batch_size=32, batch_timeout_micros=1000, max_enqueued_batches=100,
+                 num_batch_threads=1, allowed_batch_sizes=()):
+        self.max_batch_size = max_batch_size
+        self.timeout = batch_timeout_micros / 1e6
+        self.max_pending_rows = max_enqueued_batches * max_batch_size
+        self.allowed = list(allowed_batch_sizes)
+        self.queues = {}  # key -> (function, deque of tasks)
+        self.pending_rows = 0
+        self.condition = threading.Condition()
+        self.stopped = False
+        self.threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(num_batch_threads)]
+        for thread in self.threads:
+            thread.start()
+
+    def run(self, key, function, inputs):
+        rows = len(next(iter(inputs.values())))
+        if rows == 0 or rows >= self.max_batch_size:
+            return function(**{k: tf.constant(v) for k, v in inputs.items()})
+        task = _Task(inputs, rows, futures.Future())
+        with self.condition:
+            if self.pending_rows + rows > self.max_pending_rows:
+                raise RequestError(grpc.StatusCode.UNAVAILABLE, "The batch scheduling queue is full")
+            queue = self.queues.setdefault(key, (function, collections.deque()))[1]
+            queue.append((time.monotonic(), task))
+            self.pending_rows += rows
+            self.condition.notify()
+        return task.future.result()
+
+    def _take(self):
+        """The next batch to run, or None once stopped: (function, tasks)."""
+        with self.condition:
+            while True:
+                if self.stopped:
+                    return None
+                now, wake = time.monotonic(), None
+                for key, (function, queue) in self.queues.items():
+                    if not queue:
+                        continue
+                    rows = sum(task.rows for _, task in queue)
+                    deadline = queue[0][0] + self.timeout
+                    if rows >= self.max_batch_size or now >= deadline:
+                        tasks, total = [], 0
+                        while queue and total + queue[0][1].rows <= self.max_batch_size:
+                            tasks.append(queue.popleft()[1])
+                            total += tasks[-1].rows
+                        self.pending_rows -= total
+                        return function, tasks
+                    wake = deadline if wake is None else min(wake, deadline)
+                self.condition.wait(None if wake is None else max(wake - now, 0.0))
+
+    def _loop(self):
+        while True:
+            taken = self._take()
+            if taken is None:
+                return
+            function, tasks = taken
+            try:
+                merged = {k: np.concatenate([t.inputs[k] for t in tasks]) for k in tasks[0].inputs}
+                rows = sum(t.rows for t in tasks)
+                target = next((size for size in self.allowed if size >= rows), rows)
+                if target > rows:  # pad up to an allowed size, then drop the padding
+                    merged = {k: np.concatenate([v, np.repeat(v[-1:], target - rows, 0)]) for k, v in merged.items()}
+                outputs = {k: np.asarray(v) for k, v in function(**{k: tf.constant(v) for k, v in merged.items()}).items()}
+                start = 0
+                for task in tasks:
+                    task.future.set_result({k: v[start : start + task.rows] for k, v in outputs.items()})
+                    start += task.rows
+            except Exception as error:  # every waiting request gets the failure, the thread lives on
+                for task in tasks:
+                    if not task.future.done():
+                        task.future.set_exception(error)
+
+    def stop(self):
+        with self.condition:
+            self.stopped = True
+            self.condition.notify_all()
