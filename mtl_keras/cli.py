@@ -64,20 +64,27 @@ def demo(args):
 def serve(args):
     """Serves a model folder with TF Serving's gRPC API until SIGTERM (in-flight requests finish)."""
     from mtl_keras.serving.batching import parse_batching_parameters
-    from mtl_keras.serving.servables import ModelVersions
+    from mtl_keras.serving.servables import ModelVersions, from_model_config
     from mtl_keras.serving.server import Server
 
     batching = None
     if args.enable_batching:
         text = open(args.batching_parameters_file).read() if args.batching_parameters_file else ""
         batching = parse_batching_parameters(text)
-    model = ModelVersions(args.model_name, args.model_base_path)
+    if args.model_config_file:
+        with open(args.model_config_file) as handle:
+            served = from_model_config(handle.read())
+    elif args.model_name and args.model_base_path:
+        served = [ModelVersions(args.model_name, args.model_base_path)]
+    else:
+        raise SystemExit("mtl-keras serve: give --model_config_file, or --model_name and --model_base_path")
     server = Server(
-        [model], args.port, rest_port=args.rest_api_port,
+        served, args.port, rest_port=args.rest_api_port,
         poll_seconds=args.file_system_poll_wait_seconds, batching=batching,
     ).start()
     rest = f", REST on {server.rest.port}" if server.rest else ""
-    print(f"serving {args.model_name} from {args.model_base_path}: gRPC on {server.port}{rest}", flush=True)
+    names = ", ".join(m.name for m in served)
+    print(f"serving {names}: gRPC on {server.port}{rest}", flush=True)
     server.serve_until_signal()
     return 0
 
@@ -104,8 +111,9 @@ def main(argv=None):
     demo_parser.add_argument("--seed", type=int, default=0)
     demo_parser.set_defaults(run=demo)
     serve_parser = commands.add_parser("serve", help=serve.__doc__)
-    serve_parser.add_argument("--model_name", required=True)
-    serve_parser.add_argument("--model_base_path", required=True)
+    serve_parser.add_argument("--model_name")
+    serve_parser.add_argument("--model_base_path")
+    serve_parser.add_argument("--model_config_file", help="a ModelServerConfig text proto, as TF Serving's")
     serve_parser.add_argument("--port", type=int, default=8500)
     serve_parser.add_argument("--rest_api_port", type=int, default=None)
     serve_parser.add_argument("--enable_batching", action="store_true")

@@ -293,3 +293,37 @@ def test_batching_parameters_are_checked():
 
     with pytest.raises(ValueError, match="allowed_batch_sizes"):
         parse_batching_parameters("max_batch_size { value: 64 }\nallowed_batch_sizes: 32\n")
+
+
+def test_model_config_file_policies_and_labels(tmp_path):
+    from mtl_keras.serving.servables import from_model_config
+
+    model = models.mmoe(keras.Input((6,), name="features"), ["ctr", "cvr"], num_experts=3)
+    ranker, ads = str(tmp_path / "ranker"), str(tmp_path / "ads")
+    for version in (1, 2, 3):
+        model.get_layer("ctr").bias.assign([float(version)])
+        export.export_saved_model(model, ranker, version=version)
+    export.export_saved_model(model, ads, version=4)
+    config = f"""
+    model_config_list {{
+      config {{ name: "ranker" base_path: "{ranker}" model_platform: "tensorflow"
+               model_version_policy {{ specific {{ versions: 1 versions: 3 }} }}
+               version_labels {{ key: "stable" value: 1 }} version_labels {{ key: "canary" value: 3 }} }}
+      config {{ name: "ads" base_path: "{ads}" model_platform: "tensorflow"
+               model_version_policy {{ all {{}} }} }}
+    }}"""
+    server = Server(from_model_config(config), port=0).start()
+    try:
+        client = PredictClient(f"localhost:{server.port}", "ranker")
+        assert client.status() == {1: "AVAILABLE", 3: "AVAILABLE"}
+        assert PredictClient(f"localhost:{server.port}", "ads").status() == {4: "AVAILABLE"}
+        stub = raw_stub(server)
+        for label, version in (("stable", 1), ("canary", 3)):
+            req = request(features=X)
+            req.model_spec.version_label = label
+            assert stub.Predict(req).model_spec.version.value == version
+        assert client.predict({"features": X}, version=1)["ctr"].shape == (5, 1)
+        with pytest.raises(ServingError, match="Specific\\(ranker, 2\\)"):
+            client.predict({"features": X}, version=2)
+    finally:
+        server.stop(grace=1)

@@ -56,7 +56,7 @@ class Servable:
 class ModelVersions:
     """The versions of one model that are loaded, kept current by ``poll``."""
 
-    def __init__(self, name, base_path, policy="latest", num_versions=1, versions=()):
+    def __init__(self, name, base_path, policy="latest", num_versions=1, versions=(), labels=None):
         if policy not in ("latest", "all", "specific"):
             raise ValueError(f"`policy` must be 'latest', 'all' or 'specific'; got {policy!r}.")
         self.name = name
@@ -64,6 +64,7 @@ class ModelVersions:
         self.policy = policy
         self.num_versions = int(num_versions)
         self.wanted = {int(v) for v in versions}
+        self.labels = {str(k): int(v) for k, v in (labels or {}).items()}
         self.loaded = {}  # version -> Servable; replaced as a whole, never mutated
         self._lock = threading.Lock()
         self._failed = set()
@@ -116,3 +117,27 @@ class ModelVersions:
         if version is None:
             return snapshot[max(snapshot)] if snapshot else None
         return snapshot.get(version)
+
+
+def from_model_config(text):
+    """[ModelVersions] from a ModelServerConfig text proto (tensorflow_model_server's --model_config_file)."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    models = []
+    for entry in config.model_config_list.config:
+        policy = entry.model_version_policy.WhichOneof("policy_choice") or "latest"
+        models.append(
+            ModelVersions(
+                entry.name,
+                entry.base_path,
+                policy=policy,
+                num_versions=entry.model_version_policy.latest.num_versions or 1,
+                versions=entry.model_version_policy.specific.versions,
+                labels=dict(entry.version_labels),
+            )
+        )
+    if not models:
+        raise ValueError("`model_config_file` lists no model in model_config_list.")
+    return models

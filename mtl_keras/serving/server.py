@@ -36,6 +36,11 @@ class _Models:
     def __init__(self, models):
         self.by_name = {m.name: m for m in models}
 
+    def model_spec(self, request):
+        """(name, version) after TF Serving's checks 1-3, labels resolved per model."""
+        model = self.by_name.get(request.model_spec.name) if request.HasField("model_spec") else None
+        return validation.model_spec(request, model.labels if model else {})
+
     def servable(self, name, version):
         model = self.by_name.get(name)
         servable = model.get(version) if model else None
@@ -60,7 +65,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             _abort(context, error)
 
     def predict(self, request):
-        name, version = validation.model_spec(request)
+        name, version = self.models.model_spec(request)
         servable = self.models.servable(name, version)
         key = validation.signature(servable, request.model_spec.signature_name)
         function, specs, outputs = servable.signatures[key]
@@ -99,7 +104,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         for field in fields:
             if field != "signature_def":
                 raise validation.invalid(f"Metadata field {field} is not supported")
-        name, version = validation.model_spec(request)
+        name, version = self.models.model_spec(request)
         servable = self.models.servable(name, version)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = name
@@ -127,7 +132,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     def GetModelStatus(self, request, context):
         try:
-            name, version = validation.model_spec(request)
+            name, version = self.models.model_spec(request)
             return self.status(name, version)
         except validation.RequestError as error:
             _abort(context, error)
