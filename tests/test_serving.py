@@ -327,3 +327,29 @@ def test_model_config_file_policies_and_labels(tmp_path):
             client.predict({"features": X}, version=2)
     finally:
         server.stop(grace=1)
+
+
+def test_cli_serve_answers_and_stops_cleanly_on_sigterm(tmp_path):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    model = models.mmoe(keras.Input((6,), name="features"), ["ctr", "cvr"], num_experts=3)
+    base = str(tmp_path / "ranker")
+    export.export_saved_model(model, base)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mtl_keras.cli", "serve", "--model_name", "ranker",
+         "--model_base_path", base, "--port", "0", "--rest_api_port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        port = int(re.search(r"gRPC on (\d+)", line).group(1))
+        client = PredictClient(f"localhost:{port}", "ranker")
+        np.testing.assert_allclose(client.predict({"features": X})["ctr"], model.predict(X, verbose=0)["ctr"], atol=1e-5)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -1,8 +1,6 @@
 """PredictClient: TF Serving's Predict/metadata/status over the official stubs."""
 
 import grpc
-import numpy as np
-import tensorflow as tf
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -10,6 +8,8 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+
+from mtl_keras.serving.tensors import to_array, to_proto
 
 
 class ServingError(RuntimeError):
@@ -60,10 +60,10 @@ class PredictClient:
         """{output alias: np.ndarray} for {input name: array}."""
         request = self._spec(predict_pb2.PredictRequest(), version, signature_name)
         for name, value in inputs.items():
-            request.inputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
+            request.inputs[name].CopyFrom(to_proto(value))
         request.output_filter.extend(output_filter or [])
         response = self._call(self.predictions.Predict, request)
-        return {alias: tf.make_ndarray(proto) for alias, proto in response.outputs.items()}
+        return {alias: to_array(proto) for alias, proto in response.outputs.items()}
 
     def metadata(self, version=None):
         """{"version": int, "signature_def": {key: SignatureDef proto}}."""

@@ -13,11 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 import numpy as np
-import tensorflow as tf
+
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
 from mtl_keras.serving import validation
+from mtl_keras.serving.tensors import to_array, to_proto
 
 _PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
@@ -32,7 +33,6 @@ _HTTP = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: 400,
 }
 
-
 def _rows_to_columns(instances, names):
     if not isinstance(instances, list):
         raise validation.invalid("'instances' must be a list")
@@ -45,7 +45,6 @@ def _rows_to_columns(instances, names):
         for key, value in row.items():
             columns.setdefault(key, []).append(value)
     return columns
-
 
 def predict_request(body, name, version, label, specs_of):
     """A PredictRequest from a REST body; ``specs_of(signature)`` gives the input specs."""
@@ -74,12 +73,11 @@ def predict_request(body, name, version, label, specs_of):
             array = np.asarray(value, dtype=dtype)
         except (TypeError, ValueError):
             raise validation.invalid(f"tensor parsing error: {key}") from None
-        request.inputs[key].CopyFrom(tf.make_tensor_proto(array))
+        request.inputs[key].CopyFrom(to_proto(array))
     return request, "instances" in body
 
-
 def predict_body(response, row_format):
-    outputs = {k: tf.make_ndarray(v).tolist() for k, v in response.outputs.items()}
+    outputs = {k: to_array(v).tolist() for k, v in response.outputs.items()}
     if row_format:
         rows = len(next(iter(outputs.values()))) if outputs else 0
         if len(outputs) == 1:
@@ -88,7 +86,6 @@ def predict_body(response, row_format):
     if len(outputs) == 1:
         return {"outputs": next(iter(outputs.values()))}
     return {"outputs": outputs}
-
 
 class RestServer:
     """A threaded HTTP server answering TF Serving's REST API."""

@@ -25,6 +25,7 @@ from tensorflow_serving.apis import (
 from mtl_keras.serving import validation
 from mtl_keras.serving.batching import Batcher
 from mtl_keras.serving.rest import RestServer
+from mtl_keras.serving.tensors import to_proto
 
 log = logging.getLogger(__name__)
 AVAILABLE = 30
@@ -80,7 +81,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = key
         for alias in chosen:
-            response.outputs[alias].CopyFrom(tf.make_tensor_proto(np.asarray(results[alias])))
+            response.outputs[alias].CopyFrom(to_proto(np.asarray(results[alias])))
         return response
 
     def input_specs(self, name, version, signature_name):

@@ -10,6 +10,8 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
+from mtl_keras.serving.tensors import to_array
+
 MAX_MESSAGE = 1024
 MAX_ELEMENTS = 64 * 1024 * 1024
 
@@ -93,7 +95,7 @@ def inputs(request, specs):
                 f"Expects arg[{index}] to be {_type_name(spec.dtype)} but {_type_name(got)} is provided"
             )
         try:
-            array = tf.make_ndarray(proto)
+            array = to_array(proto)
         except Exception:
             raise invalid(f"tensor parsing error: {alias}") from None
         if list(array.shape) != dims:
