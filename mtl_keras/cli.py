@@ -81,6 +81,7 @@ def serve(args):
     server = Server(
         served, args.port, rest_port=args.rest_api_port,
         poll_seconds=args.file_system_poll_wait_seconds, batching=batching,
+        max_workers=args.grpc_max_threads,
     ).start()
     rest = f", REST on {server.rest.port}" if server.rest else ""
     names = ", ".join(m.name for m in served)
@@ -116,6 +117,7 @@ def main(argv=None):
     serve_parser.add_argument("--model_config_file", help="a ModelServerConfig text proto, as TF Serving's")
     serve_parser.add_argument("--port", type=int, default=8500)
     serve_parser.add_argument("--rest_api_port", type=int, default=None)
+    serve_parser.add_argument("--grpc_max_threads", type=int, default=16)
     serve_parser.add_argument("--enable_batching", action="store_true")
     serve_parser.add_argument("--batching_parameters_file", default=None)
     serve_parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)

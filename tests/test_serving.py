@@ -353,3 +353,39 @@ def test_cli_serve_answers_and_stops_cleanly_on_sigterm(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+@pytest.mark.parametrize("name", ["shared_bottom", "mmoe", "ple", "snr", "star", "esmm", "cross_stitch", "custom"])
+def test_every_builder_served_equals_keras(name, tmp_path):
+    from test_export import as_feed, build
+
+    model, data = build(name)
+    base = str(tmp_path / name)
+    export.export_saved_model(model, base)
+    server = Server([ModelVersions(name, base)], port=0).start()
+    try:
+        out = PredictClient(f"localhost:{server.port}", name).predict(as_feed(data))
+        keras_out = model.predict(data, verbose=0)
+        assert sorted(out) == sorted(model.task_names)
+        for task in model.task_names:
+            np.testing.assert_allclose(out[task], keras_out[task], atol=1e-5)
+    finally:
+        server.stop(grace=1)
+
+
+def test_long_messages_are_truncated_and_garbage_is_refused(served):
+    _, _, server, _ = served
+    stub = raw_stub(server)
+    alias = "f" * 2000
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Predict(request(**{alias: X}))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(error.value.details()) == 1024 and error.value.details().endswith("...TRUNCATED")
+    channel = grpc.insecure_channel(f"localhost:{server.port}")
+    garbage = channel.unary_unary(
+        "/tensorflow.serving.PredictionService/Predict",
+        request_serializer=lambda b: b, response_deserializer=lambda b: b,
+    )
+    with pytest.raises(grpc.RpcError):
+        garbage(b"\xff\xfe\x00garbage" * 10, timeout=10)
+    assert stub.Predict(request(features=X)).model_spec.version.value == 1  # still answering
