@@ -4,11 +4,13 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 
 
 def demo(args):
-    """Trains MMoE and Shared-Bottom on the MMoE paper's synthetic tasks and compares them."""
+    """Trains MMoE and Shared-Bottom on the MMoE paper's synthetic tasks, compares them, then
+    exports the MMoE, serves it and predicts through the TF Serving client."""
     from mtl_keras import datasets, models
     from mtl_keras.backend import keras
 
@@ -23,10 +25,10 @@ def demo(args):
         "Shared-Bottom": lambda inputs: models.shared_bottom(inputs, tasks, task_types="regression"),
         "MMoE": lambda inputs: models.mmoe(inputs, tasks, task_types="regression"),
     }
-    rows = []
+    rows, trained = [], {}
     for name, build in builders.items():
         print(f"\n== {name} (p = {args.correlation}) ==", flush=True)
-        model = build(keras.Input((x.shape[1],), name="features"))
+        model = trained[name] = build(keras.Input((x.shape[1],), name="features"))
         model.compile(
             optimizer=keras.optimizers.Adam(args.learning_rate),
             loss={t: "mse" for t in tasks},
@@ -53,12 +55,39 @@ def demo(args):
     print(f"\nSynthetic tasks, correlation p = {args.correlation}, {args.samples} rows, "
           f"{args.epochs} epochs (validation MSE, lower is better)")
     print(_table(rows))
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "demo_results.json"), "w") as handle:
-            json.dump(rows, handle, indent=2)
-        print(f"\nresults written to {os.path.join(args.out, 'demo_results.json')}")
+    out = args.out or tempfile.mkdtemp(prefix="mtl-keras-demo-")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "demo_results.json"), "w") as handle:
+        json.dump(rows, handle, indent=2)
+    _serve_and_predict(trained["MMoE"], x_val[:4], os.path.join(out, "models", "mmoe"))
+    print(f"\nresults and the export are in {out}")
     return 0
+
+
+def _serve_and_predict(model, x, base_path):
+    """Export -> local TF-Serving-compatible server -> Predict through the official stubs."""
+    import numpy as np
+
+    from mtl_keras.export import export_saved_model
+    from mtl_keras.serving import PredictClient
+    from mtl_keras.serving.servables import ModelVersions
+    from mtl_keras.serving.server import Server
+
+    path = export_saved_model(model, base_path)
+    print(f"\nexported {path}")
+    server = Server([ModelVersions("mmoe", base_path)], port=0).start()
+    try:
+        client = PredictClient(f"localhost:{server.port}", "mmoe")
+        served = client.predict({"features": x})
+        local = model.predict(x, verbose=0)
+        print(f"served on localhost:{server.port}, version {client.metadata()['version']}; "
+              "Predict through the tensorflow_serving stubs:")
+        for task in model.task_names:
+            gap = float(np.max(np.abs(served[task] - local[task])))
+            print(f"  {task}: {np.round(served[task].ravel(), 4).tolist()} (max gap to Keras {gap:.1e})")
+        client.close()
+    finally:
+        server.stop(grace=1)
 
 
 def serve(args):
@@ -103,7 +132,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="mtl-keras", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help=demo.__doc__)
-    demo_parser.add_argument("--out", default=None, help="folder for the results JSON")
+    demo_parser.add_argument("--out", default=None, help="folder for the results JSON and the export")
     demo_parser.add_argument("--samples", type=int, default=40000)
     demo_parser.add_argument("--correlation", type=float, default=0.5)
     demo_parser.add_argument("--epochs", type=int, default=8)
