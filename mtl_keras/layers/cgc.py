@@ -3,11 +3,11 @@
 from mtl_keras.backend import keras, register, tf
 from mtl_keras.layers import checks
 from mtl_keras.layers.experts import ExpertStack
-from mtl_keras.layers.gating import add_gates, gate_probabilities, mix
+from mtl_keras.layers.gating import ReportsGates, add_gates, gate_probabilities, mix
 
 
 @register
-class CGCLayer(keras.layers.Layer):
+class CGCLayer(ReportsGates, keras.layers.Layer):
     """Customized Gate Control, one level of Progressive Layered Extraction.
 
     Tang et al., "Progressive Layered Extraction (PLE): A Novel Multi-Task
@@ -133,14 +133,6 @@ class CGCLayer(keras.layers.Layer):
     def _num_level_experts(self):
         return self.num_tasks * self.num_task_experts + self.num_shared_experts
 
-    def call(self, inputs, training=None):
-        outputs, gates = self._forward(inputs, training)
-        return (outputs, gates) if self.return_gates else outputs
-
-    def gate_weights(self, inputs):
-        """The level's gates, [B, G, T * m_t + m_s], for diagnostics."""
-        return self._forward(inputs, training=False)[1]
-
     def _forward(self, inputs, training):
         if isinstance(inputs, (list, tuple)):
             self._split_shapes([x.shape for x in inputs])
@@ -190,7 +182,7 @@ class CGCLayer(keras.layers.Layer):
 
 
 @register
-class PLE(keras.layers.Layer):
+class PLE(ReportsGates, keras.layers.Layer):
     """Progressive Layered Extraction: ``num_levels`` stacked CGC levels.
 
     Tang et al., RecSys 2020. Level j's task k gate reads task k's output of
@@ -253,14 +245,6 @@ class PLE(keras.layers.Layer):
             width = tf.TensorShape([inputs_shape[0], level.expert_units[-1]])
             level_shape = [width] * (level.num_tasks + 1)
         super().build(inputs_shape)
-
-    def call(self, inputs, training=None):
-        outputs, gates = self._forward(inputs, training)
-        return (outputs, gates) if self.return_gates else outputs
-
-    def gate_weights(self, inputs):
-        """A list with each level's gates (see ``CGCLayer.gate_weights``)."""
-        return self._forward(inputs, training=False)[1]
 
     def _forward(self, inputs, training):
         all_gates = []

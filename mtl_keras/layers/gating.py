@@ -43,3 +43,16 @@ def gate_probabilities(inputs, kernels, biases, temperature=1.0):
 def mix(gate, expert_outputs):
     """sum_e gate[b, e] * expert_outputs[b, e, :] -> [B, H]."""
     return tf.einsum("be,beh->bh", gate, expert_outputs)
+
+
+class ReportsGates:
+    """``call`` and ``gate_weights`` for a layer whose ``_forward(inputs, training)``
+    returns (outputs, gates); ``return_gates`` picks what ``call`` returns."""
+
+    def call(self, inputs, training=None):
+        outputs, gates = self._forward(inputs, training)
+        return (outputs, gates) if self.return_gates else outputs
+
+    def gate_weights(self, inputs):
+        """The gates alone (see the layer's docstring for their layout), for diagnostics."""
+        return self._forward(inputs, training=False)[1]
