@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mtl_keras import losses, models
+from mtl_keras import MultiTaskModel, losses, models
 from mtl_keras.backend import keras, tf
 from test_model import BCE, click_data, two_tower_model, weights_of
 
@@ -181,7 +181,7 @@ def test_compiled_projection_round_trips(tmp_path):
 class TestBadInput:
     def test_projection_without_shared_variables(self):
         x = keras.Input((3,), name="x")
-        model = models.MultiTaskModel(x, {"a": keras.layers.Dense(1, name="a")(x), "b": keras.layers.Dense(1, name="b")(x)})
+        model = MultiTaskModel(x, {"a": keras.layers.Dense(1, name="a")(x), "b": keras.layers.Dense(1, name="b")(x)})
         with pytest.raises(ValueError, match="`gradient_projection` needs shared variables"):
             model.compile(loss={"a": "mse", "b": "mse"}, gradient_projection=losses.PCGrad())
 

@@ -1,0 +1,16 @@
+"""Builders of the standard multi-task architectures, each an uncompiled MultiTaskModel.
+
+Every builder takes Keras inputs (one named tensor [B, D], or a dict of named
+tensors that it concatenates), the task names, and ``task_types``: "binary"
+(sigmoid head) or "regression" (linear head), one string for all tasks or a
+dict by task. Heads are Dense layers named after their tasks. With
+``auxiliary_tower_units`` (e.g. ``(4,)``) each task also gets a small
+self-auxiliary tower on the same features and label (``mtl_keras.auxiliary``).
+"""
+
+from mtl_keras.models.conversion import esmm
+from mtl_keras.models.domains import star
+from mtl_keras.models.experts import mmoe, ple, shared_bottom
+from mtl_keras.models.routing import cross_stitch, snr
+
+__all__ = ["cross_stitch", "esmm", "mmoe", "ple", "shared_bottom", "snr", "star"]

@@ -1,0 +1,77 @@
+"""What every builder shares: input handling, task names and types, towers and heads."""
+
+import re
+
+from mtl_keras.backend import keras
+from mtl_keras.layers import checks
+from mtl_keras.model import MultiTaskModel
+
+HEAD_ACTIVATION = {"binary": "sigmoid", "regression": None}
+
+
+def features_of(inputs):
+    """(the model's inputs, one [B, D] feature tensor)."""
+    if isinstance(inputs, dict):
+        if not inputs:
+            raise ValueError("`inputs` must not be an empty dict.")
+        tensors = list(inputs.values())
+        features = tensors[0] if len(tensors) == 1 else keras.layers.Concatenate(name="features")(
+            tensors
+        )
+        return inputs, features
+    if isinstance(inputs, (list, tuple)):
+        raise ValueError("`inputs` must be one Keras input [B, D] or a dict of named inputs; got a list.")
+    if len(inputs.shape) != 2:
+        raise ValueError(f"`inputs` must have shape [B, D]; got {tuple(inputs.shape)}.")
+    return inputs, inputs
+
+
+def task_names_of(task_names):
+    if isinstance(task_names, str) or not task_names:
+        raise ValueError(f"`task_names` must be a non-empty list of strings; got {task_names!r}.")
+    tasks = list(task_names)
+    if len(set(tasks)) != len(tasks) or not all(
+        isinstance(t, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_.\-]*", t) for t in tasks
+    ):
+        raise ValueError(
+            "`task_names` must be distinct names of letters, digits, '_', '.', '-' "
+            f"starting with a letter; got {tasks!r}."
+        )
+    return tasks
+
+
+def task_types_of(task_types, tasks):
+    types = task_types if isinstance(task_types, dict) else {t: task_types for t in tasks}
+    if set(types) != set(tasks):
+        raise ValueError(f"`task_types` must have one entry per task {tasks}; got {sorted(types)}.")
+    for task, kind in types.items():
+        if kind not in HEAD_ACTIVATION:
+            raise ValueError(
+                f"`task_types[{task!r}]` must be one of {sorted(HEAD_ACTIVATION)}; got {kind!r}."
+            )
+    return types
+
+
+def mlp(x, units, prefix):
+    for index, width in enumerate(units):
+        x = keras.layers.Dense(width, activation="relu", name=f"{prefix}_{index}")(x)
+    return x
+
+
+def build_model(model_inputs, tasks, per_task, tower_units, task_types, name, auxiliary_tower_units=None):
+    types = task_types_of(task_types, tasks)
+    tower_units = checks.units("tower_units", tower_units) if tower_units else ()
+    outputs = {task: head(x, tower_units, task, types[task]) for task, x in zip(tasks, per_task)}
+    auxiliary_outputs = None
+    if auxiliary_tower_units is not None:
+        units = checks.units("auxiliary_tower_units", auxiliary_tower_units)
+        auxiliary_outputs = {
+            task: head(x, units, f"{task}_aux", types[task]) for task, x in zip(tasks, per_task)
+        }
+    return MultiTaskModel(model_inputs, outputs, name=name, auxiliary_outputs=auxiliary_outputs)
+
+
+def head(features, units, name, task_type):
+    """A tower of ``units`` then the one-unit head named ``name``."""
+    hidden = mlp(features, units, f"{name}_tower")
+    return keras.layers.Dense(1, activation=HEAD_ACTIVATION[task_type], name=name)(hidden)

@@ -1,0 +1,31 @@
+"""ESMM: conversion modelled over the entire impression space."""
+
+from mtl_keras.layers import checks
+from mtl_keras.model import MultiTaskModel
+from mtl_keras.models.common import features_of, head
+from mtl_keras.backend import keras
+
+
+def esmm(inputs, tower_units=(64, 32), auxiliary_tower_units=None):
+    """ESMM (Ma et al., SIGIR 2018): pCTCVR = pCTR * pCVR over the entire space.
+
+    Heads "ctr", "cvr" and "ctcvr" (the product). Train on every impression with
+    losses on ctr (label: click) and ctcvr (label: click AND conversion) only:
+    ``compile(loss={"ctr": "binary_crossentropy", "cvr": None,
+    "ctcvr": "binary_crossentropy"})``; pCVR has no direct label. The two
+    towers share the input features (the paper's shared embeddings). With
+    ``auxiliary_tower_units`` the ctr task gets a self-auxiliary tower.
+    """
+    model_inputs, features = features_of(inputs)
+    units = checks.units("tower_units", tower_units)
+    ctr = head(features, units, "ctr", "binary")
+    cvr = head(features, units, "cvr", "binary")
+    ctcvr = keras.layers.Multiply(name="ctcvr")([ctr, cvr])
+    auxiliary_outputs = None
+    if auxiliary_tower_units is not None:
+        aux_units = checks.units("auxiliary_tower_units", auxiliary_tower_units)
+        auxiliary_outputs = {"ctr": head(features, aux_units, "ctr_aux", "binary")}
+    return MultiTaskModel(
+        model_inputs, {"ctr": ctr, "cvr": cvr, "ctcvr": ctcvr}, name="esmm",
+        auxiliary_outputs=auxiliary_outputs,
+    )

@@ -1,0 +1,58 @@
+"""STAR: one model for several domains, with per-domain normalisation and weights."""
+
+from mtl_keras.backend import keras
+from mtl_keras.layers import PartitionedNorm, SharedRepresentation, StarDense
+from mtl_keras.layers import checks
+from mtl_keras.model import MultiTaskModel
+from mtl_keras.models.common import HEAD_ACTIVATION, features_of, head, mlp, task_names_of, task_types_of
+
+
+def star(
+    inputs,
+    domain_ids,
+    task_names,
+    units=(64, 32),
+    num_domains=None,
+    task_types="binary",
+    auxiliary_units=(32, 16),
+    domain_embedding_dim=8,
+    auxiliary_tower_units=None,
+):
+    """STAR (Sheng et al., CIKM 2021) for several domains and tasks.
+
+    Features -> ``PartitionedNorm`` -> star-topology ``StarDense`` layers of
+    ``units``; each task's logit is a domain-specific ``StarDense(1)`` plus the
+    paper's auxiliary network (domain embedding concatenated with the
+    features, a 2-layer MLP of ``auxiliary_units``, one logit), and the head
+    is sigmoid (binary) or identity (regression) of their sum.
+
+    Args:
+        domain_ids: a Keras integer input [B] or [B, 1] (part of the model's inputs).
+        num_domains: number of domains P.
+    """
+    model_inputs, features = features_of(inputs)
+    tasks = task_names_of(task_names)
+    types = task_types_of(task_types, tasks)
+    domains = checks.positive_int("num_domains", num_domains)
+    named = model_inputs if isinstance(model_inputs, dict) else {model_inputs.name: model_inputs}
+    model_inputs = dict(named, **{domain_ids.name: domain_ids})
+    hidden = PartitionedNorm(domains, name="partitioned_norm")(features, domain_ids)
+    for depth, width in enumerate(checks.units("units", units)):
+        hidden = StarDense(width, domains, activation="relu", name=f"star_{depth}")(hidden, domain_ids)
+    hidden = SharedRepresentation(name="shared_representation")(hidden)
+    domain = keras.layers.Flatten(name="domain_flat")(
+        keras.layers.Embedding(domains, domain_embedding_dim, name="domain_embedding")(domain_ids)
+    )
+    auxiliary_input = keras.layers.Concatenate(name="auxiliary_input")([features, domain])
+    outputs = {}
+    for task in tasks:
+        main = StarDense(1, domains, name=f"{task}_star_logit")(hidden, domain_ids)
+        side = mlp(auxiliary_input, checks.units("auxiliary_units", auxiliary_units), f"{task}_auxiliary_net")
+        side = keras.layers.Dense(1, name=f"{task}_auxiliary_logit")(side)
+        logit = keras.layers.Add(name=f"{task}_logit")([main, side])
+        outputs[task] = keras.layers.Activation(HEAD_ACTIVATION[types[task]] or "linear", name=task)(logit)
+    auxiliary_outputs = None
+    if auxiliary_tower_units is not None:
+        aux_units = checks.units("auxiliary_tower_units", auxiliary_tower_units)
+        auxiliary_outputs = {t: head(hidden, aux_units, f"{t}_aux", types[t]) for t in tasks}
+    return MultiTaskModel(model_inputs, outputs, name="star", auxiliary_outputs=auxiliary_outputs)

@@ -1,0 +1,77 @@
+"""Builders that learn how tasks share: SNR routers and cross-stitch units."""
+
+from mtl_keras.backend import keras
+from mtl_keras.layers import CrossStitch, HardConcreteRouter
+from mtl_keras.layers import checks
+from mtl_keras.models.common import build_model, features_of, task_names_of
+
+
+def snr(
+    inputs,
+    task_names,
+    mode="trans",
+    num_subnetworks=(3, 3),
+    subnetwork_units=(32,),
+    tower_units=(8,),
+    task_types="binary",
+    l0_penalty=1e-4,
+    auxiliary_tower_units=None,
+):
+    """SNR (Ma et al., AAAI 2019): levels of sub-networks joined by hard-concrete routers.
+
+    Level k holds ``num_subnetworks[k]`` one-layer ReLU sub-networks of
+    ``subnetwork_units[k]`` units (one entry serves every level). Level 1 reads
+    the input; a ``HardConcreteRouter`` (``mode`` "trans" or "avg") feeds each
+    next level, and a last router feeds the task towers.
+    """
+    model_inputs, features = features_of(inputs)
+    tasks = task_names_of(task_names)
+    levels = list(checks.units("num_subnetworks", num_subnetworks))
+    units = list(checks.units("subnetwork_units", subnetwork_units))
+    units = units * len(levels) if len(units) == 1 else units
+    if len(units) != len(levels):
+        raise ValueError(
+            f"`subnetwork_units` must have one entry or one per level ({len(levels)}); got {units}."
+        )
+    lower = [
+        keras.layers.Dense(units[0], activation="relu", name=f"subnetwork_0_{i}")(features)
+        for i in range(levels[0])
+    ]
+    for level in range(1, len(levels)):
+        routed = _router(levels[level], mode, units[level], l0_penalty, f"router_{level - 1}")(lower)
+        lower = [
+            keras.layers.Dense(units[level], activation="relu", name=f"subnetwork_{level}_{i}")(v)
+            for i, v in enumerate(routed)
+        ]
+    per_task = _router(len(tasks), mode, units[-1], l0_penalty, f"router_{len(levels) - 1}")(lower)
+    return build_model(model_inputs, tasks, per_task, tower_units, task_types, f"snr_{mode}", auxiliary_tower_units)
+
+
+def _router(num_outputs, mode, units, l0_penalty, name):
+    return HardConcreteRouter(
+        num_outputs, mode=mode, units=units if mode == "trans" else None, l0_penalty=l0_penalty, name=name
+    )
+
+
+def cross_stitch(
+    inputs,
+    task_names,
+    units=(64, 32),
+    tower_units=(8,),
+    task_types="binary",
+    auxiliary_tower_units=None,
+):
+    """Cross-stitch network (Misra et al., CVPR 2016): one column per task, a
+    ``CrossStitch`` unit after each layer, then the towers."""
+    model_inputs, features = features_of(inputs)
+    tasks = task_names_of(task_names)
+    if len(tasks) < 2:
+        raise ValueError(f"cross_stitch needs two or more `task_names`; got {tasks}.")
+    columns = [features] * len(tasks)
+    for depth, width in enumerate(checks.units("units", units)):
+        columns = [
+            keras.layers.Dense(width, activation="relu", name=f"{task}_column_{depth}")(x)
+            for task, x in zip(tasks, columns)
+        ]
+        columns = CrossStitch(len(tasks), name=f"cross_stitch_{depth}")(columns)
+    return build_model(model_inputs, tasks, columns, tower_units, task_types, "cross_stitch", auxiliary_tower_units)
