@@ -71,6 +71,17 @@ class ExpertUsage(keras.callbacks.Callback):
                 write_heatmap(matrix, labels, f"{name}, epoch {epoch + 1}", path)
 
 
+class EpochEnd(keras.callbacks.Callback):
+    """Tells a task weighting where epochs end (DWA); MultiTaskModel.fit adds it itself."""
+
+    def __init__(self, weighting):
+        super().__init__()
+        self.weighting = weighting
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weighting.on_epoch_end()
+
+
 def write_heatmap(matrix, row_labels, title, path):
     """A PNG heatmap of a [gates, experts] matrix, each cell annotated."""
     try:

@@ -36,12 +36,10 @@ def task_gradient_matrix(tape, task_losses, variables, method="loop"):
         return tf.stack(
             [flatten(tape.gradient(loss, variables, unconnected_gradients=ZERO)) for loss in task_losses]
         )
-    if method == "jacobian":
-        jacobians = tape.jacobian(
-            task_losses, variables, unconnected_gradients=ZERO, experimental_use_pfor=True
-        )
-        return tf.concat([tf.reshape(j, [task_losses.shape[0], -1]) for j in jacobians], axis=1)
-    raise ValueError(f"`task_gradient_method` must be one of ['loop', 'jacobian']; got {method!r}.")
+    jacobians = tape.jacobian(
+        task_losses, variables, unconnected_gradients=ZERO, experimental_use_pfor=True
+    )
+    return tf.concat([tf.reshape(j, [task_losses.shape[0], -1]) for j in jacobians], axis=1)
 
 
 def num_replicas():

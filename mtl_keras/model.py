@@ -1,9 +1,8 @@
 """MultiTaskModel: a functional Keras model with dict outputs keyed by task."""
 
-import collections
-
 from mtl_keras import auxiliary as auxiliary_heads
 from mtl_keras import compile_config, optimizer_groups, shared_gradients
+from mtl_keras.callbacks import EpochEnd
 from mtl_keras import compile_options as options
 from mtl_keras.backend import IS_KERAS3, keras, register, state_variable, tf
 from mtl_keras.gradients import num_replicas, replica_sum
@@ -12,12 +11,6 @@ from mtl_keras.losses import weighting as weighting_lib
 from mtl_keras.shared import representation_layers, variable_tasks
 from mtl_keras.targets import check_targets
 from mtl_keras.task_metrics import TaskTrackers
-
-# What a weighting's ``update`` and the gradient modes see of a step.
-TrainStep = collections.namedtuple(
-    "TrainStep", "tape task_losses task_loss_shares weighted weighted_vector extra loss"
-)
-
 
 class _MultiTaskBase(keras.Model):
     """A Keras functional model whose outputs are a dict keyed by task.
@@ -171,7 +164,7 @@ class _MultiTaskBase(keras.Model):
 
     def fit(self, *args, callbacks=None, **kwargs):
         """``keras.Model.fit``, telling the task weighting where epochs end (for DWA)."""
-        hooks = [_EpochEnd(self._weighting)] if self._mtl_compiled else []
+        hooks = [EpochEnd(self._weighting)] if self._mtl_compiled else []
         return super().fit(*args, callbacks=list(callbacks or []) + hooks, **kwargs)
 
     # ---------------------------------------------------------------- the steps
@@ -197,7 +190,7 @@ class _MultiTaskBase(keras.Model):
             weighted_vector = tf.stack(weighted)
             extra = (self._regularization() + self._weighting.regularization()) / num_replicas()
             loss = tf.reduce_sum(weighted_vector) + extra
-        step = TrainStep(tape, task_losses, shares, weighted, weighted_vector, extra, loss)
+        step = shared_gradients.TrainStep(tape, task_losses, shares, weighted, weighted_vector, extra, loss)
         if not per_task:
             gradients, gram = tape.gradient(loss, self._train_variables), None
         elif self._representation_layers is not None:

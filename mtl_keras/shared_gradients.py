@@ -17,9 +17,16 @@ shared ones there are two modes:
 Both return (gradients in ``variables`` order, the task Gram matrix).
 """
 
+import collections
+
 from mtl_keras.backend import tf
 from mtl_keras.gradients import ZERO, flatten, num_replicas, replica_sum, sources, task_gradient_matrix, unflatten
 from mtl_keras.losses.projection import gram_matrix
+
+# What a weighting's ``update`` and the gradient modes see of a train step.
+TrainStep = collections.namedtuple(
+    "TrainStep", "tape task_losses task_loss_shares weighted weighted_vector extra loss"
+)
 
 
 def exact(tape, step, variables, shared, projection, method):

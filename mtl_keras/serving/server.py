@@ -50,20 +50,22 @@ class _Models:
         return servable
 
 
-def _abort(context, error):
-    context.abort(error.code, error.message)
+def _grpc(method):
+    """The gRPC form of a method that takes a request and raises RequestError."""
+
+    def handler(self, request, context):
+        try:
+            return method(self, request)
+        except validation.RequestError as error:
+            context.abort(error.code, error.message)
+
+    return handler
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, models, batcher=None):
         self.models = models
         self.batcher = batcher
-
-    def Predict(self, request, context):
-        try:
-            return self.predict(request)
-        except validation.RequestError as error:
-            _abort(context, error)
 
     def predict(self, request):
         name, version = self.models.model_spec(request)
@@ -92,12 +94,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         except validation.RequestError:
             return {}
 
-    def GetModelMetadata(self, request, context):
-        try:
-            return self.metadata(request)
-        except validation.RequestError as error:
-            _abort(context, error)
-
     def metadata(self, request):
         fields = list(request.metadata_field)
         if not fields:
@@ -124,6 +120,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             "Only Predict and GetModelMetadata: TF2 exports carry predict signatures only.",
         )
 
+    Predict = _grpc(predict)
+    GetModelMetadata = _grpc(metadata)
     Classify = Regress = MultiInference = _unimplemented
 
 
@@ -131,12 +129,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, models):
         self.models = models
 
-    def GetModelStatus(self, request, context):
-        try:
-            name, version = self.models.model_spec(request)
-            return self.status(name, version)
-        except validation.RequestError as error:
-            _abort(context, error)
+    def status_of(self, request):
+        return self.status(*self.models.model_spec(request))
 
     def status(self, name, version=None):
         model = self.models.by_name.get(name)
@@ -157,6 +151,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             status.version = number
             status.state = AVAILABLE
         return response
+
+    GetModelStatus = _grpc(status_of)
 
 
 class Server:
