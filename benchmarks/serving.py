@@ -1,14 +1,18 @@
 """Serving overhead and batching gain of the local server, measured side by side.
 
-The server runs in its own process (``mtl-keras serve``), as deployed; the
-clients run here.
+Two servers run in their own processes (``mtl-keras serve``, as deployed), one
+without and one with dynamic batching; the clients run here. Measurements are
+interleaved so that drift on a shared machine hits both sides alike:
 
-1. Batch-1 latency: gRPC Predict through PredictClient vs calling the loaded
-   SavedModel's signature in-process (p50, p99; the overhead is their gap).
-2. Throughput of 32 concurrent clients sending batch-1 requests, without and
-   with dynamic batching.
+1. Batch-1 latency: each iteration calls the loaded SavedModel's signature
+   in-process, then the server's own call path in-process (the signature traced
+   once at load), then sends the same row through PredictClient (gRPC); p50 and
+   p99 of each, and the p50 overhead of gRPC against both in-process calls.
+2. Throughput of 32 concurrent clients sending batch-1 requests: ``--rounds``
+   rounds of ``--seconds`` against the plain server, then the batching one;
+   the gain is the median over rounds of batched / plain.
 
-    python benchmarks/serving.py [--seconds 5] [--out FILE]
+    python benchmarks/serving.py [--rounds 3] [--seconds 3] [--out FILE]
 """
 
 import argparse
@@ -28,28 +32,35 @@ import tensorflow as tf
 from mtl_keras import export, models
 from mtl_keras.backend import keras
 from mtl_keras.serving import PredictClient
+from mtl_keras.serving.servables import Servable
 
 
-def percentile(samples, q):
+def ms(samples, q):
     return float(np.percentile(np.array(samples) * 1000, q))
 
 
-def latencies(call, count):
-    for _ in range(20):
-        call()
-    samples = []
+def interleaved_latency(calls, count):
+    """{name: [seconds]} for calls run one after another, ``count`` times each."""
+    for _ in range(50):
+        for call in calls.values():
+            call()
+    samples = {name: [] for name in calls}
     for _ in range(count):
-        start = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - start)
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            samples[name].append(time.perf_counter() - start)
     return samples
 
 
 def throughput(port, clients, seconds, x):
-    done, stop = [0] * clients, threading.Event()
+    """Requests per second of ``clients`` threads, each with its own channel."""
+    done, stop, ready = [0] * clients, threading.Event(), threading.Barrier(clients + 1)
 
     def worker(i):
         client = PredictClient(f"localhost:{port}", "ranker")
+        client.predict({"features": x})
+        ready.wait()
         while not stop.is_set():
             client.predict({"features": x})
             done[i] += 1
@@ -58,32 +69,35 @@ def throughput(port, clients, seconds, x):
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
+    ready.wait()
+    start = time.perf_counter()
     time.sleep(seconds)
     stop.set()
+    total = sum(done)
+    elapsed = time.perf_counter() - start
     for thread in threads:
         thread.join()
-    return sum(done) / seconds
+    return total / elapsed
 
 
-def start_server(base, batching_file=None):
+def start_server(base, extra=()):
     command = [sys.executable, "-m", "mtl_keras.cli", "serve", "--model_name", "ranker",
-               "--model_base_path", base, "--port", "0"]
-    if batching_file:
-        command += ["--enable_batching", "--batching_parameters_file", batching_file]
+               "--model_base_path", base, "--port", "0", *extra]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     port = int(re.search(r"gRPC on (\d+)", process.stdout.readline()).group(1))
     return process, port
 
 
-def stop_server(process):
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=30)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--batching", default="max_batch_size { value: 64 }\nbatch_timeout_micros { value: 0 }\n"
+                        "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n",
+                        help="BatchingParameters text for the batching server")
+    parser.add_argument("--server_args", default="", help="extra flags for both servers")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
@@ -91,32 +105,51 @@ def main():
                         num_experts=8, expert_units=(256,), tower_units=(64,))
     base = tempfile.mkdtemp(prefix="serving-bench-")
     path = export.export_saved_model(model, base)
-    x = np.random.default_rng(0).normal(size=(1, 256)).astype("float32")
-    signature = tf.saved_model.load(path).signatures["serving_default"]
-    plain, port = start_server(base)
-    client = PredictClient(f"localhost:{port}", "ranker")
-    local = latencies(lambda: signature(features=tf.constant(x)), args.calls)
-    remote = latencies(lambda: client.predict({"features": x}), args.calls)
-    unbatched = throughput(port, 32, args.seconds, x)
-    client.close()
-    stop_server(plain)
     batching_file = os.path.join(base, "batching_parameters.txt")
     with open(batching_file, "w") as handle:
-        handle.write("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 2000 }\n"
-                     "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 2 }\n")
-    batched_server, port = start_server(base, batching_file)
-    batched = throughput(port, 32, args.seconds, x)
-    stop_server(batched_server)
+        handle.write(args.batching)
+    extra = args.server_args.split()
+    plain, plain_port = start_server(base, extra)
+    batched, batched_port = start_server(base, [*extra, "--enable_batching", "--batching_parameters_file", batching_file])
+    try:
+        x = np.random.default_rng(0).normal(size=(1, 256)).astype("float32")
+        signature = tf.saved_model.load(path).signatures["serving_default"]
+        traced = Servable(1, path).signatures["serving_default"].function
+        client = PredictClient(f"localhost:{plain_port}", "ranker")
+        latency = interleaved_latency(
+            {"in_process": lambda: signature(features=tf.constant(x)),
+             "in_process_traced": lambda: traced(features=x),
+             "grpc": lambda: client.predict({"features": x})},
+            args.calls,
+        )
+        client.close()
+        rounds = []
+        for _ in range(args.rounds):
+            rounds.append((throughput(plain_port, args.clients, args.seconds, x),
+                           throughput(batched_port, args.clients, args.seconds, x)))
+    finally:
+        for process in (plain, batched):
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+    gains = [b / u for u, b in rounds]
     result = {
-        "in_process_p50_ms": percentile(local, 50), "in_process_p99_ms": percentile(local, 99),
-        "grpc_p50_ms": percentile(remote, 50), "grpc_p99_ms": percentile(remote, 99),
-        "p50_overhead_ms": percentile(remote, 50) - percentile(local, 50),
-        "unbatched_rps": unbatched, "batched_rps": batched, "batching_gain": batched / unbatched,
+        "in_process_p50_ms": ms(latency["in_process"], 50), "in_process_p99_ms": ms(latency["in_process"], 99),
+        "in_process_traced_p50_ms": ms(latency["in_process_traced"], 50),
+        "grpc_p50_ms": ms(latency["grpc"], 50), "grpc_p99_ms": ms(latency["grpc"], 99),
+        "rounds_rps": [[round(u), round(b)] for u, b in rounds],
+        "unbatched_rps": float(np.median([u for u, _ in rounds])),
+        "batched_rps": float(np.median([b for _, b in rounds])),
+        "batching_gain": float(np.median(gains)),
     }
-    print("MMoE 256 -> 8x256 experts, 4 heads; batch-1 requests")
+    result["p50_overhead_ms"] = result["grpc_p50_ms"] - result["in_process_p50_ms"]
+    result["p50_overhead_vs_traced_ms"] = result["grpc_p50_ms"] - result["in_process_traced_p50_ms"]
+    print(f"MMoE 256 -> 8x256 experts, 4 heads; batch-1 requests; {os.cpu_count()} CPUs")
     print(f"latency p50/p99 ms: in-process {result['in_process_p50_ms']:.3f}/{result['in_process_p99_ms']:.3f}, "
-          f"gRPC {result['grpc_p50_ms']:.3f}/{result['grpc_p99_ms']:.3f}, p50 overhead {result['p50_overhead_ms']:.3f}")
-    print(f"32 clients: {unbatched:.0f} req/s without batching, {batched:.0f} with, x{result['batching_gain']:.2f}")
+          f"gRPC {result['grpc_p50_ms']:.3f}/{result['grpc_p99_ms']:.3f}; p50 overhead {result['p50_overhead_ms']:.3f}")
+    print(f"the server's own call path in-process (signature traced at load): p50 "
+          f"{result['in_process_traced_p50_ms']:.3f}; p50 overhead against it {result['p50_overhead_vs_traced_ms']:.3f}")
+    print(f"{args.clients} clients, req/s per round (plain, batched): {result['rounds_rps']}; "
+          f"median gain x{result['batching_gain']:.2f}")
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(result, handle, indent=2)

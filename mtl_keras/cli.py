@@ -92,10 +92,15 @@ def _serve_and_predict(model, x, base_path):
 
 def serve(args):
     """Serves a model folder with TF Serving's gRPC API until SIGTERM (in-flight requests finish)."""
+    import tensorflow as tf
+
     from mtl_keras.serving.batching import parse_batching_parameters
     from mtl_keras.serving.servables import ModelVersions, from_model_config
     from mtl_keras.serving.server import Server
 
+    # Before the first TensorFlow op: thread pools are fixed once the runtime starts.
+    tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
+    tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
     batching = None
     if args.enable_batching:
         text = open(args.batching_parameters_file).read() if args.batching_parameters_file else ""
@@ -114,7 +119,10 @@ def serve(args):
     ).start()
     rest = f", REST on {server.rest.port}" if server.rest else ""
     names = ", ".join(m.name for m in served)
-    print(f"serving {names}: gRPC on {server.port}{rest}", flush=True)
+    threads = (tf.config.threading.get_intra_op_parallelism_threads(),
+               tf.config.threading.get_inter_op_parallelism_threads())
+    print(f"serving {names}: gRPC on {server.port}{rest}; TensorFlow threads intra {threads[0]}, "
+          f"inter {threads[1]} (0: one per core)", flush=True)
     server.serve_until_signal()
     return 0
 
@@ -150,6 +158,10 @@ def main(argv=None):
     serve_parser.add_argument("--enable_batching", action="store_true")
     serve_parser.add_argument("--batching_parameters_file", default=None)
     serve_parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
+    serve_parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                              help="threads for one op (0: TensorFlow picks, one per core)")
+    serve_parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+                              help="ops run at once (0: TensorFlow picks)")
     serve_parser.set_defaults(run=serve)
     args = parser.parse_args(argv)
     return args.run(args)

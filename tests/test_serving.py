@@ -58,6 +58,14 @@ def test_predict_equals_the_keras_model(served):
     nan_rows = np.full((2, 6), np.nan, "float32")
     nan = client.predict({"features": nan_rows})  # served as the model computes it, no crash
     np.testing.assert_allclose(nan["ctr"], model.predict(nan_rows, verbose=0)["ctr"], equal_nan=True)
+    examples = [
+        tf.train.Example(features=tf.train.Features(feature={
+            "features": tf.train.Feature(float_list=tf.train.FloatList(value=row))
+        })).SerializeToString()
+        for row in X
+    ]
+    parsed = client.predict({"examples": np.array(examples, dtype=object)}, signature_name="predict_examples")
+    np.testing.assert_allclose(parsed["ctr"], keras_out["ctr"], atol=1e-5)  # string inputs take the same path
 
 
 def test_metadata_and_status(served):
@@ -340,12 +348,14 @@ def test_cli_serve_answers_and_stops_cleanly_on_sigterm(tmp_path):
     export.export_saved_model(model, base)
     process = subprocess.Popen(
         [sys.executable, "-m", "mtl_keras.cli", "serve", "--model_name", "ranker",
-         "--model_base_path", base, "--port", "0", "--rest_api_port", "0"],
+         "--model_base_path", base, "--port", "0", "--rest_api_port", "0",
+         "--tensorflow_intra_op_parallelism", "1", "--tensorflow_inter_op_parallelism", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         line = process.stdout.readline()
         port = int(re.search(r"gRPC on (\d+)", line).group(1))
+        assert "TensorFlow threads intra 1, inter 2" in line
         client = PredictClient(f"localhost:{port}", "ranker")
         np.testing.assert_allclose(client.predict({"features": X})["ctr"], model.predict(X, verbose=0)["ctr"], atol=1e-5)
         process.send_signal(signal.SIGTERM)

@@ -12,11 +12,9 @@ import collections
 import re
 import threading
 import time
-from concurrent import futures
 
 import grpc
 import numpy as np
-import tensorflow as tf
 
 from mtl_keras.serving.validation import RequestError
 
@@ -44,7 +42,25 @@ def parse_batching_parameters(text):
     return parameters
 
 
-_Task = collections.namedtuple("_Task", "inputs rows future")
+class _Task:
+    """One request waiting in a queue: its rows, then its share of the outputs."""
+
+    __slots__ = ("inputs", "rows", "done", "outputs", "error")
+
+    def __init__(self, inputs, rows):
+        self.inputs, self.rows = inputs, rows
+        self.done = threading.Lock()
+        self.done.acquire()  # released by the batch thread once outputs or error is set
+        self.outputs = self.error = None
+
+
+class _Queue:
+    """The waiting tasks of one (model, version, signature), with their row count."""
+
+    def __init__(self, function):
+        self.function = function
+        self.tasks = collections.deque()
+        self.rows = 0
 
 
 class Batcher:
@@ -56,7 +72,7 @@ class Batcher:
         self.timeout = batch_timeout_micros / 1e6
         self.max_pending_rows = max_enqueued_batches * max_batch_size
         self.allowed = list(allowed_batch_sizes)
-        self.queues = {}  # key -> (function, deque of tasks)
+        self.queues = {}  # (key, function) -> _Queue
         self.pending_rows = 0
         self.condition = threading.Condition()
         self.stopped = False
@@ -67,16 +83,27 @@ class Batcher:
     def run(self, key, function, inputs):
         rows = len(next(iter(inputs.values())))
         if rows == 0 or rows >= self.max_batch_size:
-            return function(**{k: tf.constant(v) for k, v in inputs.items()})
-        task = _Task(inputs, rows, futures.Future())
+            return function(**inputs)
+        task = _Task(inputs, rows)
         with self.condition:
             if self.pending_rows + rows > self.max_pending_rows:
                 raise RequestError(grpc.StatusCode.UNAVAILABLE, "The batch scheduling queue is full")
-            queue = self.queues.setdefault(key, (function, collections.deque()))[1]
-            queue.append((time.monotonic(), task))
+            # The function is part of the key: a version folder exported again under the same
+            # number is a new servable, and its requests must not run on the old one.
+            queue = self.queues.get((key, function))
+            if queue is None:
+                queue = self.queues[key, function] = _Queue(function)
+            queue.tasks.append((time.monotonic(), task))
+            queue.rows += rows
             self.pending_rows += rows
-            self.condition.notify()
-        return task.future.result()
+            # Batch threads sleep until the oldest task's deadline; only a new deadline or
+            # a full batch needs them sooner.
+            if len(queue.tasks) == 1 or queue.rows >= self.max_batch_size:
+                self.condition.notify()
+        task.done.acquire()
+        if task.error is not None:
+            raise task.error
+        return task.outputs
 
     def _take(self):
         """The next batch to run, or None once stopped: (function, tasks)."""
@@ -85,18 +112,20 @@ class Batcher:
                 if self.stopped:
                     return None
                 now, wake = time.monotonic(), None
-                for key, (function, queue) in self.queues.items():
-                    if not queue:
-                        continue
-                    rows = sum(task.rows for _, task in queue)
-                    deadline = queue[0][0] + self.timeout
-                    if rows >= self.max_batch_size or now >= deadline:
+                for queue_key, queue in self.queues.items():
+                    deadline = queue.tasks[0][0] + self.timeout
+                    if queue.rows >= self.max_batch_size or now >= deadline:
                         tasks, total = [], 0
-                        while queue and total + queue[0][1].rows <= self.max_batch_size:
-                            tasks.append(queue.popleft()[1])
+                        while queue.tasks and total + queue.tasks[0][1].rows <= self.max_batch_size:
+                            tasks.append(queue.tasks.popleft()[1])
                             total += tasks[-1].rows
+                        queue.rows -= total
                         self.pending_rows -= total
-                        return function, tasks
+                        if queue.tasks:  # what is left may already make a batch for another thread
+                            self.condition.notify()
+                        else:  # dropped once empty, so an unloaded servable can be freed
+                            del self.queues[queue_key]
+                        return queue.function, tasks
                     wake = deadline if wake is None else min(wake, deadline)
                 self.condition.wait(None if wake is None else max(wake - now, 0.0))
 
@@ -112,15 +141,16 @@ class Batcher:
                 target = next((size for size in self.allowed if size >= rows), rows)
                 if target > rows:  # pad up to an allowed size, then drop the padding
                     merged = {k: np.concatenate([v, np.repeat(v[-1:], target - rows, 0)]) for k, v in merged.items()}
-                outputs = {k: np.asarray(v) for k, v in function(**{k: tf.constant(v) for k, v in merged.items()}).items()}
+                outputs = {k: np.asarray(v) for k, v in function(**merged).items()}
                 start = 0
                 for task in tasks:
-                    task.future.set_result({k: v[start : start + task.rows] for k, v in outputs.items()})
+                    task.outputs = {k: v[start : start + task.rows] for k, v in outputs.items()}
                     start += task.rows
             except Exception as error:  # every waiting request gets the failure, the thread lives on
                 for task in tasks:
-                    if not task.future.done():
-                        task.future.set_exception(error)
+                    task.error = error
+            for task in tasks:
+                task.done.release()
 
     def stop(self):
         with self.condition:

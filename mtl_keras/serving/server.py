@@ -11,8 +11,6 @@ import threading
 from concurrent import futures
 
 import grpc
-import numpy as np
-import tensorflow as tf
 from google.protobuf import any_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -25,7 +23,7 @@ from tensorflow_serving.apis import (
 from mtl_keras.serving import validation
 from mtl_keras.serving.batching import Batcher
 from mtl_keras.serving.rest import RestServer
-from mtl_keras.serving.tensors import to_proto
+from mtl_keras.serving.tensors import fill
 
 log = logging.getLogger(__name__)
 AVAILABLE = 30
@@ -77,13 +75,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         if self.batcher is not None:
             results = self.batcher.run((name, servable.version, key), function, arrays)
         else:
-            results = function(**{alias: tf.constant(value) for alias, value in arrays.items()})
+            results = function(**arrays)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = name
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = key
         for alias in chosen:
-            response.outputs[alias].CopyFrom(to_proto(np.asarray(results[alias])))
+            fill(response.outputs[alias], results[alias])
         return response
 
     def input_specs(self, name, version, signature_name):

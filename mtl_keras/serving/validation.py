@@ -6,8 +6,9 @@ from the proto's declared shape before anything is materialised, so a proto
 claiming 10^9 elements is refused without allocating them.
 """
 
+import math
+
 import grpc
-import numpy as np
 import tensorflow as tf
 
 from mtl_keras.serving.tensors import to_array
@@ -84,10 +85,11 @@ def inputs(request, specs):
         dims = [d.size for d in proto.tensor_shape.dim]
         if any(d < 0 for d in dims):
             raise invalid(f"tensor parsing error: {alias}")
-        if int(np.prod(dims, dtype=np.float64)) > MAX_ELEMENTS:
+        elements = math.prod(dims)
+        if elements > MAX_ELEMENTS:
             raise RequestError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"input {alias} has {int(np.prod(dims, dtype=np.float64))} elements, over the limit of {MAX_ELEMENTS}",
+                f"input {alias} has {elements} elements, over the limit of {MAX_ELEMENTS}",
             )
         if proto.dtype != spec.dtype.as_datatype_enum:
             got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "invalid"
@@ -100,10 +102,13 @@ def inputs(request, specs):
             raise invalid(f"tensor parsing error: {alias}") from None
         if list(array.shape) != dims:
             raise invalid(f"tensor parsing error: {alias}")
-        if not tf.TensorShape(array.shape).is_compatible_with(spec.shape):
+        expected = spec.shape.as_list() if spec.shape.rank is not None else None
+        if expected is not None and (
+            len(dims) != len(expected) or any(e is not None and e != d for d, e in zip(dims, expected))
+        ):
             raise invalid(
-                f"input {alias} has shape {list(array.shape)}; the signature expects "
-                f"{[d if d is not None else -1 for d in spec.shape.as_list()]}"
+                f"input {alias} has shape {dims}; the signature expects "
+                f"{[d if d is not None else -1 for d in expected]}"
             )
         arrays[alias] = array
     return arrays

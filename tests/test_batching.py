@@ -1,0 +1,128 @@
+"""The Batcher on its own: merging, splitting, isolation of keys, failures, a full queue."""
+
+import threading
+
+import grpc
+import numpy as np
+import pytest
+
+from mtl_keras.serving.batching import Batcher, parse_batching_parameters
+from mtl_keras.serving.validation import RequestError
+
+
+def run_concurrently(batcher, jobs):
+    """[(key, function, inputs)] run at once from threads; [result or exception]."""
+    results = [None] * len(jobs)
+    start = threading.Barrier(len(jobs))
+
+    def one(i, key, function, inputs):
+        start.wait()
+        try:
+            results[i] = batcher.run(key, function, inputs)
+        except Exception as error:
+            results[i] = error
+
+    threads = [threading.Thread(target=one, args=(i, *job)) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def doubling(calls):
+    def function(x):
+        calls.append(len(x))
+        return {"y": 2 * x, "first": x[:, :1]}
+
+    return function
+
+
+def test_requests_merge_and_each_gets_its_own_rows():
+    calls = []
+    batcher = Batcher(max_batch_size=64, batch_timeout_micros=50000)
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=(int(rng.integers(1, 4)), 3)) for _ in range(16)]
+    function = doubling(calls)
+    results = run_concurrently(batcher, [("m", function, {"x": x}) for x in inputs])
+    batcher.stop()
+    for x, out in zip(inputs, results):
+        np.testing.assert_array_equal(out["y"], 2 * x)
+        np.testing.assert_array_equal(out["first"], x[:, :1])
+    assert sum(calls) == sum(len(x) for x in inputs)
+    assert len(calls) < len(inputs), calls
+
+
+def test_different_keys_never_share_a_batch():
+    calls_a, calls_b = [], []
+    batcher = Batcher(max_batch_size=64, batch_timeout_micros=20000)
+    a, b = doubling(calls_a), doubling(calls_b)
+    jobs = [("a", a, {"x": np.full((1, 3), 1.0)}) for _ in range(6)] + [("b", b, {"x": np.full((1, 3), 5.0)}) for _ in range(6)]
+    results = run_concurrently(batcher, jobs)
+    batcher.stop()
+    assert [float(r["y"][0, 0]) for r in results] == [2.0] * 6 + [10.0] * 6
+    assert sum(calls_a) == 6 and sum(calls_b) == 6
+
+
+def test_a_new_servable_under_the_same_key_never_runs_on_the_old_one():
+    old_calls, new_calls = [], []
+    batcher = Batcher(max_batch_size=8, batch_timeout_micros=20000)
+    old, new = doubling(old_calls), doubling(new_calls)
+    run_concurrently(batcher, [("m", old, {"x": np.ones((1, 1))}), ("m", new, {"x": np.ones((1, 1))})])
+    batcher.stop()
+    assert old_calls == [1] and new_calls == [1]
+    assert not batcher.queues  # emptied queues are dropped, not kept alive with their servables
+
+
+def test_a_failing_batch_fails_each_of_its_requests_and_the_batcher_goes_on():
+    batcher = Batcher(max_batch_size=8, batch_timeout_micros=20000)
+
+    def broken(x):
+        raise RuntimeError("model exploded")
+
+    results = run_concurrently(batcher, [("m", broken, {"x": np.ones((1, 2))}) for _ in range(4)])
+    assert all(isinstance(r, RuntimeError) and "exploded" in str(r) for r in results)
+    assert batcher.run("m", doubling([]), {"x": np.ones((1, 2))})["y"].tolist() == [[2.0, 2.0]]
+    batcher.stop()
+
+
+def test_a_full_queue_is_refused_with_unavailable():
+    release = threading.Event()
+
+    def slow(x):
+        release.wait(5)
+        return {"y": x}
+
+    batcher = Batcher(max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=1)
+    first = threading.Thread(target=batcher.run, args=("m", slow, {"x": np.ones((1, 1))}))
+    first.start()  # taken by the batch thread, which then blocks in `slow`
+    while batcher.pending_rows:
+        pass
+    waiting = [threading.Thread(target=batcher.run, args=("m", slow, {"x": np.ones((1, 1))})) for _ in range(2)]
+    for thread in waiting:
+        thread.start()
+    while batcher.pending_rows < 2:
+        pass
+    with pytest.raises(RequestError) as refused:
+        batcher.run("m", slow, {"x": np.ones((1, 1))})
+    assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+    release.set()
+    for thread in [first, *waiting]:
+        thread.join()
+    batcher.stop()
+
+
+def test_large_and_empty_requests_bypass_the_queue():
+    calls = []
+    batcher = Batcher(max_batch_size=4, batch_timeout_micros=10**7)  # a queued request would wait 10 s
+    assert batcher.run("m", doubling(calls), {"x": np.ones((4, 1))})["y"].shape == (4, 1)
+    assert batcher.run("m", doubling(calls), {"x": np.ones((0, 1))})["y"].shape == (0, 1)
+    assert calls == [4, 0]
+    batcher.stop()
+
+
+def test_parse_batching_parameters_reads_tf_serving_text():
+    text = "max_batch_size { value: 16 }\nbatch_timeout_micros { value: 0 }\nallowed_batch_sizes: 8\nallowed_batch_sizes: 16\n"
+    parsed = parse_batching_parameters(text)
+    assert parsed["max_batch_size"] == 16 and parsed["batch_timeout_micros"] == 0
+    assert parsed["allowed_batch_sizes"] == [8, 16]
