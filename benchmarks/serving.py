@@ -94,15 +94,19 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--features", type=int, default=256, help="input width")
+    parser.add_argument("--experts", type=int, default=8)
+    parser.add_argument("--width", type=int, default=256, help="units of each expert")
     parser.add_argument("--batching", default="max_batch_size { value: 64 }\nbatch_timeout_micros { value: 0 }\n"
                         "max_enqueued_batches { value: 100 }\nnum_batch_threads { value: 1 }\n",
                         help="BatchingParameters text for the batching server")
-    parser.add_argument("--server_args", default="", help="extra flags for both servers")
+    parser.add_argument("--server_args", default="--grpc_max_threads 64",
+                        help="flags for both servers (a batch holds at most grpc_max_threads requests)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
-    model = models.mmoe(keras.Input((256,), name="features"), ["ctr", "cvr", "like", "share"],
-                        num_experts=8, expert_units=(256,), tower_units=(64,))
+    model = models.mmoe(keras.Input((args.features,), name="features"), ["ctr", "cvr", "like", "share"],
+                        num_experts=args.experts, expert_units=(args.width,), tower_units=(64,))
     base = tempfile.mkdtemp(prefix="serving-bench-")
     path = export.export_saved_model(model, base)
     batching_file = os.path.join(base, "batching_parameters.txt")
@@ -112,7 +116,7 @@ def main():
     plain, plain_port = start_server(base, extra)
     batched, batched_port = start_server(base, [*extra, "--enable_batching", "--batching_parameters_file", batching_file])
     try:
-        x = np.random.default_rng(0).normal(size=(1, 256)).astype("float32")
+        x = np.random.default_rng(0).normal(size=(1, args.features)).astype("float32")
         signature = tf.saved_model.load(path).signatures["serving_default"]
         traced = Servable(1, path).signatures["serving_default"].function
         client = PredictClient(f"localhost:{plain_port}", "ranker")
@@ -143,7 +147,8 @@ def main():
     }
     result["p50_overhead_ms"] = result["grpc_p50_ms"] - result["in_process_p50_ms"]
     result["p50_overhead_vs_traced_ms"] = result["grpc_p50_ms"] - result["in_process_traced_p50_ms"]
-    print(f"MMoE 256 -> 8x256 experts, 4 heads; batch-1 requests; {os.cpu_count()} CPUs")
+    print(f"MMoE {args.features} -> {args.experts}x{args.width} experts, 4 heads; batch-1 requests; "
+          f"{os.cpu_count()} CPUs")
     print(f"latency p50/p99 ms: in-process {result['in_process_p50_ms']:.3f}/{result['in_process_p99_ms']:.3f}, "
           f"gRPC {result['grpc_p50_ms']:.3f}/{result['grpc_p99_ms']:.3f}; p50 overhead {result['p50_overhead_ms']:.3f}")
     print(f"the server's own call path in-process (signature traced at load): p50 "
