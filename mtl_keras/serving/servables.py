@@ -28,10 +28,11 @@ Signature = collections.namedtuple("Signature", "function inputs outputs")
 def _traced(function, inputs):
     """``function(**arrays)`` through one concrete function that calls the restored signature.
 
-    Calling a restored signature from Python re-resolves each of its captured
-    variables on every call; traced once here, the variables are bound at load
-    time and the call costs about 0.3 ms less (a third of a small model's
-    latency). Same graph, same outputs; the batch dimension stays dynamic.
+    Calling a restored signature from Python binds its arguments and looks up
+    the handle of every captured variable on each call; traced once here, that
+    happens at load time, and a batch-1 call of the benchmark MMoE costs 0.1 to
+    0.2 ms less (``benchmarks/serving.py`` prints both). Same graph, same
+    outputs; the batch dimension stays dynamic.
     """
     concrete = tf.function(
         lambda feed: function(**feed), input_signature=[dict(inputs)], autograph=False
