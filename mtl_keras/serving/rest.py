@@ -18,7 +18,7 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
 from mtl_keras.serving import validation
-from mtl_keras.serving.tensors import to_array, to_proto
+from mtl_keras.serving.tensors import fill, to_array
 
 _PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
@@ -73,7 +73,7 @@ def predict_request(body, name, version, label, specs_of):
             array = np.asarray(value, dtype=dtype)
         except (TypeError, ValueError):
             raise validation.invalid(f"tensor parsing error: {key}") from None
-        request.inputs[key].CopyFrom(to_proto(array))
+        fill(request.inputs[key], array)
     return request, "instances" in body
 
 def predict_body(response, row_format):

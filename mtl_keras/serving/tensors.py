@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2
 
 
 def fill(proto, array):
@@ -25,10 +24,6 @@ def fill(proto, array):
         proto.tensor_shape.dim.add().size = size
     proto.tensor_content = np.ascontiguousarray(array).tobytes()
     return proto
-
-
-def to_proto(array):
-    return fill(tensor_pb2.TensorProto(), array)
 
 
 @functools.lru_cache(maxsize=None)
