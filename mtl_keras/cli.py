@@ -107,7 +107,8 @@ def serve(args):
         batching = parse_batching_parameters(text)
     if args.model_config_file:
         with open(args.model_config_file) as handle:
-            served = from_model_config(handle.read())
+            config_text = handle.read()
+        served = from_model_config(config_text)
     elif args.model_name and args.model_base_path:
         served = [ModelVersions(args.model_name, args.model_base_path)]
     else:
@@ -117,6 +118,8 @@ def serve(args):
         poll_seconds=args.file_system_poll_wait_seconds, batching=batching,
         max_workers=args.grpc_max_threads,
     ).start()
+    if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
+        server.watch_config_file(args.model_config_file, args.model_config_file_poll_wait_seconds, config_text)
     rest = f", REST on {server.rest.port}" if server.rest else ""
     names = ", ".join(m.name for m in served)
     threads = (tf.config.threading.get_intra_op_parallelism_threads(),
@@ -152,6 +155,8 @@ def main(argv=None):
     serve_parser.add_argument("--model_name")
     serve_parser.add_argument("--model_base_path")
     serve_parser.add_argument("--model_config_file", help="a ModelServerConfig text proto, as TF Serving's")
+    serve_parser.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
+                              help="re-read --model_config_file this often (0: read once)")
     serve_parser.add_argument("--port", type=int, default=8500)
     serve_parser.add_argument("--rest_api_port", type=int, default=None)
     serve_parser.add_argument("--grpc_max_threads", type=int, default=16)

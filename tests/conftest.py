@@ -1,5 +1,10 @@
+import contextlib
 import os
 import pathlib
+import re
+import signal
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -59,3 +64,20 @@ def np_experts(x, kernels, biases):
 
 def np_gate(x, kernel, bias):
     return softmax(x @ np.asarray(kernel) + np.asarray(bias))
+
+
+@contextlib.contextmanager
+def cli_server(*args):
+    """``mtl-keras serve --port 0 *args`` in a subprocess: yields (gRPC port, start-up line); it must stop with 0 on SIGTERM."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mtl_keras.cli", "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        yield int(re.search(r"gRPC on (\d+)", line).group(1)), line
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()

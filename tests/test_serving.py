@@ -9,6 +9,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import cli_server
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from mtl_keras import export, models
@@ -338,31 +339,15 @@ def test_model_config_file_policies_and_labels(tmp_path):
 
 
 def test_cli_serve_answers_and_stops_cleanly_on_sigterm(tmp_path):
-    import re
-    import signal
-    import subprocess
-    import sys
-
     model = models.mmoe(keras.Input((6,), name="features"), ["ctr", "cvr"], num_experts=3)
     base = str(tmp_path / "ranker")
     export.export_saved_model(model, base)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mtl_keras.cli", "serve", "--model_name", "ranker",
-         "--model_base_path", base, "--port", "0", "--rest_api_port", "0",
-         "--tensorflow_intra_op_parallelism", "1", "--tensorflow_inter_op_parallelism", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        line = process.stdout.readline()
-        port = int(re.search(r"gRPC on (\d+)", line).group(1))
+    args = ("--model_name", "ranker", "--model_base_path", base, "--rest_api_port", "0",
+            "--tensorflow_intra_op_parallelism", "1", "--tensorflow_inter_op_parallelism", "2")
+    with cli_server(*args) as (port, line):
         assert "TensorFlow threads intra 1, inter 2" in line
         client = PredictClient(f"localhost:{port}", "ranker")
         np.testing.assert_allclose(client.predict({"features": X})["ctr"], model.predict(X, verbose=0)["ctr"], atol=1e-5)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
 
 
 @pytest.mark.parametrize("name", ["shared_bottom", "mmoe", "ple", "snr", "star", "esmm", "cross_stitch", "custom"])

@@ -144,6 +144,13 @@ class ModelVersions:
                 keep = desired & set(loadable)
             self.loaded = {v: current[v] for v in keep}
 
+    def adopt(self, other):
+        """Takes ``other``'s version policy and labels (same base path), keeping the loaded versions."""
+        with self._lock:
+            self.policy, self.num_versions, self.wanted = other.policy, other.num_versions, other.wanted
+            self.labels = other.labels
+            self._failed = set()
+
     def get(self, version=None):
         """The newest loaded version, or ``version``; None when absent."""
         snapshot = self.loaded

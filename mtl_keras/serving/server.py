@@ -15,6 +15,7 @@ from google.protobuf import any_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -23,6 +24,7 @@ from tensorflow_serving.apis import (
 from mtl_keras.serving import validation
 from mtl_keras.serving.batching import Batcher
 from mtl_keras.serving.rest import RestServer
+from mtl_keras.serving.servables import from_config_list, from_model_config
 from mtl_keras.serving.tensors import fill
 
 log = logging.getLogger(__name__)
@@ -30,10 +32,30 @@ AVAILABLE = 30
 
 
 class _Models:
-    """The models being served, by name."""
+    """The models being served, by name; a config reload replaces the whole map at once."""
 
     def __init__(self, models):
         self.by_name = {m.name: m for m in models}
+        self._reload_lock = threading.Lock()
+
+    def reload(self, models):
+        """Serves ``models`` (ModelVersions) instead; the names of those left without a version.
+
+        A model already served from the same base path keeps its loaded versions
+        and takes the new policy and labels; the others load before the swap, so
+        no request finds a listed model missing. Models left out stop serving.
+        """
+        with self._reload_lock:
+            served = {}
+            for model in models:
+                old = self.by_name.get(model.name)
+                if old is not None and old.base_path == model.base_path:
+                    old.adopt(model)
+                    model = old
+                model.poll()
+                served[model.name] = model
+            self.by_name = served
+            return sorted(name for name, model in served.items() if not model.loaded)
 
     def model_spec(self, request):
         """(name, version) after TF Serving's checks 1-3, labels resolved per model."""
@@ -150,7 +172,29 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             status.state = AVAILABLE
         return response
 
+    def reload_config(self, request):
+        """TF Serving's HandleReloadConfigRequest: the ModelConfigList replaces the served models."""
+        kind = request.config.WhichOneof("config")
+        if kind is None:  # TF Serving takes no action for an empty config
+            return model_management_pb2.ReloadConfigResponse()
+        if kind != "model_config_list":
+            raise validation.invalid(
+                "ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                "Only ModelConfigList is currently supported"
+            )
+        try:
+            models = from_config_list(request.config.model_config_list)
+        except ValueError as error:
+            raise validation.invalid(str(error)) from None
+        missing = self.models.reload(models)
+        if missing:
+            raise validation.RequestError(
+                grpc.StatusCode.UNKNOWN, f"Some models did not become available: {{{', '.join(missing)}}}"
+            )
+        return model_management_pb2.ReloadConfigResponse()
+
     GetModelStatus = _grpc(status_of)
+    HandleReloadConfigRequest = _grpc(reload_config)
 
 
 class Server:
@@ -188,6 +232,29 @@ class Server:
             self.rest.start()
         self._poller.start()
         return self
+
+    def watch_config_file(self, path, seconds, text):
+        """Re-reads ``path`` every ``seconds`` and reloads the models when its text differs from ``text``.
+
+        TF Serving's --model_config_file_poll_wait_seconds: a file that fails to
+        parse or names a model twice is logged and the models served stay as they are.
+        """
+        threading.Thread(target=self._watch, args=(path, seconds, text), daemon=True).start()
+
+    def _watch(self, path, seconds, text):
+        while not self._stop.wait(seconds):
+            try:
+                with open(path) as handle:
+                    new_text = handle.read()
+                if new_text == text:
+                    continue
+                text = new_text
+                missing = self.models.reload(from_model_config(text))
+            except Exception as error:  # a bad edit must not stop serving
+                log.error("model config %s not applied: %s", path, error)
+                continue
+            if missing:
+                log.warning("model config %s: no version available yet for %s", path, ", ".join(missing))
 
     def _poll_loop(self):
         while not self._stop.wait(self.poll_seconds):
