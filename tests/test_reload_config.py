@@ -9,7 +9,6 @@ import pytest
 from conftest import cli_server
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
-from tensorflow_serving.config import model_server_config_pb2
 
 from mtl_keras import export, models
 from mtl_keras.backend import keras
