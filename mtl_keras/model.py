@@ -194,7 +194,7 @@ class _MultiTaskBase(keras.Model):
         if not per_task:
             gradients, gram = tape.gradient(loss, self._train_variables), None
         elif self._representation_layers is not None:
-            representations = [layer.recorded_output for layer in self._representation_layers]
+            representations = [layer.recorded_representation for layer in self._representation_layers]
             gradients, gram = shared_gradients.fast(
                 tape, step, self._train_variables, self.shared_variables, self._projection, representations
             )

@@ -156,7 +156,19 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
             )
             outputs.append(mix(shared_gate, tf.concat(task_out + [shared_out], axis=1)))
             level_gates.append(shared_gate)
+        self._record_reads(gates, outputs, level_gates)
         return outputs, tf.stack(level_gates, axis=1)
+
+    def _record_reads(self, gates, outputs, level_gates):
+        """Each expert stack's output is read only by the mixes: each gate's columns over its experts."""
+        m_t = self.num_task_experts
+        for task, stack in enumerate(self.task_experts):
+            stack._record_mixing(gates[task][:, :m_t], outputs[task])
+            self.shared_experts._record_mixing(gates[task][:, m_t:], outputs[task])
+            if not self.is_last_level:
+                stack._record_mixing(level_gates[-1][:, task * m_t : (task + 1) * m_t], outputs[-1])
+        if not self.is_last_level:
+            self.shared_experts._record_mixing(level_gates[-1][:, self.num_tasks * m_t :], outputs[-1])
 
     def _spread(self, task, gate):
         """Task ``task``'s gate [B, m_t + m_s] over all experts of the level, 0 elsewhere."""

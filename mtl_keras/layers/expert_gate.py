@@ -91,6 +91,8 @@ class ExpertGate(keras.layers.Layer):
             gate_inputs, self.gate_kernels, self.gate_biases, self.gate_temperature
         )
         outputs = [mix(gate, expert_outputs) for gate in gates]
+        for gate, output in zip(gates, outputs):
+            self.experts._record_mixing(gate, output)
         return (outputs, tf.stack(gates, axis=1)) if self.return_gates else outputs
 
     def gate_weights(self, inputs, gate_inputs=None):
