@@ -7,6 +7,7 @@ import grpc
 import numpy as np
 import pytest
 from conftest import cli_server
+from test_serving import expect
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
@@ -46,13 +47,6 @@ def entry(name, path, extra=""):
 
 def client(server, name):
     return PredictClient(f"localhost:{server.port}", name)
-
-
-def expect(call, code, message):
-    with pytest.raises(grpc.RpcError) as error:
-        call()
-    assert error.value.code() == code
-    assert error.value.details() == message
 
 
 def test_reload_adds_a_model_and_keeps_loaded_versions(two_models):
