@@ -12,6 +12,7 @@ from mtl_keras.shared import representation_layers, variable_tasks
 from mtl_keras.targets import check_targets
 from mtl_keras.task_metrics import TaskTrackers
 
+
 class _MultiTaskBase(keras.Model):
     """A Keras functional model whose outputs are a dict keyed by task.
 
@@ -290,15 +291,6 @@ class _MultiTaskBase(keras.Model):
 
     def compile_from_config(self, config):
         self.compile(**compile_config.deserialize(config))
-
-
-class _EpochEnd(keras.callbacks.Callback):
-    def __init__(self, weighting):
-        super().__init__()
-        self.weighting = weighting
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.weighting.on_epoch_end()
 
 
 if IS_KERAS3:
