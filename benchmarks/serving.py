@@ -13,7 +13,9 @@ interleaved so that drift on a shared machine hits both sides alike:
    drifts from minute to minute on shared hosts).
 2. Throughput of 32 concurrent clients sending batch-1 requests: ``--rounds``
    rounds of ``--seconds`` against the plain server, then the batching one;
-   the gain is the median over rounds of batched / plain.
+   the gain is the median over rounds of batched / plain. Also the CPU time
+   per request of each server process and of the clients (all on the same
+   CPUs here; Linux /proc): batching can only amortise the server's model work.
 
     python benchmarks/serving.py [--rounds 5] [--seconds 3] [--out FILE]
 """
@@ -56,8 +58,16 @@ def interleaved_latency(calls, count):
     return samples
 
 
-def throughput(port, clients, seconds, x):
-    """Requests per second of ``clients`` threads, each with its own channel."""
+def cpu_seconds(pid):
+    """User + system CPU time of process ``pid``, all its threads (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def throughput(server, port, clients, seconds, x):
+    """(requests per second, server CPU ms per request, client CPU ms per request) of ``clients``
+    threads, each with its own channel, against the server process ``server``."""
     done, stop, ready = [0] * clients, threading.Event(), threading.Barrier(clients + 1)
 
     def worker(i):
@@ -73,14 +83,15 @@ def throughput(port, clients, seconds, x):
     for thread in threads:
         thread.start()
     ready.wait()
-    start = time.perf_counter()
+    start, server_cpu, client_cpu = time.perf_counter(), cpu_seconds(server.pid), time.process_time()
     time.sleep(seconds)
     stop.set()
     total = sum(done)
     elapsed = time.perf_counter() - start
+    server_cpu, client_cpu = cpu_seconds(server.pid) - server_cpu, time.process_time() - client_cpu
     for thread in threads:
         thread.join()
-    return total / elapsed
+    return total / elapsed, 1000 * server_cpu / total, 1000 * client_cpu / total
 
 
 def start_server(base, extra=()):
@@ -130,13 +141,13 @@ def main():
         client.close()
         rounds = []
         for _ in range(args.rounds):
-            rounds.append((throughput(plain_port, args.clients, args.seconds, x),
-                           throughput(batched_port, args.clients, args.seconds, x)))
+            rounds.append((throughput(plain, plain_port, args.clients, args.seconds, x),
+                           throughput(batched, batched_port, args.clients, args.seconds, x)))
     finally:
         for process in (plain, batched):
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
-    gains = [b / u for u, b in rounds]
+    gains = [b[0] / u[0] for u, b in rounds]
     every = {name: [t for samples in latency for t in samples[name]] for name in calls}
     overheads = [[ms(s["grpc"], 50) - ms(s[base], 50) for s in latency] for base in ("in_process", "in_process_flat")]
     result = {
@@ -146,10 +157,14 @@ def main():
         "p50_overhead_per_round_ms": [round(o, 3) for o in overheads[0]],
         "p50_overhead_ms": float(np.median(overheads[0])),
         "p50_overhead_vs_flat_ms": float(np.median(overheads[1])),
-        "rounds_rps": [[round(u), round(b)] for u, b in rounds],
-        "unbatched_rps": float(np.median([u for u, _ in rounds])),
-        "batched_rps": float(np.median([b for _, b in rounds])),
+        "rounds_rps": [[round(u[0]), round(b[0])] for u, b in rounds],
+        "unbatched_rps": float(np.median([u[0] for u, _ in rounds])),
+        "batched_rps": float(np.median([b[0] for _, b in rounds])),
         "batching_gain": float(np.median(gains)),
+        # Where the 2 shared CPUs go: the load generator's share is not the server's to amortise.
+        "unbatched_server_cpu_ms_per_request": float(np.median([u[1] for u, _ in rounds])),
+        "batched_server_cpu_ms_per_request": float(np.median([b[1] for _, b in rounds])),
+        "client_cpu_ms_per_request": float(np.median([r[2] for pair in rounds for r in pair])),
     }
     print(f"MMoE {args.features} -> {args.experts}x{args.width} experts, 4 heads; batch-1 requests; "
           f"{os.cpu_count()} CPUs")
@@ -160,6 +175,9 @@ def main():
           f"{result['in_process_flat_p50_ms']:.3f}; median p50 overhead against it {result['p50_overhead_vs_flat_ms']:.3f}")
     print(f"{args.clients} clients, req/s per round (plain, batched): {result['rounds_rps']}; "
           f"median gain x{result['batching_gain']:.2f}")
+    print(f"CPU ms per request (medians): plain server {result['unbatched_server_cpu_ms_per_request']:.3f}, "
+          f"batching server {result['batched_server_cpu_ms_per_request']:.3f}, "
+          f"clients {result['client_cpu_ms_per_request']:.3f}")
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(result, handle, indent=2)
