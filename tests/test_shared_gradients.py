@@ -5,6 +5,7 @@ import pytest
 
 from mtl_keras import models
 from mtl_keras.backend import keras, tf
+from mtl_keras.layers.experts import ExpertStack
 from mtl_keras.layers.representation import Mixing
 from mtl_keras.shared import representation_layers
 from mtl_keras.shared_gradients import representation_gram
@@ -42,8 +43,6 @@ def test_the_gram_from_mixtures_equals_the_gram_of_the_expert_output_gradients(b
 
 
 def test_a_stack_read_some_other_way_stands_for_itself():
-    from mtl_keras.layers.experts import ExpertStack
-
     stack = ExpertStack(2, (3,))
     output = stack(tf.ones([4, 5]))
     assert stack.recorded_representation is output

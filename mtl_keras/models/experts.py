@@ -37,12 +37,9 @@ def mmoe(
     """MMoE (Ma et al., KDD 2018); ``shared_gate=True`` gives OMoE, one gate for all tasks."""
     model_inputs, features = features_of(inputs)
     tasks = task_names_of(task_names)
-    gates = 1 if shared_gate else len(tasks)
-    mixed = ExpertGate(num_experts, expert_units, gates, name="omoe" if shared_gate else "mmoe")(
-        features
-    )
+    gates, name = (1, "omoe") if shared_gate else (len(tasks), "mmoe")
+    mixed = ExpertGate(num_experts, expert_units, gates, name=name)(features)
     per_task = mixed * len(tasks) if shared_gate else mixed
-    name = "omoe" if shared_gate else "mmoe"
     return build_model(model_inputs, tasks, per_task, tower_units, task_types, name, auxiliary_tower_units)
 
 
