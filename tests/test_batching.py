@@ -1,5 +1,7 @@
-"""The Batcher on its own: merging, splitting, isolation of keys, failures, a full queue."""
+"""The Batcher on its own: merging, splitting, isolation of keys, failures, a full queue,
+from threads and from an asyncio event loop."""
 
+import asyncio
 import threading
 
 import grpc
@@ -118,6 +120,51 @@ def test_large_and_empty_requests_bypass_the_queue():
     assert batcher.run("m", doubling(calls), {"x": np.ones((4, 1))})["y"].shape == (4, 1)
     assert batcher.run("m", doubling(calls), {"x": np.ones((0, 1))})["y"].shape == (0, 1)
     assert calls == [4, 0]
+    batcher.stop()
+
+
+def test_asyncio_callers_merge_with_threads_and_each_gets_its_own_rows():
+    calls = []
+    function = doubling(calls)
+    batcher = Batcher(max_batch_size=64, batch_timeout_micros=50000)
+    rng = np.random.default_rng(1)
+    inputs = [rng.normal(size=(int(rng.integers(1, 4)), 3)) for _ in range(12)]
+
+    async def main():
+        futures = [batcher.submit("m", function, {"x": x}) for x in inputs[:8]]
+        blocking = [asyncio.to_thread(batcher.run, "m", function, {"x": x}) for x in inputs[8:]]
+        return await asyncio.wait_for(asyncio.gather(*futures, *blocking), 20)
+
+    results = asyncio.run(main())
+    batcher.stop()
+    for x, out in zip(inputs, results):
+        np.testing.assert_array_equal(out["y"], 2 * x)
+    assert sum(calls) == sum(len(x) for x in inputs)
+    assert len(calls) < len(inputs), calls
+
+
+def test_asyncio_callers_get_the_failure_and_a_cancelled_one_harms_nobody():
+    failing = Batcher(max_batch_size=8, batch_timeout_micros=20000)
+
+    def broken(x):
+        raise RuntimeError("model exploded")
+
+    async def fail():
+        calls = [failing.submit("m", broken, {"x": np.ones((1, 2))}) for _ in range(3)]
+        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 20)
+
+    assert all(isinstance(r, RuntimeError) and "exploded" in str(r) for r in asyncio.run(fail()))
+    failing.stop()
+    batcher = Batcher(max_batch_size=8, batch_timeout_micros=20000)
+
+    async def cancel_one():
+        gone = batcher.submit("m", doubling([]), {"x": np.ones((1, 2))})
+        kept = batcher.submit("m", doubling([]), {"x": np.full((1, 2), 3.0)})
+        gone.cancel()  # a client that went away before its batch ran
+        return await asyncio.wait_for(kept, 20)
+
+    assert asyncio.run(cancel_one())["y"].tolist() == [[6.0, 6.0]]
+    assert batcher.run("m", doubling([]), {"x": np.ones((1, 2))})["y"].tolist() == [[2.0, 2.0]]
     batcher.stop()
 
 

@@ -7,21 +7,22 @@ import grpc
 import numpy as np
 import pytest
 from conftest import cli_server
-from test_serving import expect
+from test_serving import HOSTS, expect
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 from mtl_keras import export, models
 from mtl_keras.backend import keras
 from mtl_keras.serving import PredictClient, ServingError
+from mtl_keras.serving.batching import parse_batching_parameters
 from mtl_keras.serving.servables import ModelVersions
 from mtl_keras.serving.server import Server
 
 X = np.random.default_rng(1).normal(size=(3, 6)).astype("float32")
 
 
-@pytest.fixture
-def two_models(tmp_path):
+@pytest.fixture(params=sorted(HOSTS))
+def two_models(tmp_path, request):
     """A server with "ranker" (versions 1 and 2, the ctr bias set to the version); "ads" exported, not served."""
     model = models.mmoe(keras.Input((6,), name="features"), ["ctr", "cvr"], num_experts=3)
     ranker, ads = str(tmp_path / "ranker"), str(tmp_path / "ads")
@@ -29,7 +30,8 @@ def two_models(tmp_path):
         model.get_layer("ctr").bias.assign([float(version)])
         export.export_saved_model(model, ranker, version=version)
     export.export_saved_model(model, ads, version=7)
-    server = Server([ModelVersions("ranker", ranker)], port=0).start()
+    batching = HOSTS[request.param] and parse_batching_parameters(HOSTS[request.param])
+    server = Server([ModelVersions("ranker", ranker)], port=0, batching=batching).start()
     stub = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(f"localhost:{server.port}"))
     yield server, stub, ranker, ads
     server.stop(grace=1)

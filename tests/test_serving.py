@@ -15,18 +15,24 @@ from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, predict
 from mtl_keras import export, models
 from mtl_keras.backend import keras
 from mtl_keras.serving import PredictClient, ServingError
+from mtl_keras.serving.batching import parse_batching_parameters
 from mtl_keras.serving.servables import ModelVersions
 from mtl_keras.serving.server import Server
 
 X = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
 
 
-@pytest.fixture
-def served(tmp_path):
+# Batching on switches gRPC to the asyncio host (services.AsyncioGrpc): every served test runs on both hosts.
+HOSTS = {"threads": None, "asyncio": "max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000 }\n"}
+
+
+@pytest.fixture(params=sorted(HOSTS))
+def served(tmp_path, request):
     model = models.mmoe(keras.Input((6,), name="features"), ["ctr", "cvr"], num_experts=3)
     base = str(tmp_path / "ranker")
     export.export_saved_model(model, base)
-    server = Server([ModelVersions("ranker", base)], port=0, poll_seconds=0.2).start()
+    batching = HOSTS[request.param] and parse_batching_parameters(HOSTS[request.param])
+    server = Server([ModelVersions("ranker", base)], port=0, poll_seconds=0.2, batching=batching).start()
     client = PredictClient(f"localhost:{server.port}", "ranker")
     yield model, base, server, client
     client.close()
@@ -255,8 +261,6 @@ def test_rest_errors_map_to_http_codes(rest_served):
 
 
 def test_batching_merges_concurrent_requests_and_splits_results(tmp_path):
-    from mtl_keras.serving.batching import parse_batching_parameters
-
     model = models.mmoe(keras.Input((6,), name="features"), ["ctr", "cvr"], num_experts=3)
     base = str(tmp_path / "ranker")
     export.export_saved_model(model, base)
@@ -288,18 +292,23 @@ def test_batching_merges_concurrent_requests_and_splits_results(tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
+    merged = list(calls)
+    # A full batch runs on its own: 64 rows fit the event loop's path, 3000 rows (72 kB) the thread pool's.
+    client = PredictClient(f"localhost:{server.port}", "ranker")
+    inputs += [rng.normal(size=(rows, 6)).astype("float32") for rows in (64, 3000)]
+    results += [client.predict({"features": x}) for x in inputs[-2:]]
+    client.close()
     server.stop(grace=1)
     for x, out in zip(inputs, results):
         want = model.predict(x, verbose=0)
         np.testing.assert_allclose(out["ctr"], want["ctr"], atol=1e-5)
         assert out["cvr"].shape == (len(x), 1)
-    assert len(calls) < 32, calls  # merged
-    assert all(size in (32, 64) for size in calls), calls  # padded to allowed sizes
+    assert len(merged) < 32, merged
+    assert all(size in (32, 64) for size in merged), merged  # padded to allowed sizes
+    assert calls[len(merged):] == [64, 3000]
 
 
 def test_batching_parameters_are_checked():
-    from mtl_keras.serving.batching import parse_batching_parameters
-
     with pytest.raises(ValueError, match="allowed_batch_sizes"):
         parse_batching_parameters("max_batch_size { value: 64 }\nallowed_batch_sizes: 32\n")
 
@@ -336,6 +345,30 @@ def test_model_config_file_policies_and_labels(tmp_path):
             client.predict({"features": X}, version=2)
     finally:
         server.stop(grace=1)
+
+
+def test_stop_lets_in_flight_requests_finish_and_refuses_new_ones(served):
+    model, _, server, client = served
+    servable = server.models.by_name["ranker"].get()
+    function, specs, outputs = servable.signatures["serving_default"]
+    entered = threading.Event()
+
+    def slow(**inputs):
+        entered.set()
+        time.sleep(1.0)
+        return function(**inputs)
+
+    servable.signatures["serving_default"] = (slow, specs, outputs)
+    answers = []
+    in_flight = threading.Thread(target=lambda: answers.append(client.predict({"features": X[:1]})))
+    in_flight.start()
+    assert entered.wait(10)
+    server.stop(grace=10)  # what SIGTERM runs
+    in_flight.join()
+    np.testing.assert_allclose(answers[0]["ctr"], model.predict(X[:1], verbose=0)["ctr"], atol=1e-5)
+    with pytest.raises(ServingError) as refused:
+        client.predict({"features": X[:1]})
+    assert refused.value.code == grpc.StatusCode.UNAVAILABLE
 
 
 def test_cli_serve_answers_and_stops_cleanly_on_sigterm(tmp_path):

@@ -8,6 +8,7 @@ UNAVAILABLE. Requests merge only with requests for the same version and
 signature; each gets back its own rows.
 """
 
+import asyncio
 import collections
 import re
 import threading
@@ -43,15 +44,31 @@ def parse_batching_parameters(text):
 
 
 class _Task:
-    """One request waiting in a queue: its rows, then its share of the outputs."""
+    """One request waiting in a queue: its rows, then its share of the outputs.
 
-    __slots__ = ("inputs", "rows", "done", "outputs", "error")
+    A thread waits on ``done`` (a held lock the batch thread releases); an
+    asyncio caller awaits ``future``, settled on its own event loop.
+    """
 
-    def __init__(self, inputs, rows):
-        self.inputs, self.rows = inputs, rows
-        self.done = threading.Lock()
-        self.done.acquire()  # released by the batch thread once outputs or error is set
+    __slots__ = ("inputs", "rows", "done", "future", "outputs", "error")
+
+    def __init__(self, inputs, rows, future=None):
+        self.inputs, self.rows, self.future = inputs, rows, future
+        self.done = None
+        if future is None:
+            self.done = threading.Lock()
+            self.done.acquire()
         self.outputs = self.error = None
+
+
+def _settle(tasks):
+    """Sets the futures of ``tasks``, on their event loop; a cancelled call needs no answer."""
+    for task in tasks:
+        if not task.future.done():
+            if task.error is not None:
+                task.future.set_exception(task.error)
+            else:
+                task.future.set_result(task.outputs)
 
 
 class _Queue:
@@ -61,6 +78,10 @@ class _Queue:
         self.function = function
         self.tasks = collections.deque()
         self.rows = 0
+
+
+def _rows(inputs):
+    return len(next(iter(inputs.values())))
 
 
 class Batcher:
@@ -81,12 +102,34 @@ class Batcher:
             thread.start()
 
     def run(self, key, function, inputs):
-        rows = len(next(iter(inputs.values())))
-        if rows == 0 or rows >= self.max_batch_size:
+        """Blocks until the rows of ``inputs`` come back from a merged call of ``function``."""
+        if self.bypasses(inputs):
             return function(**inputs)
-        task = _Task(inputs, rows)
+        task = self._enqueue(key, function, _Task(inputs, _rows(inputs)))
+        task.done.acquire()
+        if task.error is not None:
+            raise task.error
+        return task.outputs
+
+    def submit(self, key, function, inputs):
+        """An asyncio future of the rows of ``inputs``; call it on the event loop that awaits it.
+
+        Results come back with one wake-up of that loop per batch, not one
+        thread hand-off per request: with a gRPC asyncio front-end this is
+        most of what batching saves when the model itself is cheap.
+        """
+        future = asyncio.get_running_loop().create_future()
+        self._enqueue(key, function, _Task(inputs, _rows(inputs), future))
+        return future
+
+    def bypasses(self, inputs):
+        """Whether a request runs on its own: empty, or already a full batch."""
+        rows = _rows(inputs)
+        return rows == 0 or rows >= self.max_batch_size
+
+    def _enqueue(self, key, function, task):
         with self.condition:
-            if self.pending_rows + rows > self.max_pending_rows:
+            if self.pending_rows + task.rows > self.max_pending_rows:
                 raise RequestError(grpc.StatusCode.UNAVAILABLE, "The batch scheduling queue is full")
             # The function is part of the key: a version folder exported again under the same
             # number is a new servable, and its requests must not run on the old one.
@@ -94,16 +137,13 @@ class Batcher:
             if queue is None:
                 queue = self.queues[key, function] = _Queue(function)
             queue.tasks.append((time.monotonic(), task))
-            queue.rows += rows
-            self.pending_rows += rows
+            queue.rows += task.rows
+            self.pending_rows += task.rows
             # Batch threads sleep until the oldest task's deadline; only a new deadline or
             # a full batch needs them sooner.
             if len(queue.tasks) == 1 or queue.rows >= self.max_batch_size:
                 self.condition.notify()
-        task.done.acquire()
-        if task.error is not None:
-            raise task.error
-        return task.outputs
+        return task
 
     def _take(self):
         """The next batch to run, or None once stopped: (function, tasks)."""
@@ -149,8 +189,17 @@ class Batcher:
             except Exception as error:  # every waiting request gets the failure, the thread lives on
                 for task in tasks:
                     task.error = error
+            loops = collections.defaultdict(list)
             for task in tasks:
-                task.done.release()
+                if task.future is None:
+                    task.done.release()
+                else:
+                    loops[task.future.get_loop()].append(task)
+            for loop, waiting in loops.items():
+                try:
+                    loop.call_soon_threadsafe(_settle, waiting)
+                except RuntimeError:  # the loop closed: its server stopped, nobody awaits these
+                    pass
 
     def stop(self):
         with self.condition:
