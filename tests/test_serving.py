@@ -371,6 +371,28 @@ def test_stop_lets_in_flight_requests_finish_and_refuses_new_ones(served):
     assert refused.value.code == grpc.StatusCode.UNAVAILABLE
 
 
+def test_a_call_past_its_deadline_leaves_the_server_answering(served):
+    model, _, server, client = served
+    servable = server.models.by_name["ranker"].get()
+    function, specs, outputs = servable.signatures["serving_default"]
+    slow_calls = []
+
+    def slow_once(**inputs):  # the first call outlives the client's deadline
+        if not slow_calls:
+            slow_calls.append(True)
+            time.sleep(0.5)
+        return function(**inputs)
+
+    servable.signatures["serving_default"] = (slow_once, specs, outputs)
+    hurried = PredictClient(f"localhost:{server.port}", "ranker", timeout=0.1)
+    with pytest.raises(ServingError) as late:
+        hurried.predict({"features": X[:1]})
+    assert late.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    hurried.close()
+    time.sleep(0.6)  # the abandoned call's batch finishes meanwhile
+    np.testing.assert_allclose(client.predict({"features": X})["ctr"], model.predict(X, verbose=0)["ctr"], atol=1e-5)
+
+
 def test_cli_serve_answers_and_stops_cleanly_on_sigterm(tmp_path):
     model = models.mmoe(keras.Input((6,), name="features"), ["ctr", "cvr"], num_experts=3)
     base = str(tmp_path / "ranker")
