@@ -159,7 +159,8 @@ def main(argv=None):
                               help="re-read --model_config_file this often (0: read once)")
     serve_parser.add_argument("--port", type=int, default=8500)
     serve_parser.add_argument("--rest_api_port", type=int, default=None)
-    serve_parser.add_argument("--grpc_max_threads", type=int, default=16)
+    serve_parser.add_argument("--grpc_max_threads", type=int, default=16,
+                              help="threads running calls (with batching: model calls and other blocking work)")
     serve_parser.add_argument("--enable_batching", action="store_true")
     serve_parser.add_argument("--batching_parameters_file", default=None)
     serve_parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
