@@ -51,6 +51,13 @@ def request(**inputs):
     return req
 
 
+def wrap_model_call(server, wrapper):
+    """Serves ``wrapper(function)`` in place of the ranker's serving_default function."""
+    servable = server.models.by_name["ranker"].get()
+    function, specs, outputs = servable.signatures["serving_default"]
+    servable.signatures["serving_default"] = (wrapper(function), specs, outputs)
+
+
 def test_predict_equals_the_keras_model(served):
     model, _, _, client = served
     out = client.predict({"features": X})
@@ -270,14 +277,15 @@ def test_batching_merges_concurrent_requests_and_splits_results(tmp_path):
     )
     server = Server([ModelVersions("ranker", base)], port=0, batching=parameters).start()
     calls = []
-    servable = server.models.by_name["ranker"].get()
-    function, specs, outputs = servable.signatures["serving_default"]
 
-    def counting(**inputs):  # records the size of every model call
-        calls.append(len(inputs["features"]))
-        return function(**inputs)
+    def counting(function):  # records the size of every model call
+        def call(**inputs):
+            calls.append(len(inputs["features"]))
+            return function(**inputs)
 
-    servable.signatures["serving_default"] = (counting, specs, outputs)
+        return call
+
+    wrap_model_call(server, counting)
     rng = np.random.default_rng(5)
     inputs = [rng.normal(size=(int(rng.integers(1, 4)), 6)).astype("float32") for _ in range(32)]
     results = [None] * 32
@@ -349,16 +357,17 @@ def test_model_config_file_policies_and_labels(tmp_path):
 
 def test_stop_lets_in_flight_requests_finish_and_refuses_new_ones(served):
     model, _, server, client = served
-    servable = server.models.by_name["ranker"].get()
-    function, specs, outputs = servable.signatures["serving_default"]
     entered = threading.Event()
 
-    def slow(**inputs):
-        entered.set()
-        time.sleep(1.0)
-        return function(**inputs)
+    def slow(function):
+        def call(**inputs):
+            entered.set()
+            time.sleep(1.0)
+            return function(**inputs)
 
-    servable.signatures["serving_default"] = (slow, specs, outputs)
+        return call
+
+    wrap_model_call(server, slow)
     answers = []
     in_flight = threading.Thread(target=lambda: answers.append(client.predict({"features": X[:1]})))
     in_flight.start()
@@ -373,17 +382,18 @@ def test_stop_lets_in_flight_requests_finish_and_refuses_new_ones(served):
 
 def test_a_call_past_its_deadline_leaves_the_server_answering(served):
     model, _, server, client = served
-    servable = server.models.by_name["ranker"].get()
-    function, specs, outputs = servable.signatures["serving_default"]
     slow_calls = []
 
-    def slow_once(**inputs):  # the first call outlives the client's deadline
-        if not slow_calls:
-            slow_calls.append(True)
-            time.sleep(0.5)
-        return function(**inputs)
+    def slow_once(function):  # the first call outlives the client's deadline
+        def call(**inputs):
+            if not slow_calls:
+                slow_calls.append(True)
+                time.sleep(0.5)
+            return function(**inputs)
 
-    servable.signatures["serving_default"] = (slow_once, specs, outputs)
+        return call
+
+    wrap_model_call(server, slow_once)
     hurried = PredictClient(f"localhost:{server.port}", "ranker", timeout=0.1)
     with pytest.raises(ServingError) as late:
         hurried.predict({"features": X[:1]})
