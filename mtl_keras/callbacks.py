@@ -82,6 +82,29 @@ class EpochEnd(keras.callbacks.Callback):
         self.weighting.on_epoch_end()
 
 
+class NonFiniteLoss(keras.callbacks.Callback):
+    """Stops ``fit`` at the first NaN or Inf task loss, naming the task and the step.
+
+    MultiTaskModel.fit adds it unless ``compile(skip_nonfinite_steps=True)``.
+    """
+
+    def __init__(self, task_names, step):
+        super().__init__()
+        self.task_names = list(task_names)
+        self.step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        for task in self.task_names:
+            value = (logs or {}).get(f"{task}_loss")
+            if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
+                raise FloatingPointError(
+                    f"The loss of task {task!r} is {float(np.asarray(value))} at training step "
+                    f"{int(np.asarray(self.step))} (batch {batch}). Check its labels and inputs, "
+                    "lower the learning rate, or compile with skip_nonfinite_steps=True to skip "
+                    "such steps."
+                )
+
+
 def write_heatmap(matrix, row_labels, title, path):
     """A PNG heatmap of a [gates, experts] matrix, each cell annotated."""
     try:

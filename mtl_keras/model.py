@@ -1,16 +1,19 @@
-"""MultiTaskModel: a functional Keras model with dict outputs keyed by task."""
+"""MultiTaskModel: a functional Keras model with dict outputs keyed by task.
 
-from mtl_keras import auxiliary as auxiliary_heads
-from mtl_keras import compile_config, optimizer_groups, shared_gradients
-from mtl_keras.callbacks import EpochEnd
-from mtl_keras import compile_options as options
-from mtl_keras.backend import IS_KERAS3, keras, register, state_variable, tf
-from mtl_keras.gradients import num_replicas, replica_sum
-from mtl_keras.losses import masked
-from mtl_keras.losses import weighting as weighting_lib
-from mtl_keras.shared import representation_layers, variable_tasks
-from mtl_keras.targets import check_targets
-from mtl_keras.task_metrics import TaskTrackers
+``compile`` resolves the training pieces of ``mtl_keras.training``; the train
+step composes them: task losses -> weighting -> gradient mode (plain, exact or
+fast projection) -> optimizer groups -> logs. What it trains with beyond the
+weights (weighting and projection state, group optimizers, the step) is
+training state: saved like the optimizer, never one of ``model.weights``.
+"""
+
+from mtl_keras.backend import IS_KERAS3, keras, register, tf
+from mtl_keras.callbacks import EpochEnd, NonFiniteLoss
+from mtl_keras.training import arguments, auxiliary as auxiliary_heads, gradient_modes, labels, optimizers
+from mtl_keras.training import state as state_lib
+from mtl_keras.training.logs import TaskTrackers
+from mtl_keras.training.sharing import variable_tasks
+from mtl_keras.training.task_gradients import num_replicas, replica_sum
 
 
 class _MultiTaskBase(keras.Model):
@@ -25,7 +28,8 @@ class _MultiTaskBase(keras.Model):
     >>> h = keras.layers.Dense(8, activation="relu")(x)
     >>> heads = {t: keras.layers.Dense(1, activation="sigmoid", name=t)(h) for t in ("ctr", "cvr")}
     >>> model = MultiTaskModel(x, heads)
-    >>> model.compile(loss={"ctr": "binary_crossentropy", "cvr": "binary_crossentropy"})
+    >>> model.compile(loss={"ctr": "binary_crossentropy", "cvr": "binary_crossentropy"},
+    ...               task_weighting="uncertainty", gradient_projection="pcgrad")
     """
 
     def _init_multitask(self, inputs, outputs, name, kwargs):
@@ -38,15 +42,20 @@ class _MultiTaskBase(keras.Model):
         heads, revived = auxiliary_heads.split(outputs)
         graph_outputs = auxiliary_heads.merge(heads, kwargs.pop("auxiliary_outputs", None) or revived)
         super().__init__(inputs=inputs, outputs=graph_outputs, name=name, **kwargs)
-        self.task_names = tuple(heads)
-        self.auxiliary_tasks = tuple(auxiliary_heads.split(graph_outputs)[1])
-        # Inference runs the heads alone, so auxiliary towers are neither computed nor
-        # exported. object.__setattr__: the view shares our layers; it is not a sublayer.
-        heads_only = keras.Model(inputs, heads) if self.auxiliary_tasks else None
-        object.__setattr__(self, "_heads_only", heads_only)
-        self.task_output_shapes = {task: tuple(heads[task].shape) for task in self.task_names}
-        self._mtl_compiled = None
-        self._mtl_reach_cache = {}
+        # object.__setattr__: plain Python values and views, kept out of Keras's and
+        # TensorFlow's tracking (nothing here is a weight or a checkpoint dependency).
+        heads_only = keras.Model(inputs, heads) if len(heads) < len(graph_outputs) else None
+        for attribute, value in dict(
+            task_names=tuple(heads),
+            auxiliary_tasks=tuple(auxiliary_heads.split(graph_outputs)[1]),
+            task_output_shapes={task: tuple(heads[task].shape) for task in heads},
+            trained_tasks=None,
+            _heads_only=heads_only,
+            _mtl_run=None,
+            _mtl_reach_cache={},
+        ).items():
+            object.__setattr__(self, attribute, value)
+        self._mtl_state = None
 
     def call(self, inputs, training=None, mask=None):
         """The heads by task; the auxiliary heads too, keyed ``<task>__aux``, only when training."""
@@ -68,22 +77,28 @@ class _MultiTaskBase(keras.Model):
         log_gradient_cosine=False,
         projection_mode="exact",
         task_gradient_method="loop",
+        loss_weights=None,
+        skip_nonfinite_steps=False,
         **kwargs,
     ):
         """Configures training.
 
         Args:
             optimizer: an optimizer or its name, or a dict of them by group:
-                "shared", a task name, "default" (see ``optimizer_groups``).
+                "shared", a task name, "default" (see ``training.optimizers``).
+                Learning-rate callbacks set the main optimizer's rate ("default",
+                else "shared") and every group follows by the same factor. A
+                ``LossScaleOptimizer`` (given, or implied by the
+                "mixed_float16" policy) scales the loss of every group.
             loss: dict {task: loss name, Loss or callable}; every task of the
                 model must appear, with ``None`` for a head that is predicted
                 but not trained.
             metrics: dict {task: [metric, ...]}; logged as ``<task>_<name>``.
-            task_weighting: None (equal), a dict {task: float}, or a
-                ``mtl_keras.losses.TaskWeighting``.
-            gradient_projection: None or a ``mtl_keras.losses`` projection
-                (PCGrad, GradVac, MGDA, CAGrad, ParetoEfficient), applied to
-                the per-task gradients of ``shared_variables``.
+            task_weighting: None (equal), a name ("uncertainty", "gradnorm",
+                "dwa", "equal"), a dict {task: float}, or a ``TaskWeighting``.
+            gradient_projection: None, a name ("pcgrad", "gradvac", "mgda",
+                "cagrad", "pareto") or a ``GradientProjection``, applied to the
+                per-task gradients of ``shared_variables``.
             auxiliary_loss_weight: gamma, the weight of each auxiliary head's
                 loss inside its task's term: w_t (L_t + gamma L_t^aux).
             task_start_steps: {task: step}; a task joins the loss and the
@@ -91,149 +106,170 @@ class _MultiTaskBase(keras.Model):
             log_gradient_cosine: log ``grad_cosine/<a>__<b>`` without a projection.
             projection_mode: "exact" (per-task gradients of the shared
                 variables) or "fast" (the task Gram matrix from gradients with
-                respect to the shared representation: shared expert stacks'
-                outputs and ``SharedRepresentation`` layers); see
-                ``shared_gradients``.
-            task_gradient_method: "loop" or "jacobian" (see ``gradients``).
+                respect to the shared representation); see ``training.gradient_modes``.
+            task_gradient_method: "loop" or "jacobian" (see ``training.task_gradients``).
+            loss_weights: Keras's argument, a dict {task: float}: the same as
+                ``task_weighting=`` that dict (giving both is an error).
+            skip_nonfinite_steps: a step whose task loss or gradient is NaN or
+                Inf leaves every variable unchanged and counts in the logged
+                ``nonfinite_steps``. By default ``fit`` stops instead, with an
+                error naming the task and the step.
             **kwargs: passed to ``keras.Model.compile`` (``jit_compile``,
                 ``steps_per_execution``, ``run_eagerly``). Under Keras 3,
                 ``jit_compile="auto"`` (the default) means no XLA when
                 per-task gradients are needed: XLA made those steps slower
                 here (benchmarks/projection_overhead.py).
         """
-        loss_fns = options.resolve_losses(loss, self.task_names)
+        self._check_strategy()
+        loss_fns = arguments.resolve_losses(loss, self.task_names)
         trained = tuple(task for task in self.task_names if loss_fns[task] is not None)
-        metric_ids = options.check_metrics(metrics, self.task_names)
-        self.trained_tasks = trained
-        weighting = weighting_lib.get(task_weighting)
-        weighting.build(trained, options.loss_kinds(loss), self)
-        projection = options.check_projection(gradient_projection, self.shared_variables, trained)
-        self._task_starts = options.task_starts(task_start_steps, trained)
-        self._auxiliary_weight = options.non_negative("auxiliary_loss_weight", auxiliary_loss_weight)
-        options.check_choice("task_gradient_method", task_gradient_method, ("loop", "jacobian"))
-        options.check_choice("projection_mode", projection_mode, ("exact", "fast"))
+        object.__setattr__(self, "trained_tasks", trained)
+        metric_ids = arguments.check_metrics(metrics, self.task_names)
+        weighting = arguments.weighting(task_weighting, loss_weights)
+        weighting.build(trained, arguments.loss_kinds(loss), self)
+        projection = arguments.projection(gradient_projection, self.shared_variables, trained)
+        arguments.check_choice("task_gradient_method", task_gradient_method, ("loop", "jacobian"))
+        arguments.check_choice("projection_mode", projection_mode, ("exact", "fast"))
         per_task = bool(log_gradient_cosine) or projection is not None
-        self._representation_layers = (
-            representation_layers(self) if per_task and projection_mode == "fast" else None
-        )
+        mode = gradient_modes.get(per_task, projection_mode, self, projection, task_gradient_method)
         if IS_KERAS3 and kwargs.get("jit_compile", "auto") == "auto" and (
             per_task or weighting.needs_tape
         ):
             kwargs["jit_compile"] = False
-        main, groups = optimizer_groups.resolve(
-            optimizer,
-            self._reaching_tasks(trained),
-            self.trainable_variables,
-            weighting.trainable_variables,
-            trained,
+        main, groups = optimizers.resolve(
+            optimizer, self._reaching_tasks(trained), self.trainable_variables,
+            weighting.trainable_variables, trained,
         )
         super().compile(optimizer=main, **kwargs)
-        if IS_KERAS3:
-            # Build each optimizer on exactly its variables (weightings' included).
-            for group_optimizer, group_variables in groups:
-                if not group_optimizer.built:
-                    group_optimizer.build(group_variables)
-        self._mtl_compiled = dict(
-            optimizer=optimizer,
-            loss=loss,
-            metrics=metric_ids,
-            task_weighting=task_weighting,
-            gradient_projection=gradient_projection,
-            auxiliary_loss_weight=auxiliary_loss_weight,
-            task_start_steps=task_start_steps,
-            log_gradient_cosine=log_gradient_cosine,
-            projection_mode=projection_mode,
-            task_gradient_method=task_gradient_method,
+        # Keras may have wrapped the main optimizer in a LossScaleOptimizer.
+        groups = [(self.optimizer if o is main else o, vs) for o, vs in groups]
+        groups = optimizers.with_loss_scaling(self.optimizer, groups)
+        optimizers.build(groups)
+        self._mtl_state = state_lib.TrainingState(
+            weighting, projection, [o for o, _ in groups if o is not self.optimizer]
         )
-        self._loss_fns = loss_fns
-        self._weighting = weighting
-        self._projection = projection
-        self._log_cosine = per_task
-        self._task_gradient_method = task_gradient_method
-        self._optimizer_groups = groups
-        self._train_variables = [v for _, vs in groups for v in vs]
-        self._step_counter = state_variable(tf.constant(0, tf.int64), "mtl_step")
         head_units = {task: shape[-1] for task, shape in self.task_output_shapes.items()}
-        self._trackers = TaskTrackers(
-            trained, metric_ids, head_units, cosine=self._log_cosine,
-            auxiliary=[t for t in trained if t in self.auxiliary_tasks],
+        object.__setattr__(self, "_mtl_run", dict(
+            arguments=dict(
+                optimizer=optimizer, loss=loss, metrics=metric_ids, task_weighting=weighting,
+                gradient_projection=projection, auxiliary_loss_weight=auxiliary_loss_weight,
+                task_start_steps=task_start_steps, log_gradient_cosine=log_gradient_cosine,
+                projection_mode=projection_mode, task_gradient_method=task_gradient_method,
+                skip_nonfinite_steps=bool(skip_nonfinite_steps),
+            ),
+            loss_fns=loss_fns,
+            mode=mode,
+            groups=groups,
+            variables=[v for _, vs in groups for v in vs],
+            starts=arguments.task_starts(task_start_steps, trained),
+            auxiliary_weight=arguments.non_negative("auxiliary_loss_weight", auxiliary_loss_weight),
+            skip_nonfinite=bool(skip_nonfinite_steps),
+            trackers=TaskTrackers(
+                trained, metric_ids, head_units, cosine=per_task,
+                auxiliary=[t for t in trained if t in self.auxiliary_tasks],
+                nonfinite=bool(skip_nonfinite_steps),
+            ),
+        ))
+
+    def _check_strategy(self):
+        strategy = tf.distribute.get_strategy()
+        unsupported = (
+            tf.distribute.MultiWorkerMirroredStrategy,
+            tf.distribute.experimental.ParameterServerStrategy,
         )
+        if IS_KERAS3 and isinstance(strategy, unsupported):
+            raise ValueError(
+                f"Keras 3 does not train under {type(strategy).__name__} (its own keras.Model "
+                "fails the same way); run mtl_keras under tf_keras for it: set "
+                "TF_USE_LEGACY_KERAS=1 before importing TensorFlow."
+            )
 
     @property
     def metrics(self):
-        return self._trackers.all() if getattr(self, "_mtl_compiled", None) else []
+        return self._mtl_run["trackers"].all() if self._mtl_run else []
+
+    @property
+    def training_state(self):
+        """The compiled TrainingState (weighting, projection, group optimizers, step), or None."""
+        return self._mtl_state
 
     def fit(self, *args, callbacks=None, **kwargs):
-        """``keras.Model.fit``, telling the task weighting where epochs end (for DWA)."""
-        hooks = [EpochEnd(self._weighting)] if self._mtl_compiled else []
+        """``keras.Model.fit``, with the hooks of the training pieces: DWA's epoch ends,
+        group optimizers following learning-rate callbacks, non-finite losses stopping."""
+        hooks = []
+        if self._mtl_run:
+            state = self._mtl_state
+            hooks = [
+                EpochEnd(state.weighting),
+                optimizers.FollowLearningRate(self.optimizer, state.optimizers),
+            ]
+            if not self._mtl_run["skip_nonfinite"]:
+                hooks.append(NonFiniteLoss(self.trained_tasks, state.step))
         return super().fit(*args, callbacks=list(callbacks or []) + hooks, **kwargs)
 
     # ---------------------------------------------------------------- the steps
     def train_step(self, data):
         """forward -> per-task losses -> weights -> gradients (projected on the
-        shared variables when asked) -> each group's optimizer."""
+        shared variables when asked) -> each group's optimizer -> logs."""
+        run, state = self._mtl_run, self._mtl_state
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y = check_targets(y, self)
-        per_task = self._log_cosine
-        with tf.GradientTape(persistent=per_task or self._weighting.needs_tape) as tape:
+        y = labels.check_targets(y, self)
+        scale = optimizers.loss_scale(self.optimizer)
+        persistent = run["mode"].persistent or state.weighting.needs_tape
+        with tf.GradientTape(persistent=persistent) as tape:
             y_pred = self(x, training=True)
-            shares = self.compute_task_losses(y, y_pred, sample_weight, replica_share=True)
-            task_losses = tf.stop_gradient(replica_sum(tf.stack(shares)))
-            weights = self._weighting.weights(task_losses) * self._active_tasks()
-            aux_shares = self.compute_task_losses(
-                y, y_pred, sample_weight, replica_share=True, auxiliary=True
-            )
-            weighted = [
-                weights[i] * (share + self._auxiliary_weight * aux_shares[i])
-                for i, share in enumerate(shares)
-            ]
-            # Stacked inside the tape: a target built after it closes has no gradient.
-            weighted_vector = tf.stack(weighted)
-            extra = (self._regularization() + self._weighting.regularization()) / num_replicas()
-            loss = tf.reduce_sum(weighted_vector) + extra
-        step = shared_gradients.TrainStep(tape, task_losses, shares, weighted, weighted_vector, extra, loss)
-        if not per_task:
-            gradients, gram = tape.gradient(loss, self._train_variables), None
-        elif self._representation_layers is not None:
-            representations = [layer.recorded_representation for layer in self._representation_layers]
-            gradients, gram = shared_gradients.fast(
-                tape, step, self._train_variables, self.shared_variables, self._projection, representations
-            )
-        else:
-            gradients, gram = shared_gradients.exact(
-                tape, step, self._train_variables, self.shared_variables, self._projection,
-                self._task_gradient_method,
-            )
-        self._weighting.update(step)
-        by_id = {id(v): g for v, g in zip(self._train_variables, gradients)}
-        for group_optimizer, group_variables in self._optimizer_groups:
-            # Heads without a loss have no gradient: leave them out rather than warn each step.
-            pairs = [(by_id[id(v)], v) for v in group_variables if by_id[id(v)] is not None]
-            group_optimizer.apply_gradients(pairs)
-        self._step_counter.assign_add(1)
-        aux_losses = tf.stop_gradient(replica_sum(tf.stack(aux_shares)))
-        total = tf.reduce_sum(weights * (task_losses + self._auxiliary_weight * aux_losses))
-        total += extra * num_replicas()
-        return self._trackers.update(
-            total, task_losses, weights, y, y_pred, sample_weight, gram, aux_losses
-        )
+            step = self._assemble_loss(y, y_pred, sample_weight)
+        step = step._replace(tape=tape)
+        gradients, gram = run["mode"].gradients(tape, step, run["variables"], scale)
+        state.weighting.update(step)
+        finite = None
+        if run["skip_nonfinite"]:
+            finite = tf.reduce_all(tf.math.is_finite(step.task_losses)) & optimizers.all_finite(gradients)
+            state.nonfinite_steps.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
+        optimizers.apply(run["groups"], gradients, run["variables"], finite)
+        state.step.assign_add(1)
+        return self._log(step, y, y_pred, sample_weight, gram, finite)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y = check_targets(y, self)
-        y_pred = self(x, training=False)
+        y = labels.check_targets(y, self)
+        # The whole graph, auxiliary heads included, so val_loss is assembled as loss is.
+        y_pred = super().call(x, training=False)
+        return self._log(self._assemble_loss(y, y_pred, sample_weight), y, y_pred, sample_weight)
+
+    def _assemble_loss(self, y, y_pred, sample_weight):
+        """The step's losses: L = sum_t w_t (L_t + gamma L_t^aux) + regularization."""
+        run, weighting = self._mtl_run, self._mtl_state.weighting
         shares = self.compute_task_losses(y, y_pred, sample_weight, replica_share=True)
-        task_losses = replica_sum(tf.stack(shares))
-        weights = self._weighting.weights(task_losses) * self._active_tasks()
-        extra = self._regularization() + self._weighting.regularization()
-        total = tf.reduce_sum(weights * task_losses) + extra
-        return self._trackers.update(total, task_losses, weights, y, y_pred, sample_weight)
+        aux_shares = self.compute_task_losses(y, y_pred, sample_weight, replica_share=True, auxiliary=True)
+        task_losses = tf.stop_gradient(replica_sum(tf.stack(shares)))
+        weights = weighting.weights(task_losses) * self._active_tasks()
+        weighted = [
+            weights[i] * (share + run["auxiliary_weight"] * aux_shares[i]) for i, share in enumerate(shares)
+        ]
+        # Stacked inside the tape: a target built after it closes has no gradient.
+        weighted_vector = tf.stack(weighted)
+        extra = (self._regularization() + weighting.regularization()) / num_replicas()
+        loss = tf.reduce_sum(weighted_vector) + extra
+        aux_losses = tf.stop_gradient(replica_sum(tf.stack(aux_shares)))
+        return gradient_modes.TrainStep(
+            None, task_losses, shares, weighted, weighted_vector, extra, loss, weights, aux_losses
+        )
+
+    def _log(self, step, y, y_pred, sample_weight, gram=None, finite=None):
+        gamma = self._mtl_run["auxiliary_weight"]
+        total = tf.reduce_sum(step.weights * (step.task_losses + gamma * step.aux_losses))
+        total += step.extra * num_replicas()
+        return self._mtl_run["trackers"].update(
+            total, step.task_losses, step.weights, y, y_pred, sample_weight, gram,
+            step.aux_losses, finite, self._mtl_state.nonfinite_steps,
+        )
 
     def _active_tasks(self):
-        if self._task_starts is None:
+        starts = self._mtl_run["starts"]
+        if starts is None:
             return tf.constant(1.0)
-        step = tf.convert_to_tensor(self._step_counter)
-        return tf.cast(step >= self._task_starts, tf.float32)
+        return tf.cast(tf.convert_to_tensor(self._mtl_state.step) >= starts, tf.float32)
 
     def _regularization(self):
         if not self.losses:
@@ -256,8 +292,8 @@ class _MultiTaskBase(keras.Model):
                 losses.append(tf.constant(0.0))
                 continue
             task_weight = sample_weight.get(task) if isinstance(sample_weight, dict) else sample_weight
-            total, count = masked.masked_loss_terms(
-                self._loss_fns[task], y[task], y_pred[key], task_weight
+            total, count = labels.masked_loss_terms(
+                self._mtl_run["loss_fns"][task], y[task], y_pred[key], task_weight
             )
             if replica_share:
                 count = replica_sum(tf.stop_gradient(count))
@@ -279,18 +315,31 @@ class _MultiTaskBase(keras.Model):
         when the task's output has a gradient path to it (traced, never run).
         The tasks are the trained ones once compiled, else every head.
         """
-        tasks = getattr(self, "trained_tasks", None) or self.task_names
+        tasks = self.trained_tasks or self.task_names
         reached = self._reaching_tasks(tasks)
         return [v for v, by in zip(self.trainable_variables, reached) if len(by) >= 2]
 
     # ----------------------------------------------------------- serialization
     def get_compile_config(self):
-        if not self._mtl_compiled:
+        if not self._mtl_run:
             return None
-        return compile_config.serialize(self._mtl_compiled)
+        return arguments.serialize(self._mtl_run["arguments"])
 
     def compile_from_config(self, config):
-        self.compile(**compile_config.deserialize(config))
+        self.compile(**arguments.deserialize(config))
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        if self._mtl_state is not None:
+            state_lib.save(self._mtl_state, store)
+
+    def load_own_variables(self, store):
+        own, training = state_lib.split_store(store)
+        super().load_own_variables(own)
+        # An uncompiled model (inference) skips the training state, as Keras skips
+        # the state of an optimizer it has not built.
+        if training and self._mtl_state is not None:
+            state_lib.load(self._mtl_state, training)
 
 
 if IS_KERAS3:

@@ -47,7 +47,7 @@ SCRIPT = textwrap.dedent(
                           jit_compile=False, **options)
         history = model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)  # 5 steps
         state = [np.array(v) for v in model.trainable_variables]
-        weighting = model._weighting
+        weighting = model.training_state.weighting
         state += [np.array(v) for v in getattr(weighting, "trainable_variables", ())]
         if hasattr(weighting, "task_weights"):
             state.append(np.array(weighting.task_weights))

@@ -173,8 +173,8 @@ def test_compiled_projection_round_trips(tmp_path):
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
-    assert isinstance(loaded._projection, losses.CAGrad) and loaded._projection.c == 0.3
-    assert loaded._weighting.temperature == 3.0
+    assert isinstance(loaded.training_state.projection, losses.CAGrad) and loaded._projection.c == 0.3
+    assert loaded.training_state.weighting.temperature == 3.0
     loaded.fit(x, y, epochs=1, verbose=0)
 
 
@@ -186,8 +186,10 @@ class TestBadInput:
             model.compile(loss={"a": "mse", "b": "mse"}, gradient_projection=losses.PCGrad())
 
     def test_not_a_projection(self):
+        with pytest.raises(ValueError, match=r"`gradient_projection` 'pc_grad' is not a known projection; expected one of \['cagrad', 'gradvac', 'mgda', 'pareto', 'pcgrad'\]"):
+            two_tower_model().compile(loss=BCE, gradient_projection="pc_grad")
         with pytest.raises(ValueError, match="`gradient_projection` must be"):
-            two_tower_model().compile(loss=BCE, gradient_projection="pcgrad")
+            two_tower_model().compile(loss=BCE, gradient_projection=losses.UncertaintyWeighting())
 
     def test_optimizer_groups(self):
         with pytest.raises(ValueError, match=r"unknown group\(s\) \['towers'\]"):

@@ -1,12 +1,19 @@
-"""Per-task losses, task weightings and gradient projections."""
+"""The public namespace of task weightings and gradient projections.
 
-from mtl_keras.losses.cagrad import CAGrad
-from mtl_keras.losses.mgda import MGDA
-from mtl_keras.losses.pareto import ParetoEfficient
-from mtl_keras.losses.projection import GradientProjection, GradVac, PCGrad
-from mtl_keras.losses.gradnorm import GradNorm
-from mtl_keras.losses.weighting import (
+The methods live in ``mtl_keras.weighting`` and ``mtl_keras.projection``, one a module.
+"""
+
+from mtl_keras.projection import (
+    MGDA,
+    CAGrad,
+    GradientProjection,
+    GradVac,
+    ParetoEfficient,
+    PCGrad,
+)
+from mtl_keras.weighting import (
     DynamicWeightAverage,
+    GradNorm,
     StaticWeighting,
     TaskWeighting,
     UncertaintyWeighting,

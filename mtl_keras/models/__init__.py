@@ -5,7 +5,7 @@ tensors that it concatenates), the task names, and ``task_types``: "binary"
 (sigmoid head) or "regression" (linear head), one string for all tasks or a
 dict by task. Heads are Dense layers named after their tasks. With
 ``auxiliary_tower_units`` (e.g. ``(4,)``) each task also gets a small
-self-auxiliary tower on the same features and label (``mtl_keras.auxiliary``).
+self-auxiliary tower on the same features and label (``mtl_keras.training.auxiliary``).
 """
 
 from mtl_keras.models.conversion import esmm

@@ -26,10 +26,9 @@ def variable_tasks(model, tasks):
                     reached[index].add(task)
         return tf.constant(0)
 
-    strategy = tf.distribute.get_strategy()
-    if strategy.num_replicas_in_sync > 1 and tf.distribute.in_cross_replica_context():
-        # Distributed variables can only be read in a replica context.
-        strategy.run(lambda: trace.get_concrete_function(specs) and None)
+    if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context():
+        # Distributed variables (one replica or many) are read only in a replica context.
+        tf.distribute.get_strategy().run(lambda: trace.get_concrete_function(specs) and None)
     else:
         trace.get_concrete_function(specs)
     return reached

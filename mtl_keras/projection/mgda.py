@@ -1,7 +1,7 @@
 """MGDA-UB: the min-norm point of the convex hull of the task gradients."""
 
-from mtl_keras.backend import tf
-from mtl_keras.losses.projection import GradientProjection
+from mtl_keras.backend import register, tf
+from mtl_keras.projection.base import GradientProjection
 
 _NORMALIZATIONS = ("l2", "loss", "loss+", "none")
 
@@ -58,6 +58,7 @@ def min_norm_weights(gram, max_iterations=250, tolerance=1e-5):
     return weights
 
 
+@register
 class MGDA(GradientProjection):
     """Multiple-gradient descent as multi-objective optimisation (MGDA-UB).
 

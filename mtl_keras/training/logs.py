@@ -5,7 +5,7 @@ them among the model's weights or writes them into a `.keras` file.
 """
 
 from mtl_keras.backend import keras, tf
-from mtl_keras.losses.masked import align_labels, label_mask
+from mtl_keras.training.labels import align_labels, label_mask
 
 # Keras resolves "accuracy" by the head's shape; so do we.
 _ACCURACY = {"accuracy", "acc"}
@@ -40,8 +40,10 @@ def task_metric(identifier, task, head_units):
 class TaskTrackers:
     """Running means of the losses and weights, and the compiled per-task metrics."""
 
-    def __init__(self, trained_tasks, metric_ids, head_units, cosine=False, auxiliary=()):
+    def __init__(self, trained_tasks, metric_ids, head_units, cosine=False, auxiliary=(), nonfinite=False):
         self.trained_tasks = list(trained_tasks)
+        # Steps skipped for a NaN or Inf (compile(skip_nonfinite_steps=True)), this epoch.
+        self.nonfinite = keras.metrics.Sum(name="nonfinite_steps") if nonfinite else None
         self.task_aux_loss = {t: keras.metrics.Mean(name=f"{t}_aux_loss") for t in auxiliary}
         # Gradient cosine between every pair of tasks on the shared variables.
         self.pairs = [
@@ -67,17 +69,32 @@ class TaskTrackers:
                 metrics.append(self.task_aux_loss[task])
         for task_metrics in self.task_metrics.values():
             metrics += task_metrics
-        return metrics + self.cosine
+        return metrics + self.cosine + ([self.nonfinite] if self.nonfinite else [])
 
-    def update(self, loss, task_losses, weights, y, y_pred, sample_weight, gram=None, aux_losses=None):
+    def update(
+        self, loss, task_losses, weights, y, y_pred, sample_weight, gram=None, aux_losses=None,
+        finite=None, nonfinite_steps=None,
+    ):
         """Updates the trackers. The logs hold the gradient cosines only when ``gram``
-        is given and the auxiliary losses only when ``aux_losses`` is (training)."""
-        self.loss.update_state(loss)
+        is given (training). A step that is not ``finite`` (skipped) leaves the loss
+        means alone and counts in ``nonfinite_steps``."""
+        counted = None
+        if finite is not None:
+            counted = tf.cast(finite, tf.float32)
+            self.nonfinite.update_state(1.0 - counted)
+
+        def mean(metric, value):
+            if counted is None:
+                metric.update_state(value)
+            else:
+                metric.update_state(tf.where(finite, value, tf.zeros_like(value)), sample_weight=counted)
+
+        mean(self.loss, loss)
         for index, task in enumerate(self.trained_tasks):
-            self.task_loss[task].update_state(task_losses[index])
-            self.task_weight[task].update_state(weights[index])
-            if aux_losses is not None and task in self.task_aux_loss:
-                self.task_aux_loss[task].update_state(aux_losses[index])
+            mean(self.task_loss[task], task_losses[index])
+            mean(self.task_weight[task], weights[index])
+            if task in self.task_aux_loss:
+                mean(self.task_aux_loss[task], aux_losses[index])
         for task, task_metrics in self.task_metrics.items():
             if task not in y:
                 continue
@@ -88,8 +105,6 @@ class TaskTrackers:
             for metric in task_metrics:
                 metric.update_state(labels, y_pred[task], sample_weight=mask)
         logged = self.all()
-        if aux_losses is None:
-            logged = [m for m in logged if m not in self.task_aux_loss.values()]
         if gram is None:
             logged = [m for m in logged if m not in self.cosine]
         else:

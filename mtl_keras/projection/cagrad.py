@@ -1,9 +1,10 @@
 """CAGrad: the update closest to the mean gradient that lifts the worst task."""
 
-from mtl_keras.backend import tf
-from mtl_keras.losses.projection import GradientProjection
+from mtl_keras.backend import register, tf
+from mtl_keras.projection.base import GradientProjection
 
 
+@register
 class CAGrad(GradientProjection):
     """Conflict-Averse Gradient descent.
 

@@ -1,7 +1,7 @@
 """PE-LTR: Pareto-efficient task weights with priority lower bounds."""
 
-from mtl_keras.backend import tf
-from mtl_keras.losses.projection import GradientProjection
+from mtl_keras.backend import register, tf
+from mtl_keras.projection.base import GradientProjection
 
 
 def project_to_simplex(v, radius=1.0):
@@ -16,6 +16,7 @@ def project_to_simplex(v, radius=1.0):
     return tf.maximum(v - theta, 0.0)
 
 
+@register
 class ParetoEfficient(GradientProjection):
     """PE-LTR weights: Pareto-efficient, each task above its priority bound.
 

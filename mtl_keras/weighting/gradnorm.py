@@ -1,10 +1,11 @@
 """GradNorm: weights that balance the tasks' gradient norms on the last shared layer."""
 
-from mtl_keras.backend import state_variable, tf
-from mtl_keras.gradients import ZERO, replica_sum, sources
-from mtl_keras.losses.weighting import TaskWeighting
+from mtl_keras.backend import register, tf
+from mtl_keras.training.task_gradients import ZERO, replica_sum, sources
+from mtl_keras.weighting.base import TaskWeighting
 
 
+@register
 class GradNorm(TaskWeighting):
     """Gradient normalisation for adaptive loss balancing.
 
@@ -47,9 +48,9 @@ class GradNorm(TaskWeighting):
                 )
             self.shared_variable = kernels[-1]
         count = len(task_names)
-        self.task_weights = state_variable(tf.ones([count]), "gradnorm_weights")
-        self.initial_losses = state_variable(tf.zeros([count]), "gradnorm_initial_losses")
-        self._started = state_variable(tf.constant(False), "gradnorm_started")
+        self.task_weights = self.add_state("weights", tf.ones([count]))
+        self.initial_losses = self.add_state("initial_losses", tf.zeros([count]))
+        self._started = self.add_state("started", tf.constant(False))
 
     def weights(self, task_losses):
         return tf.convert_to_tensor(self.task_weights)

@@ -1,0 +1,98 @@
+"""Gradient projections on the shared parameters: the interface every method implements.
+
+Every method returns a linear combination sum_k a_k g_k of the task gradients
+whose coefficients depend only on the Gram matrix K = G G^T ([T, T]) and the
+losses. So each one computes K once, works out a ([T], tiny), and the base
+class produces a^T G: one pass over the [T, P] gradients either side of the
+method's own logic.
+"""
+
+from mtl_keras.backend import register, tf
+from mtl_keras.training.state import StatefulObject
+
+
+def gram_matrix(gradients):
+    """K = G G^T for the [T, P] task gradients, in float32 whatever their dtype."""
+    gradients = tf.cast(gradients, tf.float32)
+    return tf.matmul(gradients, gradients, transpose_b=True)
+
+
+@register
+class GradientProjection(StatefulObject):
+    """Base class: ``combine(task_gradients [T, P], task_losses=None) -> [P]``.
+
+    A subclass implements ``coefficients(gram, task_losses) -> [T]``, the a of
+    the combined gradient sum_t a_t g_t, from the float32 Gram matrix [T, T]
+    and the global per-task losses [T]. It runs inside the compiled train step
+    (graph mode, XLA where enabled), once per step. State kept across steps is
+    created in ``build(num_tasks, task_names)`` with ``self.add_state``, so
+    that checkpoints save it; hyper-parameters go through ``__init__`` and
+    ``get_config``. Register a subclass with
+    ``keras.saving.register_keras_serializable()`` for `.keras` files to revive it.
+
+    Example:
+    >>> class Mean(GradientProjection):
+    ...     def coefficients(self, gram, task_losses):
+    ...         return tf.fill([gram.shape[0]], 1.0 / gram.shape[0])
+    >>> Mean().combine([[1.0, 0.0], [0.0, 3.0]]).numpy().tolist()
+    [0.5, 1.5]
+    """
+
+    def build(self, num_tasks, task_names=None):
+        self.num_tasks = num_tasks
+        self.task_names = list(task_names) if task_names is not None else None
+        self.built = True
+
+    def combine(self, task_gradients, task_losses=None):
+        gradients = tf.convert_to_tensor(task_gradients, tf.float32)
+        if gradients.shape.rank != 2 or gradients.shape[0] is None:
+            raise ValueError(
+                f"`task_gradients` must be a [T, P] tensor with a known T; got shape {gradients.shape}."
+            )
+        if not getattr(self, "built", False):
+            self.build(gradients.shape[0])
+        elif gradients.shape[0] != self.num_tasks:
+            raise ValueError(
+                f"`task_gradients` has {gradients.shape[0]} rows; this projection was built "
+                f"for {self.num_tasks} tasks."
+            )
+        if task_losses is not None:
+            task_losses = tf.reshape(tf.convert_to_tensor(task_losses, tf.float32), [-1])
+        return self.combine_with_gram(gradients, gram_matrix(gradients), task_losses)
+
+    def combine_with_gram(self, gradients, gram, task_losses=None):
+        """``combine`` for a caller that already has K = G G^T (the train step logs cosines from it)."""
+        coefficients = self.coefficients(gram, task_losses)
+        return tf.linalg.matvec(tf.cast(gradients, tf.float32), coefficients, transpose_a=True)
+
+    def coefficients(self, gram, task_losses):
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement coefficients(gram, task_losses) -> [T]."
+        )
+
+
+class RandomOrder:
+    """A fresh random order of the other tasks for each task, every step.
+
+    Stateless sampling from (seed, step) so it works under tf.function and XLA
+    and is the same on every replica; the step is the owner's saved state, so
+    a resumed run draws the orders the uninterrupted one would have.
+    """
+
+    def __init__(self, shuffle, seed):
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+
+    def build(self, owner):
+        if self.shuffle:
+            self._step = owner.add_state("order_step", tf.constant(0, tf.int64))
+
+    def orders(self, num_tasks):
+        """[T, T] int32: row i is a permutation of 0..T-1 (i itself is skipped by the caller)."""
+        if not self.shuffle:
+            return tf.tile(tf.range(num_tasks)[None], [num_tasks, 1])
+        step = tf.convert_to_tensor(self._step)
+        self._step.assign_add(1)
+        seed = tf.stack([tf.constant(self.seed, tf.int64), step])
+        noise = tf.random.stateless_uniform([num_tasks, num_tasks], seed=seed)
+        return tf.argsort(noise, axis=1)

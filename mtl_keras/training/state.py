@@ -1,0 +1,122 @@
+"""Training state: saved with the model like the optimizer's, never one of its weights.
+
+Weightings and projections keep state across steps (log-variances, GradVac
+targets, DWA's loss history, step counters), and a model may train with
+several optimizers. All of it must survive `.keras`, `tf.train.Checkpoint`,
+`ModelCheckpoint` and `BackupAndRestore`, yet a `.weights.h5` written by a
+trained model must still load into a freshly built one for inference.
+
+So the state lives on plain trackable objects (TensorFlow's checkpoints and
+SavedModels follow them; Keras's weight tracking does not), and
+``MultiTaskModel.save_own_variables`` adds it to the model's entry of a Keras
+file under ``mtl:``-prefixed keys, which a model that is not compiled skips,
+as Keras skips an optimizer it has not built.
+"""
+
+import numpy as np
+
+from mtl_keras.backend import keras, state_variable, tf
+
+PREFIX = "mtl:"
+
+
+class StatefulObject(tf.__internal__.tracking.AutoTrackable):
+    """Base of weightings and projections: a Keras-serializable object with training state.
+
+    Subclasses take their hyper-parameters in ``__init__``, return them from
+    ``get_config`` (``from_config`` calls ``cls(**config)``), and create their
+    state in ``build`` with ``add_state``; the model saves and restores it.
+    """
+
+    def add_state(self, name, initial_value, trainable=False):
+        """A variable kept across steps and saved with the model (created in ``build``)."""
+        variable = state_variable(initial_value, name, trainable=trainable)
+        states = dict(getattr(self, "_mtl_state", {}))
+        states[name] = variable
+        self._mtl_state = states
+        return variable
+
+    @property
+    def state_variables(self):
+        """{name: variable}, in creation order."""
+        return dict(getattr(self, "_mtl_state", {}))
+
+    @property
+    def trainable_variables(self):
+        return [v for v in self.state_variables.values() if v.trainable]
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+class TrainingState(tf.__internal__.tracking.AutoTrackable):
+    """What a compiled MultiTaskModel trains with, beside its weights and main optimizer.
+
+    Attributes: ``weighting``, ``projection`` (or None), ``step`` (training
+    steps taken), ``nonfinite_steps`` (updates skipped), ``optimizers`` (the
+    group optimizers other than ``model.optimizer``, which Keras saves itself).
+    """
+
+    def __init__(self, weighting, projection, optimizers):
+        self.weighting = weighting
+        self.projection = projection
+        self.optimizers = list(optimizers)
+        self.step = state_variable(tf.constant(0, tf.int64), "mtl_step")
+        self.nonfinite_steps = state_variable(tf.constant(0, tf.int64), "mtl_nonfinite_steps")
+
+    def variables_by_key(self):
+        """{key: variable} with keys stable across processes (for Keras files)."""
+        found = {"step": self.step, "nonfinite_steps": self.nonfinite_steps}
+        for role, owner in (("weighting", self.weighting), ("projection", self.projection)):
+            if owner is not None:
+                found.update({f"{role}.{n}": v for n, v in owner.state_variables.items()})
+        for index, optimizer in enumerate(self.optimizers):
+            found.update({f"optimizer{index}.{i}": v for i, v in enumerate(optimizer.variables)})
+        return found
+
+
+def save(state, store):
+    for key, variable in state.variables_by_key().items():
+        store[PREFIX + key] = np.asarray(tf.convert_to_tensor(variable))
+
+
+def split_store(store):
+    """(the model's own entries as a dict, the training-state entries by key)."""
+    own, training = {}, {}
+    for key in list(store.keys()):
+        if key.startswith(PREFIX):
+            training[key[len(PREFIX):]] = np.asarray(store[key])
+        else:
+            own[key] = store[key]
+    return own, training
+
+
+def load(state, saved):
+    """Assigns the saved training state; a variable the file lacks keeps its value."""
+    for key, variable in state.variables_by_key().items():
+        if key not in saved:
+            continue
+        value = saved[key]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(
+                f"Saved training state {key!r} has shape {value.shape}; this model's "
+                f"compiled state expects {tuple(variable.shape)}. Compile the model as it "
+                "was compiled when saved (same tasks, weighting, projection and optimizers)."
+            )
+        variable.assign(value)
+
+
+def check_serializable(argument, value, base):
+    """``value`` round-trips through Keras serialization (user subclasses must be registered)."""
+    try:
+        keras.saving.serialize_keras_object(value)
+    except Exception as error:  # Keras raises several types here
+        raise ValueError(
+            f"`{argument}` must be serializable: register {type(value).__name__} with "
+            f"keras.saving.register_keras_serializable() and give it get_config ({error})."
+        ) from error
+    return value
