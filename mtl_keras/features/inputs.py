@@ -1,0 +1,131 @@
+"""Raw feature values as users hold them (NumPy, lists, ragged lists, tensors) into checked arrays.
+
+Used by ``FeatureSpec.adapt`` and by ``prepare_inputs``, the hook a
+FeatureSpec model applies to ``x`` before ``fit`` / ``evaluate`` / ``predict``:
+Keras 3 refuses NumPy string arrays ("Invalid dtype: str96"), so string
+columns become ``tf.constant``; every error names the feature and what it
+expected.
+"""
+
+import numpy as np
+
+from mtl_keras.backend import tf
+from mtl_keras.features.layers import INT_PAD, RawFeature, pad_value
+
+
+def _numpy(values):
+    if isinstance(values, tf.RaggedTensor):
+        values = values.to_list()
+    elif isinstance(values, (tf.Tensor, tf.Variable)):
+        values = values.numpy()
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return values
+    array = np.asarray(values, dtype=object)
+    if array.ndim >= 1 and array.size and all(isinstance(v, (list, tuple, np.ndarray)) for v in array.ravel()[:1]):
+        return array  # ragged rows, padded by the caller
+    if array.ndim and array.size and isinstance(array.ravel()[0], (str, bytes)):
+        return np.array([v.decode() if isinstance(v, bytes) else v for v in array.ravel()]).reshape(array.shape)
+    return np.asarray(values)
+
+
+def _kind(array):
+    """'string', 'int', 'float' or 'other' from a flat array's dtype."""
+    if array.dtype.kind in "USO":
+        return "string" if array.size == 0 or isinstance(array.flat[0], (str, bytes)) else "other"
+    return {"i": "int", "u": "int", "b": "int", "f": "float"}.get(array.dtype.kind, "other")
+
+
+def infer_id_dtype(feature, values):
+    """'string' or 'int64' for id values, from their NumPy dtype."""
+    array = _numpy(values)
+    if array.dtype == object and array.ndim == 1 and array.size and isinstance(array[0], (list, tuple, np.ndarray)):
+        array = _numpy(np.concatenate([np.asarray(r) for r in array]) if any(len(r) for r in array) else np.zeros(0, np.int64))
+    kind = _kind(array)
+    if kind == "string":
+        return "string"
+    if kind == "int":
+        return "int64"
+    raise ValueError(f"Feature {feature!r}: ids must be strings or integers; got dtype {array.dtype}.")
+
+
+def pad_rows(feature, rows, value_dtype, max_length=None):
+    """Ragged rows (lists of ids) as a padded [N, L] array, L = the longest row (at most max_length)."""
+    rows = [list(np.asarray(r).ravel()) for r in rows]
+    longest = max((len(r) for r in rows), default=0)
+    length = max(1, min(longest, max_length) if max_length else longest)
+    pad = pad_value(value_dtype)
+    out = np.full((len(rows), length), pad, dtype=object if value_dtype == "string" else np.int64)
+    for i, row in enumerate(rows):
+        row = row[:length]
+        if row:
+            out[i, : len(row)] = [v.decode() if isinstance(v, bytes) else v for v in row]
+    return out.astype(str) if value_dtype == "string" else out
+
+
+def column_array(feature, kind, value_dtype, values, width=1, max_length=None):
+    """``values`` of one feature as a checked NumPy array ([N], [N, width] or [N, L])."""
+    array = _numpy(values)
+    if kind == "sequence" and array.dtype == object and array.size and isinstance(array.flat[0], (list, tuple, np.ndarray)):
+        array = pad_rows(feature, array, value_dtype, max_length)
+    got = _kind(array)
+    if kind == "numeric":
+        if got not in ("int", "float"):
+            raise ValueError(f"Feature {feature!r} expects numbers (float32); got dtype {array.dtype}.")
+        return array.astype(np.float32)
+    expected = "string" if value_dtype == "string" else "int"
+    if got != expected:
+        what = "strings" if value_dtype == "string" else "int64 ids"
+        raise ValueError(f"Feature {feature!r} expects {what}; got dtype {array.dtype} ({got} values).")
+    if expected == "string":
+        return array.astype(str)
+    array = array.astype(np.int64)
+    lowest = INT_PAD if kind == "sequence" else 0
+    if array.size and array.min() < lowest:
+        allowed = "ids >= 0 (-1 pads a sequence)" if kind == "sequence" else "ids >= 0"
+        raise ValueError(f"Feature {feature!r} expects {allowed}; got {int(array.min())}.")
+    return array
+
+
+def raw_features(model):
+    """{input name: RawFeature layer} of a FeatureSpec model ({} for other models)."""
+    layers = getattr(model, "layers", None) or []
+    return {layer.feature: layer for layer in layers if isinstance(layer, RawFeature)}
+
+
+def prepare_inputs(model, x):
+    """``x`` ready for ``model``'s fit / evaluate / predict / call.
+
+    A dict of raw columns is checked against the model's features (missing
+    feature, wrong dtype, negative id: ``ValueError`` naming the feature),
+    ragged sequences are padded and string columns become ``tf.constant``.
+    Anything else (a tf.data.Dataset, a model without features) is returned
+    unchanged.
+    """
+    features = raw_features(model)
+    if not features or not isinstance(x, dict):
+        return x
+    prepared = dict(x)
+    for name, layer in features.items():
+        if name not in x:
+            raise ValueError(
+                f"Feature {name!r} is missing from the inputs: the model expects "
+                f"{layer.value_dtype} {layer.kind} values for it; got keys {sorted(x)}."
+            )
+        if tf.is_tensor(x[name]) and not hasattr(x[name], "numpy"):
+            continue  # a symbolic tensor (inside a tf.function): the graph checks it
+        array = column_array(name, layer.kind, layer.value_dtype, x[name], layer.width, layer.max_length)
+        prepared[name] = tf.constant(array) if layer.value_dtype == "string" else array
+    return prepared
+
+
+def prepare_arguments(model, args, kwargs):
+    """``(args, kwargs)`` of fit / evaluate / predict with ``x`` (and ``validation_data``'s x) prepared."""
+    args = list(args)
+    if args:
+        args[0] = prepare_inputs(model, args[0])
+    elif "x" in kwargs:
+        kwargs = dict(kwargs, x=prepare_inputs(model, kwargs["x"]))
+    validation = kwargs.get("validation_data")
+    if isinstance(validation, (tuple, list)) and validation:
+        kwargs = dict(kwargs, validation_data=(prepare_inputs(model, validation[0]), *validation[1:]))
+    return tuple(args), kwargs
