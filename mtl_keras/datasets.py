@@ -1,4 +1,4 @@
-"""Benchmark data: the MMoE paper's synthetic tasks and the UCI census-income data."""
+"""Benchmark data: the MMoE paper's synthetic tasks, a synthetic recommender funnel, UCI census-income."""
 
 import collections
 import csv
@@ -46,6 +46,118 @@ def synthetic_tasks(num_samples, correlation, dim=100, seed=0, scale=1.0, num_si
         return (projection + sines + noise).astype(np.float32)[:, None]
 
     return x.astype(np.float32), {"task1": label(w1), "task2": label(w2)}
+
+
+DEVICES = ("ios", "android", "web")
+
+
+def synthetic_recsys(
+    num_samples,
+    seed=0,
+    num_users=1000,
+    num_items=500,
+    num_categories=20,
+    history_length=20,
+    latent_dim=8,
+    unobserved="nan",
+):
+    """Impressions of a recommender with sparse ids and an impression -> click -> conversion funnel.
+
+    Users u and items i have latent factors (N(0, I/latent_dim) rows of
+    dimension ``latent_dim``); each item has a category c(i), a popularity
+    and a price; each impression a device. With the affinity
+    a = 3 <U_u, V_i> + <A_u, C_c(i)>:
+
+    - click ~ Bernoulli(sigmoid(a + pop_i + dev_d - 1.5)),
+    - conversion ~ Bernoulli(sigmoid(2 a + q_i - 0.5 log(price_i) - 1)), drawn for
+      every impression but only observed after a click,
+
+    so both tasks rest on the same user-item affinity and conversions are
+    sparse (a few per cent of impressions): what shared embeddings help.
+    A user's click history is ``history_length`` items drawn with
+    probability proportional to exp(3 <U_u, V_i>), each row truncated at a
+    random length in [1, history_length] and padded with -1.
+
+    Args:
+        num_samples: impressions N.
+        seed: seeds everything.
+        num_users, num_items, num_categories: id ranges (ids 0..n-1).
+        history_length: padded width L of ``clicked_items``.
+        latent_dim: width of the latent factors.
+        unobserved: the conversion label of impressions without a click:
+            "nan" (missing: this library masks NaN labels out of the loss) or
+            "zero" (a 0 label, as the raw logs would have it).
+
+    Returns:
+        ``(x, y)``. x: "user_id" int64 [N], "item_id" int64 [N], "category"
+        string [N] ("cat_07"), "device" string [N] (ios / android / web),
+        "price" float32 [N], "clicked_items" int64 [N, L] (-1 pads).
+        y: "ctr" (click), "cvr" (conversion given click; NaN or 0 without a
+        click), "ctcvr" (click and conversion), each float32 [N, 1].
+    """
+    if int(num_samples) < 1:
+        raise ValueError(f"`num_samples` must be >= 1; got {num_samples!r}.")
+    if unobserved not in ("nan", "zero"):
+        raise ValueError(f"`unobserved` must be 'nan' or 'zero'; got {unobserved!r}.")
+    rng = np.random.default_rng(seed)
+    scale = 1.0 / np.sqrt(latent_dim)
+    users = rng.normal(0.0, scale, (num_users, latent_dim))
+    items = rng.normal(0.0, scale, (num_items, latent_dim))
+    user_tastes = rng.normal(0.0, scale, (num_users, latent_dim))
+    categories = rng.normal(0.0, scale, (num_categories, latent_dim))
+    item_category = rng.integers(0, num_categories, num_items)
+    popularity = rng.normal(0.0, 0.5, num_items)
+    quality = rng.normal(0.0, 0.5, num_items)
+    price = np.exp(rng.normal(3.0, 0.7, num_items))
+    device_bias = np.array([0.3, 0.0, -0.3])
+
+    user = rng.integers(0, num_users, num_samples)
+    item = rng.integers(0, num_items, num_samples)
+    device = rng.integers(0, len(DEVICES), num_samples)
+    affinity = 3.0 * np.sum(users[user] * items[item], axis=1) + np.sum(
+        user_tastes[user] * categories[item_category[item]], axis=1
+    )
+    click = rng.random(num_samples) < _sigmoid(affinity + popularity[item] + device_bias[device] - 1.5)
+    convert = rng.random(num_samples) < _sigmoid(
+        2.0 * affinity + quality[item] - 0.5 * np.log(price[item]) - 1.0
+    )
+    history = _histories(rng, users, items, user, history_length)
+
+    cvr = convert.astype(np.float32)
+    cvr[~click] = np.nan if unobserved == "nan" else 0.0
+    x = {
+        "user_id": user.astype(np.int64),
+        "item_id": item.astype(np.int64),
+        "category": np.array([f"cat_{c:02d}" for c in item_category[item]]),
+        "device": np.array(DEVICES)[device],
+        "price": price[item].astype(np.float32),
+        "clicked_items": history,
+    }
+    y = {
+        "ctr": click.astype(np.float32)[:, None],
+        "cvr": cvr[:, None],
+        "ctcvr": (click & convert).astype(np.float32)[:, None],
+    }
+    return x, y
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _histories(rng, users, items, user, length):
+    """Per row, ``length`` items drawn from softmax(3 <U_u, V>), cut at a random length, -1 padded."""
+    logits = 3.0 * users @ items.T  # [num_users, num_items]
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    cumulative = np.cumsum(probabilities / probabilities.sum(axis=1, keepdims=True), axis=1)
+    draws = rng.random((len(user), length))
+    history = np.empty((len(user), length), np.int64)
+    for row in range(len(user)):
+        history[row] = np.searchsorted(cumulative[user[row]], draws[row] * cumulative[user[row], -1])
+    history = np.minimum(history, items.shape[0] - 1)
+    kept = rng.integers(1, length + 1, len(user))
+    history[np.arange(length)[None, :] >= kept[:, None]] = -1
+    return history
 
 
 CENSUS_COLUMNS = (

@@ -6,7 +6,15 @@
 - one signature per task, named after it, returning that head;
 - ``predict_examples``: serialized ``tf.Example`` protos (input ``examples``,
   string [B]) parsed with a feature spec derived from the model's inputs;
-- ``assets.extra/tf_serving_warmup_requests``: a few ``PredictionLog`` records.
+- ``assets.extra/tf_serving_warmup_requests``: a few ``PredictionLog`` records;
+- with ``ranking_score``: a ``rank_score`` [B, 1] output in ``serving_default``
+  and a ``rank`` signature returning it alone.
+
+A model built from a ``mtl_keras.features.FeatureSpec`` exports with its raw
+inputs (strings, int64 ids, float32 values, id sequences [B, L] padded with
+-1 or ""), the lookups inside the graph: ids it has never seen go to the OOV
+row. ``predict_examples`` parses those features from ``tf.Example`` (an id
+sequence as a variable-length list).
 
 Inputs keep the model's input names with a dynamic batch dimension, every
 output has dim 0 = batch, and everything runs with ``training=False``. SNR
@@ -26,15 +34,21 @@ import tempfile
 import numpy as np
 
 from mtl_keras.backend import keras, tf
+from mtl_keras.features.layers import IdLookup, pad_value
 from mtl_keras.layers import HardConcreteRouter
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _TEMP_PREFIX = ".export-"
 # Names Keras gives an Input nobody named: they change from process to process.
 _AUTOMATIC_NAME = re.compile(r"^(keras_tensor|input_layer|input)(_\d+)?$")
+RANK_SCORE = "rank_score"
+FUSIONS = ("linear", "product")
 
 
-def export_saved_model(model, base_path, version=None, warmup_batch_size=2, warmup_records=3):
+def export_saved_model(
+    model, base_path, version=None, warmup_batch_size=2, warmup_records=3,
+    ranking_score=None, ranking_fusion="linear",
+):
     """Exports ``model`` to ``base_path/<version>`` and returns that path.
 
     Args:
@@ -42,8 +56,12 @@ def export_saved_model(model, base_path, version=None, warmup_batch_size=2, warm
         base_path: the model's folder; created if missing.
         version: a non-negative integer; None = the newest version + 1 (1 if none).
         warmup_batch_size, warmup_records: shape and count of the warm-up requests.
+        ranking_score: {task: weight w_t}: adds ``rank_score`` [B, 1] to
+            ``serving_default`` and a ``rank`` signature returning it alone.
+        ranking_fusion: "linear", sum_t w_t p_t, or "product", prod_t p_t ** w_t.
     """
     inputs = _named_inputs(model)
+    fusion = _fusion(model, ranking_score, ranking_fusion)
     os.makedirs(base_path, exist_ok=True)
     version = _version(base_path, version)
     target = os.path.join(base_path, str(version))
@@ -52,7 +70,7 @@ def export_saved_model(model, base_path, version=None, warmup_batch_size=2, warm
     try:
         for router in routers:
             router.freeze()
-        module, signatures = _serving_module(model, inputs)
+        module, signatures = _serving_module(model, inputs, fusion)
         tf.saved_model.save(module, temp, signatures=signatures)
         _write_warmup(temp, inputs, warmup_batch_size, warmup_records)
         if os.path.exists(target):
@@ -122,33 +140,91 @@ def _structure(model, tensors):
     return tensors[0]
 
 
-def _serving_module(model, inputs):
+def _fusion(model, weights, fusion):
+    """The ranking fusion as a function of the heads, or None without ``ranking_score``."""
+    if weights is None:
+        return None
+    if fusion not in FUSIONS:
+        raise ValueError(f"`ranking_fusion` must be one of {FUSIONS}; got {fusion!r}.")
+    tasks = getattr(model, "task_names", None) or list(model.output)
+    if not isinstance(weights, dict) or not weights:
+        raise ValueError(f"`ranking_score` must be a non-empty dict {{task: weight}}; got {weights!r}.")
+    for task, weight in weights.items():
+        if task not in tasks:
+            raise ValueError(
+                f"`ranking_score` names task {task!r}, which the model lacks; its tasks are {list(tasks)}."
+            )
+        if not np.isfinite(float(weight)):
+            raise ValueError(f"`ranking_score[{task!r}]` must be a finite number; got {weight!r}.")
+    weights = {task: float(weight) for task, weight in weights.items()}
+
+    def fuse(heads):
+        terms = [tf.cast(heads[task], tf.float32) for task in weights]
+        if fusion == "linear":
+            return tf.add_n([w * p for w, p in zip(weights.values(), terms)])
+        return tf.reduce_prod(tf.stack([tf.pow(p, w) for w, p in zip(weights.values(), terms)]), axis=0)
+
+    return fuse
+
+
+def _example_features(inputs):
+    """The tf.Example parsing spec of the inputs: id sequences are variable-length lists."""
+    spec = {}
+    for name, tensor_spec in inputs:
+        dtype = tf.string if tensor_spec.dtype == tf.string else (
+            tf.float32 if tensor_spec.dtype.is_floating else tf.int64
+        )
+        if None in tensor_spec.shape[1:]:
+            spec[name] = tf.io.VarLenFeature(dtype)
+        else:
+            spec[name] = tf.io.FixedLenFeature(tensor_spec.shape[1:], dtype)
+    return spec
+
+
+def _parsed_inputs(parsed, inputs):
+    tensors = []
+    for name, spec in inputs:
+        value = parsed[name]
+        if isinstance(value, tf.SparseTensor):
+            pad = pad_value("string" if spec.dtype == tf.string else "int64")
+            value = tf.sparse.to_dense(value, default_value=pad)
+        tensors.append(value if spec.dtype == tf.string else tf.cast(value, spec.dtype))
+    return tensors
+
+
+def _serving_module(model, inputs, fusion=None):
     specs = [spec for _, spec in inputs]
 
     def heads(*tensors):
         outputs = model(_structure(model, tensors), training=False)
         if not isinstance(outputs, dict):
             raise ValueError("`model` must return a dict of heads keyed by task name.")
-        return {task: tf.identity(value, name=task) for task, value in outputs.items()}
+        named = {task: tf.identity(value, name=task) for task, value in outputs.items()}
+        if fusion is not None:
+            named[RANK_SCORE] = tf.identity(fusion(outputs), name=RANK_SCORE)
+        return named
 
     serve = tf.function(heads, input_signature=specs)
     signatures = {"serving_default": serve.get_concrete_function()}
     tasks = getattr(model, "task_names", None) or list(model.output)
-    for task in tasks:
-        task_fn = tf.function(lambda *t, task=task: {task: heads(*t)[task]}, input_signature=specs)
-        signatures[task] = task_fn.get_concrete_function()
-    feature_spec = {
-        name: tf.io.FixedLenFeature(spec.shape[1:], tf.float32 if spec.dtype.is_floating else tf.int64)
-        for name, spec in inputs
-    }
+    single = {task: task for task in tasks}  # signature name -> its one output
+    if fusion is not None:
+        single["rank"] = RANK_SCORE
+    for name, output in single.items():
+        one = tf.function(lambda *t, output=output: {output: heads(*t)[output]}, input_signature=specs)
+        signatures[name] = one.get_concrete_function()
+    feature_spec = _example_features(inputs)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def predict_examples(examples):
         parsed = tf.io.parse_example(examples, feature_spec)
-        return heads(*[tf.cast(parsed[name], spec.dtype) for name, spec in inputs])
+        return heads(*_parsed_inputs(parsed, inputs))
 
     signatures["predict_examples"] = predict_examples.get_concrete_function()
     module = tf.Module()
+    # The lookup tables are resources, not variables: the module must track the layers
+    # owning them, else saving fails under tf_keras ("untracked resource").
+    module.lookups = [layer for layer in _all_layers(model) if isinstance(layer, IdLookup)]
     # Only what the signatures read: no auxiliary towers, no training state.
     seen, kept = set(), []
     for concrete in signatures.values():
@@ -170,7 +246,11 @@ def _write_warmup(folder, inputs, batch_size, records):
                 model_spec=model_pb2.ModelSpec(signature_name="serving_default")
             )
             for name, spec in inputs:
-                value = np.zeros([batch_size] + list(spec.shape[1:]), spec.dtype.as_numpy_dtype)
+                shape = [batch_size] + [1 if d is None else d for d in spec.shape[1:]]
+                if spec.dtype == tf.string:
+                    value = np.full(shape, b"unseen", dtype=object)  # OOV: every model can answer it
+                else:
+                    value = np.zeros(shape, spec.dtype.as_numpy_dtype)
                 request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request)

@@ -19,12 +19,12 @@ class FeatureViews:
         task_shared: {task: [B, D_t]}, the same restricted to the task's features.
         task: {task: [B, D_t']}, ``task_shared`` plus the task's own tables.
         indices: {name: int64 [B]}, lookup rows of each categorical feature.
+        sizes: {name: rows}, the row count of each categorical feature's lookup.
     """
 
-    def __init__(self, inputs, shared, task_shared, task, indices):
-        self.inputs, self.shared, self.task_shared, self.task, self.indices = (
-            inputs, shared, task_shared, task, indices
-        )
+    def __init__(self, inputs, shared, task_shared, task, indices, sizes):
+        self.inputs, self.shared, self.task_shared, self.task = inputs, shared, task_shared, task
+        self.indices, self.sizes = indices, sizes
 
     def tower_input(self, task, representation):
         """A task's tower input: its representation next to its own features."""
@@ -185,4 +185,5 @@ class FeatureSpec:
             own = [encoded[n][1].get(t) for n in reads[t] if encoded[n][1].get(t) is not None]
             task_shared[t] = _concat(mine, f"{t}_shared_features") if mine else shared
             task[t] = _concat(mine + own, f"{t}_features") if mine + own else shared
-        return FeatureViews(inputs, shared, task_shared, task, indices)
+        sizes = {name: lookups[self.owner(self.features[name]).name].size for name in indices}
+        return FeatureViews(inputs, shared, task_shared, task, indices, sizes)

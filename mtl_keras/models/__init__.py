@@ -1,7 +1,10 @@
 """Builders of the standard multi-task architectures, each an uncompiled MultiTaskModel.
 
 Every builder takes Keras inputs (one named tensor [B, D], or a dict of named
-tensors that it concatenates), the task names, and ``task_types``: "binary"
+tensors that it concatenates) or a ``mtl_keras.features.FeatureSpec`` (raw
+ids and values: shared parts read the shared embeddings of every feature,
+each task's own parts and tower read its ``task_features`` and its own
+tables), the task names, and ``task_types``: "binary"
 (sigmoid head) or "regression" (linear head), one string for all tasks or a
 dict by task. Heads are Dense layers named after their tasks. With
 ``auxiliary_tower_units`` (e.g. ``(4,)``) each task also gets a small

@@ -3,14 +3,27 @@
 import re
 
 from mtl_keras.backend import keras
+from mtl_keras.features import FeatureSpec
 from mtl_keras.layers import checks
 from mtl_keras.model import MultiTaskModel
 
 HEAD_ACTIVATION = {"binary": "sigmoid", "regression": None}
 
 
-def features_of(inputs):
-    """(the model's inputs, one [B, D] feature tensor)."""
+def features_of(inputs, tasks=None):
+    """(the model's inputs, one [B, D] feature tensor, FeatureViews or None).
+
+    With a ``FeatureSpec`` the inputs are its raw features, the one tensor is
+    what shared parts read (``FeatureViews.shared``), and the views say what
+    each task's own parts read.
+    """
+    if isinstance(inputs, FeatureSpec):
+        views = inputs.views(list(tasks))
+        return views.inputs, views.shared, views
+    return _dense_inputs(inputs) + (None,)
+
+
+def _dense_inputs(inputs):
     if isinstance(inputs, dict):
         if not inputs:
             raise ValueError("`inputs` must not be an empty dict.")
@@ -58,8 +71,14 @@ def mlp(x, units, prefix):
     return x
 
 
-def build_model(model_inputs, tasks, per_task, tower_units, task_types, name, auxiliary_tower_units=None):
+def build_model(
+    model_inputs, tasks, per_task, tower_units, task_types, name, auxiliary_tower_units=None, views=None
+):
+    """The towers and heads on ``per_task`` (one tensor per task); with FeatureViews
+    each tower also reads its task's own features."""
     types = task_types_of(task_types, tasks)
+    if views is not None:
+        per_task = [views.tower_input(task, x) for task, x in zip(tasks, per_task)]
     tower_units = checks.units("tower_units", tower_units) if tower_units else ()
     outputs = {task: head(x, tower_units, task, types[task]) for task, x in zip(tasks, per_task)}
     auxiliary_outputs = None

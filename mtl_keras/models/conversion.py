@@ -15,16 +15,19 @@ def esmm(inputs, tower_units=(64, 32), auxiliary_tower_units=None):
     "ctcvr": "binary_crossentropy"})``; pCVR has no direct label. The two
     towers share the input features (the paper's shared embeddings). With
     ``auxiliary_tower_units`` the ctr task gets a self-auxiliary tower.
+    From a ``FeatureSpec`` each tower reads its task's features (``task_features``
+    may name "ctr" and "cvr"), shared tables shared by both.
     """
-    model_inputs, features = features_of(inputs)
+    model_inputs, features, views = features_of(inputs, ["ctr", "cvr"])
     units = checks.units("tower_units", tower_units)
-    ctr = head(features, units, "ctr", "binary")
-    cvr = head(features, units, "cvr", "binary")
+    tower_inputs = views.task if views is not None else {"ctr": features, "cvr": features}
+    ctr = head(tower_inputs["ctr"], units, "ctr", "binary")
+    cvr = head(tower_inputs["cvr"], units, "cvr", "binary")
     ctcvr = keras.layers.Multiply(name="ctcvr")([ctr, cvr])
     auxiliary_outputs = None
     if auxiliary_tower_units is not None:
         aux_units = checks.units("auxiliary_tower_units", auxiliary_tower_units)
-        auxiliary_outputs = {"ctr": head(features, aux_units, "ctr_aux", "binary")}
+        auxiliary_outputs = {"ctr": head(tower_inputs["ctr"], aux_units, "ctr_aux", "binary")}
     return MultiTaskModel(
         model_inputs, {"ctr": ctr, "cvr": cvr, "ctcvr": ctcvr}, name="esmm",
         auxiliary_outputs=auxiliary_outputs,

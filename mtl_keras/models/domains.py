@@ -27,15 +27,26 @@ def star(
     is sigmoid (binary) or identity (regression) of their sum.
 
     Args:
-        domain_ids: a Keras integer input [B] or [B, 1] (part of the model's inputs).
-        num_domains: number of domains P.
+        domain_ids: a Keras integer input [B] or [B, 1] (part of the model's
+            inputs); with a ``FeatureSpec``, the name of one of its
+            Categorical features (e.g. "device"), whose lookup rows are the
+            domains (the OOV row included).
+        num_domains: number of domains P (default with a FeatureSpec: the
+            feature's lookup rows).
+
+    From a FeatureSpec, the star layers read the shared features and each
+    task's auxiliary network reads its task's own features next to the
+    domain embedding.
     """
-    model_inputs, features = features_of(inputs)
     tasks = task_names_of(task_names)
+    model_inputs, features, views = features_of(inputs, tasks)
     types = task_types_of(task_types, tasks)
+    if views is not None:
+        domain_ids, num_domains = _spec_domains(views, domain_ids, num_domains)
+    else:
+        named = model_inputs if isinstance(model_inputs, dict) else {model_inputs.name: model_inputs}
+        model_inputs = dict(named, **{domain_ids.name: domain_ids})
     domains = checks.positive_int("num_domains", num_domains)
-    named = model_inputs if isinstance(model_inputs, dict) else {model_inputs.name: model_inputs}
-    model_inputs = dict(named, **{domain_ids.name: domain_ids})
     hidden = PartitionedNorm(domains, name="partitioned_norm")(features, domain_ids)
     for depth, width in enumerate(checks.units("units", units)):
         hidden = StarDense(width, domains, activation="relu", name=f"star_{depth}")(hidden, domain_ids)
@@ -43,9 +54,14 @@ def star(
     domain = keras.layers.Flatten(name="domain_flat")(
         keras.layers.Embedding(domains, domain_embedding_dim, name="domain_embedding")(domain_ids)
     )
-    auxiliary_input = keras.layers.Concatenate(name="auxiliary_input")([features, domain])
+    if views is None:
+        auxiliary_input = keras.layers.Concatenate(name="auxiliary_input")([features, domain])
     outputs = {}
     for task in tasks:
+        if views is not None:
+            auxiliary_input = keras.layers.Concatenate(name=f"{task}_auxiliary_input")(
+                [views.task[task], domain]
+            )
         main = StarDense(1, domains, name=f"{task}_star_logit")(hidden, domain_ids)
         side = mlp(auxiliary_input, checks.units("auxiliary_units", auxiliary_units), f"{task}_auxiliary_net")
         side = keras.layers.Dense(1, name=f"{task}_auxiliary_logit")(side)
@@ -56,3 +72,13 @@ def star(
         aux_units = checks.units("auxiliary_tower_units", auxiliary_tower_units)
         auxiliary_outputs = {t: head(hidden, aux_units, f"{t}_aux", types[t]) for t in tasks}
     return MultiTaskModel(model_inputs, outputs, name="star", auxiliary_outputs=auxiliary_outputs)
+
+
+def _spec_domains(views, name, num_domains):
+    """(domain ids, P) from a FeatureSpec's categorical feature ``name``."""
+    if not isinstance(name, str) or name not in views.indices:
+        raise ValueError(
+            "With a FeatureSpec, `domain_ids` must name a Categorical feature some task reads; "
+            f"got {name!r}, expected one of {sorted(views.indices)}."
+        )
+    return views.indices[name], num_domains or views.sizes[name]

@@ -1,6 +1,7 @@
 """Builders whose tasks share a bottom or a set of experts: shared-bottom, MMoE/OMoE, PLE."""
 
-from mtl_keras.layers import PLE, ExpertGate, SharedRepresentation
+from mtl_keras.backend import keras
+from mtl_keras.layers import PLE, CGCLayer, ExpertGate, SharedRepresentation
 from mtl_keras.layers import checks
 from mtl_keras.models.common import build_model, features_of, mlp, task_names_of
 
@@ -14,13 +15,13 @@ def shared_bottom(
     auxiliary_tower_units=None,
 ):
     """Hard parameter sharing: one bottom MLP, one tower per task (Caruana, 1997)."""
-    model_inputs, features = features_of(inputs)
     tasks = task_names_of(task_names)
+    model_inputs, features, views = features_of(inputs, tasks)
     shared = mlp(features, checks.units("bottom_units", bottom_units), "bottom")
     shared = SharedRepresentation(name="shared_representation")(shared)
     return build_model(
         model_inputs, tasks, [shared] * len(tasks), tower_units, task_types, "shared_bottom",
-        auxiliary_tower_units,
+        auxiliary_tower_units, views,
     )
 
 
@@ -34,13 +35,20 @@ def mmoe(
     shared_gate=False,
     auxiliary_tower_units=None,
 ):
-    """MMoE (Ma et al., KDD 2018); ``shared_gate=True`` gives OMoE, one gate for all tasks."""
-    model_inputs, features = features_of(inputs)
+    """MMoE (Ma et al., KDD 2018); ``shared_gate=True`` gives OMoE, one gate for all tasks.
+
+    From a ``FeatureSpec`` the experts and the gates read the shared features
+    (``ExpertGate`` has one gate input, as in the paper) and each task's
+    tower reads the mixture next to the task's own features.
+    """
     tasks = task_names_of(task_names)
+    model_inputs, features, views = features_of(inputs, tasks)
     gates, name = (1, "omoe") if shared_gate else (len(tasks), "mmoe")
     mixed = ExpertGate(num_experts, expert_units, gates, name=name)(features)
     per_task = mixed * len(tasks) if shared_gate else mixed
-    return build_model(model_inputs, tasks, per_task, tower_units, task_types, name, auxiliary_tower_units)
+    return build_model(
+        model_inputs, tasks, per_task, tower_units, task_types, name, auxiliary_tower_units, views
+    )
 
 
 def ple(
@@ -55,9 +63,36 @@ def ple(
     auxiliary_tower_units=None,
 ):
     """PLE (Tang et al., RecSys 2020): ``num_levels`` CGC levels, then one tower per task."""
-    model_inputs, features = features_of(inputs)
     tasks = task_names_of(task_names)
-    per_task = PLE(
-        num_levels, len(tasks), num_task_experts, num_shared_experts, expert_units, name="ple"
-    )(features)
-    return build_model(model_inputs, tasks, per_task, tower_units, task_types, "ple", auxiliary_tower_units)
+    model_inputs, features, views = features_of(inputs, tasks)
+    if views is None:
+        per_task = PLE(
+            num_levels, len(tasks), num_task_experts, num_shared_experts, expert_units, name="ple"
+        )(features)
+    else:
+        # The PLE layer reads one tensor; its CGC levels take the task inputs apart.
+        per_task = _cgc_inputs(views, tasks)
+        levels = checks.positive_int("num_levels", num_levels)
+        for level in range(levels):
+            per_task = CGCLayer(
+                len(tasks), num_task_experts, num_shared_experts, expert_units,
+                is_last_level=level == levels - 1, name=f"cgc_{level}",
+            )(per_task)
+    return build_model(
+        model_inputs, tasks, per_task, tower_units, task_types, "ple", auxiliary_tower_units, views
+    )
+
+
+def _cgc_inputs(views, tasks):
+    """PLE's first level from a FeatureSpec: task t's experts and gate read task t's shared
+    features, the shared experts the union. Task tables stay out: below the last level the
+    shared gate mixes every task's experts, so a task table there would reach other tasks.
+    CGC wants one width for the task inputs; differing ones are projected to the union's."""
+    task_inputs = [views.task_shared[task] for task in tasks]
+    width = views.shared.shape[-1]
+    if len({x.shape[-1] for x in task_inputs}) > 1:
+        task_inputs = [
+            x if x.shape[-1] == width else keras.layers.Dense(width, name=f"{task}_expert_input")(x)
+            for task, x in zip(tasks, task_inputs)
+        ]
+    return task_inputs + [views.shared]

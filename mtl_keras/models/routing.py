@@ -24,8 +24,8 @@ def snr(
     the input; a ``HardConcreteRouter`` (``mode`` "trans" or "avg") feeds each
     next level, and a last router feeds the task towers.
     """
-    model_inputs, features = features_of(inputs)
     tasks = task_names_of(task_names)
+    model_inputs, features, views = features_of(inputs, tasks)
     levels = list(checks.units("num_subnetworks", num_subnetworks))
     units = list(checks.units("subnetwork_units", subnetwork_units))
     units = units * len(levels) if len(units) == 1 else units
@@ -44,7 +44,9 @@ def snr(
             for i, v in enumerate(routed)
         ]
     per_task = _router(len(tasks), mode, units[-1], l0_penalty, f"router_{len(levels) - 1}")(lower)
-    return build_model(model_inputs, tasks, per_task, tower_units, task_types, f"snr_{mode}", auxiliary_tower_units)
+    return build_model(
+        model_inputs, tasks, per_task, tower_units, task_types, f"snr_{mode}", auxiliary_tower_units, views
+    )
 
 
 def _router(num_outputs, mode, units, l0_penalty, name):
@@ -63,15 +65,19 @@ def cross_stitch(
 ):
     """Cross-stitch network (Misra et al., CVPR 2016): one column per task, a
     ``CrossStitch`` unit after each layer, then the towers."""
-    model_inputs, features = features_of(inputs)
     tasks = task_names_of(task_names)
+    model_inputs, features, views = features_of(inputs, tasks)
     if len(tasks) < 2:
         raise ValueError(f"cross_stitch needs two or more `task_names`; got {tasks}.")
-    columns = [features] * len(tasks)
+    # From a FeatureSpec, column t reads task t's shared features (the stitches mix
+    # columns across tasks, so a task table there would reach every task).
+    columns = [views.task_shared[t] for t in tasks] if views is not None else [features] * len(tasks)
     for depth, width in enumerate(checks.units("units", units)):
         columns = [
             keras.layers.Dense(width, activation="relu", name=f"{task}_column_{depth}")(x)
             for task, x in zip(tasks, columns)
         ]
         columns = CrossStitch(len(tasks), name=f"cross_stitch_{depth}")(columns)
-    return build_model(model_inputs, tasks, columns, tower_units, task_types, "cross_stitch", auxiliary_tower_units)
+    return build_model(
+        model_inputs, tasks, columns, tower_units, task_types, "cross_stitch", auxiliary_tower_units, views
+    )
