@@ -41,7 +41,7 @@ from mtl_keras import export, models
 from mtl_keras.backend import keras
 from mtl_keras.serving import PredictClient
 from mtl_keras.serving.servables import Servable
-from mtl_keras.serving.tensors import fill, to_array
+from mtl_keras.serving.tensors import fill_content, to_array
 
 
 def ms(samples, q):
@@ -82,7 +82,7 @@ def throughput(server, port, clients, seconds, x, expected):
     """
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "ranker"
-    fill(request.inputs["features"], x)
+    fill_content(request.inputs["features"], x)
     payload = request.SerializeToString()
     done, state, seconds_per_call = [0] * clients, {"stop": False}, []
 

@@ -108,15 +108,29 @@ def serve(args):
     if args.model_config_file:
         with open(args.model_config_file) as handle:
             config_text = handle.read()
-        served = from_model_config(config_text)
+        try:
+            served = from_model_config(config_text, args.prefer_tflite_model)
+        except ValueError as error:  # TF Serving's words, then a failed start
+            raise SystemExit(f"mtl-keras serve: {error}") from None
     elif args.model_name and args.model_base_path:
-        served = [ModelVersions(args.model_name, args.model_base_path)]
+        served = [ModelVersions(args.model_name, args.model_base_path, prefer_tflite=args.prefer_tflite_model)]
     else:
         raise SystemExit("mtl-keras serve: give --model_config_file, or --model_name and --model_base_path")
+    monitoring_path = None
+    if args.monitoring_config_file:
+        from mtl_keras.serving.monitoring import parse_monitoring_config
+
+        try:
+            enabled, path = parse_monitoring_config(open(args.monitoring_config_file).read())
+        except ValueError as error:
+            raise SystemExit(f"mtl-keras serve: {error}") from None
+        monitoring_path = path if enabled else None
     server = Server(
         served, args.port, rest_port=args.rest_api_port,
         poll_seconds=args.file_system_poll_wait_seconds, batching=batching,
-        max_workers=args.grpc_max_threads,
+        max_workers=args.grpc_max_threads, channel_arguments=_channel_arguments(args.grpc_channel_arguments),
+        socket_path=args.grpc_socket_path or None, monitoring_path=monitoring_path,
+        rest_timeout_ms=args.rest_api_timeout_in_ms, prefer_tflite=args.prefer_tflite_model,
     ).start()
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
         server.watch_config_file(args.model_config_file, args.model_config_file_poll_wait_seconds, config_text)
@@ -128,6 +142,24 @@ def serve(args):
           f"inter {threads[1]} (0: one per core)", flush=True)
     server.serve_until_signal()
     return 0
+
+
+def _channel_arguments(text):
+    """TF Serving's --grpc_channel_arguments: "name=value,..." with integer values as integers."""
+    arguments = []
+    for item in filter(None, (text or "").split(",")):
+        name, _, value = item.partition("=")
+        arguments.append((name.strip(), int(value) if value.strip().lstrip("-").isdigit() else value.strip()))
+    return arguments
+
+
+def _flag(value):
+    """A boolean flag written as TF Serving's are: --flag, --flag=true, --flag=false."""
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def _table(rows):
@@ -161,13 +193,24 @@ def main(argv=None):
     serve_parser.add_argument("--rest_api_port", type=int, default=None)
     serve_parser.add_argument("--grpc_max_threads", type=int, default=16,
                               help="threads running calls (with batching: model calls and other blocking work)")
-    serve_parser.add_argument("--enable_batching", action="store_true")
+    serve_parser.add_argument("--enable_batching", type=_flag, nargs="?", const=True, default=False)
     serve_parser.add_argument("--batching_parameters_file", default=None)
     serve_parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
     serve_parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
                               help="threads for one op (0: TensorFlow picks, one per core)")
     serve_parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
                               help="ops run at once (0: TensorFlow picks)")
+    serve_parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30000,
+                              help="drop a REST client that stalls mid-request after this long")
+    serve_parser.add_argument("--grpc_socket_path", default="", help="also serve gRPC on this Unix socket")
+    serve_parser.add_argument("--grpc_channel_arguments", default="",
+                              help="gRPC server options, name=value,... (integers as integers)")
+    serve_parser.add_argument("--monitoring_config_file", default=None,
+                              help="a MonitoringConfig text proto: Prometheus metrics on the REST port")
+    serve_parser.add_argument("--prefer_tflite_model", type=_flag, nargs="?", const=True, default=False,
+                              help="serve a version's model.tflite, where it has one, with tf.lite")
+    serve_parser.add_argument("--enable_model_warmup", type=_flag, nargs="?", const=True, default=True,
+                              help="accepted for TF Serving compatibility; warm-up records are always replayed")
     serve_parser.set_defaults(run=serve)
     args = parser.parse_args(argv)
     return args.run(args)

@@ -152,7 +152,7 @@ def test_predict_checks_in_tf_serving_order(served):
     assert raw_stub(server).Predict(request(features=X)).model_spec.version.value == 1  # still answering
 
 
-def test_metadata_checks_and_unimplemented(served):
+def test_metadata_checks_and_classify_without_model_spec(served):
     _, _, server, _ = served
     stub = raw_stub(server)
     req = get_model_metadata_pb2.GetModelMetadataRequest()
@@ -163,9 +163,9 @@ def test_metadata_checks_and_unimplemented(served):
     expect(lambda: stub.GetModelMetadata(req), grpc.StatusCode.INVALID_ARGUMENT, "Metadata field version is not supported")
     from tensorflow_serving.apis import classification_pb2
 
-    with pytest.raises(grpc.RpcError) as error:
-        stub.Classify(classification_pb2.ClassificationRequest())
-    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    # Classify is served (SERVING.md, corrected): TF Serving's first check answers an empty request.
+    expect(lambda: stub.Classify(classification_pb2.ClassificationRequest()), grpc.StatusCode.INVALID_ARGUMENT,
+           "Missing ModelSpec")
 
 
 def test_hot_reload_without_failed_requests(served):
@@ -259,9 +259,9 @@ def test_rest_errors_map_to_http_codes(rest_served):
     assert rest_call(port, "/v1/models/ads:predict", {"instances": X.tolist()}) == (
         404, {"error": "Servable not found for request: Latest(ads)"})
     assert rest_call(port, "/v1/models/ranker:predict", {"signature_name": "score", "instances": X.tolist()}) == (
-        400, {"error": 'Serving signature key "score" not found.'})
+        400, {"error": 'Serving signature name: "score" not found in signature def'})  # REST's words, not gRPC's
     code, body = rest_call(port, "/v1/models/ranker:predict", {"instances": X.tolist(), "inputs": X.tolist()})
-    assert code == 400 and "exactly one of" in body["error"]
+    assert code == 400 and "expecting only one of 'inputs' or 'instances' keys to exist" in body["error"]
     code, body = rest_call(port, "/v1/models/ranker:predict", {"instances": [[1.0, 2.0]]})
     assert code == 400
     assert rest_call(port, "/v1/models/ranker/versions/4")[0] == 404

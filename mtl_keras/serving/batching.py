@@ -123,9 +123,18 @@ class Batcher:
         return future
 
     def bypasses(self, inputs):
-        """Whether a request runs on its own: empty, or already a full batch."""
+        """Whether a request runs on its own: empty, already a full batch, or without one batch dimension
+        (a scalar, or inputs whose first dimensions differ, cannot be merged with other rows)."""
+        if not inputs or any(v.ndim == 0 for v in inputs.values()) or len({len(v) for v in inputs.values()}) > 1:
+            return True
         rows = _rows(inputs)
         return rows == 0 or rows >= self.max_batch_size
+
+    @staticmethod
+    def key(name, version, signature, inputs):
+        """The queue of a request: only rows of the same dtypes and row shapes are concatenated, so a
+        malformed request fails alone instead of failing the batch it would have joined."""
+        return name, version, signature, tuple((k, v.dtype.str, v.shape[1:]) for k, v in sorted(inputs.items()))
 
     def _enqueue(self, key, function, task):
         with self.condition:

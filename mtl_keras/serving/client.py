@@ -9,7 +9,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from mtl_keras.serving.tensors import fill, to_array
+from mtl_keras.serving.tensors import fill_content, to_array
 
 
 class ServingError(RuntimeError):
@@ -60,7 +60,7 @@ class PredictClient:
         """{output alias: np.ndarray} for {input name: array}."""
         request = self._spec(predict_pb2.PredictRequest(), version, signature_name)
         for name, value in inputs.items():
-            fill(request.inputs[name], value)
+            fill_content(request.inputs[name], value)
         request.output_filter.extend(output_filter or [])
         response = self._call(self.predictions.Predict, request)
         return {alias: to_array(proto) for alias, proto in response.outputs.items()}

@@ -18,6 +18,9 @@ import tensorflow as tf
 
 from tensorflow.core.protobuf import saved_model_pb2
 
+from mtl_keras.serving.session_bundle import SessionBundle, spec_of
+from mtl_keras.serving.tflite import TFLITE_FILE, TfLiteBundle
+
 log = logging.getLogger(__name__)
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
@@ -55,22 +58,54 @@ def _flat_call(function, inputs):
 
 
 class Servable:
-    """One loaded version: its signatures and their SignatureDef protos."""
+    """One loaded version: its signatures and their SignatureDef protos.
 
-    def __init__(self, version, path):
+    TF1 exports (no object graph) run as TF Serving runs every SavedModel: the
+    MetaGraph in a session, signatures fed and fetched by tensor name
+    (``session_bundle``). TF2 exports, mtl_keras's included, take the faster
+    ``_flat_call`` of the restored signatures; the graph is the same, so are
+    the answers. A TF2 folder that ``tf.saved_model.load`` refuses falls back
+    to the session. With ``prefer_tflite`` a version holding ``model.tflite``
+    runs that file instead (TF Serving's --prefer_tflite_model).
+    """
+
+    def __init__(self, version, path, prefer_tflite=False):
         self.version = version
         self.path = path
-        self.loaded = tf.saved_model.load(path)
+        if prefer_tflite and os.path.exists(os.path.join(path, TFLITE_FILE)):
+            self.bundle = TfLiteBundle(os.path.join(path, TFLITE_FILE))
+            self.signature_defs = self.bundle.signature_defs
+            self.signatures = {key: Signature(*s) for key, s in self.bundle.signatures.items()}
+            return
         proto = saved_model_pb2.SavedModel()
         with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
             proto.ParseFromString(handle.read())
-        self.signature_defs = dict(proto.meta_graphs[0].signature_def)
-        self.signatures = {}
-        for key, function in self.loaded.signatures.items():
-            inputs = function.structured_input_signature[1]
-            outputs = self.signature_defs[key].outputs
-            self.signatures[key] = Signature(_flat_call(function, inputs), inputs, sorted(outputs))
+        meta_graph = proto.meta_graphs[0]
+        self.signature_defs = dict(meta_graph.signature_def)
+        self.signatures = None
+        if len(meta_graph.object_graph_def.nodes):
+            try:
+                self.signatures = self._restored(path)
+            except Exception as error:  # e.g. "Shapes must be equal rank": TF Serving's session loads it
+                log.info("%s: tf.saved_model.load failed (%s); loading it in a session", path, error)
+        if self.signatures is None:
+            bundle = self.bundle = SessionBundle(path, self.signature_defs, meta_graph.meta_info_def.tags or ("serve",))
+            self.signatures = {
+                key: Signature(function, self._specs(key), sorted(self.signature_defs[key].outputs))
+                for key, function in bundle.functions.items()
+            }
         self._warm_up()
+
+    def _restored(self, path):
+        loaded = self.loaded = tf.saved_model.load(path)
+        signatures = {}
+        for key, function in loaded.signatures.items():
+            inputs = function.structured_input_signature[1]
+            signatures[key] = Signature(_flat_call(function, inputs), inputs, sorted(self.signature_defs[key].outputs))
+        return signatures
+
+    def _specs(self, key):
+        return {alias: spec_of(info) for alias, info in self.signature_defs[key].inputs.items()}
 
     def _warm_up(self):
         from tensorflow_serving.apis import prediction_log_pb2
@@ -89,7 +124,8 @@ class Servable:
 class ModelVersions:
     """The versions of one model that are loaded, kept current by ``poll``."""
 
-    def __init__(self, name, base_path, policy="latest", num_versions=1, versions=(), labels=None):
+    def __init__(self, name, base_path, policy="latest", num_versions=1, versions=(), labels=None,
+                 prefer_tflite=False):
         if policy not in ("latest", "all", "specific"):
             raise ValueError(f"`policy` must be 'latest', 'all' or 'specific'; got {policy!r}.")
         self.name = name
@@ -98,6 +134,7 @@ class ModelVersions:
         self.num_versions = int(num_versions)
         self.wanted = {int(v) for v in versions}
         self.labels = {str(k): int(v) for k, v in (labels or {}).items()}
+        self.prefer_tflite = prefer_tflite
         self.loaded = {}  # version -> Servable; replaced as a whole, never mutated
         self._lock = threading.Lock()
         self._failed = set()
@@ -107,7 +144,8 @@ class ModelVersions:
         if os.path.isdir(self.base_path):
             for entry in os.listdir(self.base_path):
                 path = os.path.join(self.base_path, entry)
-                if entry.isdigit() and os.path.exists(os.path.join(path, "saved_model.pb")):
+                model_files = ["saved_model.pb"] + ([TFLITE_FILE] if self.prefer_tflite else [])
+                if entry.isdigit() and any(os.path.exists(os.path.join(path, f)) for f in model_files):
                     found[int(entry)] = path
         return found
 
@@ -126,10 +164,10 @@ class ModelVersions:
             current = dict(self.loaded)
             for version in sorted(desired - set(current)):
                 try:
-                    current[version] = Servable(version, found[version])
+                    current[version] = Servable(version, found[version], self.prefer_tflite)
                 except Exception as error:  # a corrupt or half-copied folder must not stop serving
                     if version not in self._failed:
-                        log.warning("skipping %s version %s: %s", self.name, version, error)
+                        log.error("skipping %s version %s: %s", self.name, version, error)
                     self._failed.add(version)
                     continue
                 self.loaded = dict(current)  # the new version serves before any old one leaves
@@ -148,7 +186,7 @@ class ModelVersions:
         """Takes ``other``'s version policy and labels (same base path), keeping the loaded versions."""
         with self._lock:
             self.policy, self.num_versions, self.wanted = other.policy, other.num_versions, other.wanted
-            self.labels = other.labels
+            self.labels, self.prefer_tflite = other.labels, other.prefer_tflite
             self._failed = set()
 
     def get(self, version=None):
@@ -159,18 +197,25 @@ class ModelVersions:
         return snapshot.get(version)
 
 
-def from_model_config(text):
-    """[ModelVersions] from a ModelServerConfig text proto (tensorflow_model_server's --model_config_file)."""
+def from_model_config(text, prefer_tflite=False):
+    """[ModelVersions] from a ModelServerConfig text proto (tensorflow_model_server's --model_config_file).
+
+    A file that does not parse raises ValueError with TF Serving's words for it.
+    """
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
 
-    models = from_config_list(text_format.Parse(text, model_server_config_pb2.ModelServerConfig()).model_config_list)
+    try:
+        config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    except text_format.ParseError as error:
+        raise ValueError(f"Error parsing text-format tensorflow.serving.ModelServerConfig: {error}") from None
+    models = from_config_list(config.model_config_list, prefer_tflite)
     if not models:
         raise ValueError("`model_config_file` lists no model in model_config_list.")
     return models
 
 
-def from_config_list(config_list):
+def from_config_list(config_list, prefer_tflite=False):
     """[ModelVersions] for the entries of a ModelConfigList proto; ValueError for a name listed twice."""
     models = []
     for entry in config_list.config:
@@ -185,6 +230,7 @@ def from_config_list(config_list):
                 num_versions=entry.model_version_policy.latest.num_versions or 1,
                 versions=entry.model_version_policy.specific.versions,
                 labels=dict(entry.version_labels),
+                prefer_tflite=prefer_tflite,
             )
         )
     return models

@@ -14,6 +14,7 @@ from concurrent import futures
 
 from mtl_keras.serving import validation
 from mtl_keras.serving.batching import Batcher
+from mtl_keras.serving.monitoring import Metrics
 from mtl_keras.serving.rest import RestServer
 from mtl_keras.serving.servables import from_model_config
 from mtl_keras.serving.services import (
@@ -31,8 +32,9 @@ log = logging.getLogger(__name__)
 class _Models:
     """The models being served, by name; a config reload replaces the whole map at once."""
 
-    def __init__(self, models):
+    def __init__(self, models, prefer_tflite=False):
         self.by_name = {m.name: m for m in models}
+        self.prefer_tflite = prefer_tflite  # for the models of a config reload
         self._reload_lock = threading.Lock()
 
     def reload(self, models):
@@ -72,29 +74,41 @@ class Server:
 
     def __init__(
         self, models, port, rest_port=None, poll_seconds=1.0, batching=None, max_workers=64,
-        max_message_bytes=256 << 20,
+        max_message_bytes=256 << 20, channel_arguments=(), socket_path=None, monitoring_path=None,
+        rest_timeout_ms=None, prefer_tflite=False,
     ):
         """``batching``: None, or the parameters of ``batching.parse_batching_parameters``;
-        ``max_workers``: threads for model calls and other blocking work."""
+        ``max_workers``: threads for model calls and other blocking work; ``channel_arguments``:
+        extra gRPC server options (name, value), TF Serving's --grpc_channel_arguments;
+        ``socket_path``: also serve gRPC on this Unix socket; ``monitoring_path``: serve
+        Prometheus metrics there on the REST port."""
         self.batcher = Batcher(**batching) if batching else None
-        self.models = _Models(models)
+        self.models = _Models(models, prefer_tflite)
         self.poll_seconds = poll_seconds
+        self.metrics = Metrics() if monitoring_path else None
         self.executor = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="serving")
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ]
+        given = {name for name, _ in channel_arguments}
+        options = [o for o in options if o[0] not in given] + list(channel_arguments)
         if self.batcher is None:
-            self.prediction_service = PredictionService(self.models)
+            self.prediction_service = PredictionService(self.models, metrics=self.metrics)
             self.model_service = ModelService(self.models)
             self.grpc = ThreadedGrpc(self.prediction_service, self.model_service, port, options, self.executor)
         else:
-            self.prediction_service = BatchingPredictionService(self.models, self.batcher, self.executor)
+            self.prediction_service = BatchingPredictionService(
+                self.models, self.batcher, self.executor, metrics=self.metrics)
             self.model_service = EventLoopModelService(self.models, self.executor)
             self.grpc = AsyncioGrpc(self.prediction_service, self.model_service, port, options)
+        if socket_path:
+            self.grpc.server.add_insecure_port(f"unix:{socket_path}")
         self.port = self.grpc.port
         self.rest = (
-            RestServer(self.prediction_service, self.model_service, rest_port) if rest_port is not None else None
+            RestServer(self.prediction_service, self.model_service, rest_port, self.metrics, monitoring_path,
+                       rest_timeout_ms)
+            if rest_port is not None else None
         )
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, daemon=True)
@@ -124,7 +138,7 @@ class Server:
                 if new_text == text:
                     continue
                 text = new_text
-                missing = self.models.reload(from_model_config(text))
+                missing = self.models.reload(from_model_config(text, self.models.prefer_tflite))
             except Exception as error:  # a bad edit must not stop serving
                 log.error("model config %s not applied: %s", path, error)
                 continue
@@ -134,7 +148,10 @@ class Server:
     def _poll_loop(self):
         while not self._stop.wait(self.poll_seconds):
             for model in self.models.by_name.values():
-                model.poll()
+                try:
+                    model.poll()
+                except Exception as error:  # e.g. an unreadable base path: keep serving, retry next poll
+                    log.error("polling %s failed: %s", model.base_path, error)
 
     def stop(self, grace=5.0):
         """Stops polling and lets in-flight requests finish (up to ``grace`` seconds)."""

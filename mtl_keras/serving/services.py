@@ -17,8 +17,10 @@ calls the same methods. Two hosts, chosen by the server:
 
 import asyncio
 import threading
+import time
 
 import grpc
+import tensorflow as tf
 from google.protobuf import any_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -29,7 +31,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from mtl_keras.serving import validation
+from mtl_keras.serving import inference, validation
 from mtl_keras.serving.servables import from_config_list
 from mtl_keras.serving.tensors import fill
 
@@ -38,25 +40,58 @@ AVAILABLE = 30
 INLINE_REQUEST_BYTES = 64 << 10
 
 
-def _grpc(method):
+def _model_name(request):
+    tasks = getattr(request, "tasks", None)
+    if tasks is not None:
+        return tasks[0].model_spec.name if len(tasks) else ""
+    return request.model_spec.name
+
+
+def answer(service, api, entrypoint, method, request):
+    """``method(service, request)``, with any failure turned into a RequestError and the call counted.
+
+    A TensorFlow error from the model call keeps its code and message, as TF
+    Serving passes them on; anything else is INTERNAL, never a dead server.
+    """
+    start, status = time.perf_counter(), "OK"
+    try:
+        return method(service, request)
+    except validation.RequestError as error:
+        status = error.code.name
+        raise
+    except tf.errors.OpError as error:
+        failure = validation.from_tensorflow(error)
+        status = failure.code.name
+        raise failure from None
+    except Exception as error:
+        status = "INTERNAL"
+        raise validation.RequestError(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}") from None
+    finally:
+        if service.metrics is not None and api is not None:
+            service.metrics.record(_model_name(request), api, entrypoint, status, time.perf_counter() - start)
+
+
+def _grpc(method, api=None):
     """The gRPC handler (thread-pool server) of a method that takes a request and raises RequestError."""
 
     def handler(self, request, context):
         try:
-            return method(self, request)
+            return answer(self, api, "GRPC", method, request)
         except validation.RequestError as error:
             context.abort(error.code, error.message)
 
-    handler.blocking = method
+    handler.blocking, handler.api = method, api
     return handler
 
 
-def _grpc_on_pool(method):
+def _grpc_on_pool(method, api):
     """The asyncio handler of the same method: it runs on ``self.executor``, off the event loop."""
 
     async def handler(self, request, context):
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, method, self, request)
+            return await asyncio.get_running_loop().run_in_executor(
+                self.executor, answer, self, api, "GRPC", method, request
+            )
         except validation.RequestError as error:
             await context.abort(error.code, error.message)
 
@@ -65,17 +100,21 @@ def _grpc_on_pool(method):
 
 def _on_event_loop(service):
     """A subclass of ``service`` whose gRPC handlers are coroutines, for ``AsyncioGrpc``."""
-    handlers = {name: _grpc_on_pool(h.blocking) for name, h in vars(service).items() if hasattr(h, "blocking")}
+    handlers = {
+        name: _grpc_on_pool(h.blocking, h.api) for name, h in vars(service).items() if hasattr(h, "blocking")
+    }
     return type(f"EventLoop{service.__name__}", (service,), handlers)
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict and GetModelMetadata; ``executor`` runs blocking work for ``AsyncioGrpc``."""
+    """Predict, GetModelMetadata, Classify, Regress, MultiInference; ``executor`` runs blocking work for
+    ``AsyncioGrpc``; ``metrics`` (monitoring.Metrics or None) counts the calls."""
 
-    def __init__(self, models, batcher=None, executor=None):
+    def __init__(self, models, batcher=None, executor=None, metrics=None):
         self.models = models
         self.batcher = batcher
         self.executor = executor
+        self.metrics = metrics
 
     def _prepare(self, request):
         """(name, servable, signature key, function, input arrays, output aliases), checked in TF Serving's order."""
@@ -99,18 +138,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         """A blocking Predict; with a batcher, requests in flight together still merge."""
         name, servable, key, function, arrays, chosen = self._prepare(request)
         if self.batcher is not None:
-            results = self.batcher.run((name, servable.version, key), function, arrays)
+            results = self.batcher.run(self.batcher.key(name, servable.version, key, arrays), function, arrays)
         else:
             results = function(**arrays)
         return self._respond(name, servable, key, chosen, results)
-
-    def input_specs(self, name, version, signature_name):
-        """{input alias: TensorSpec}, or {} when the request would fail earlier anyway."""
-        try:
-            servable = self.models.servable(name, int(version) if version else None)
-            return servable.signatures[validation.signature(servable, signature_name)][1]
-        except validation.RequestError:
-            return {}
 
     def metadata(self, request):
         fields = list(request.metadata_field)
@@ -132,15 +163,30 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata["signature_def"].CopyFrom(packed)
         return response
 
-    def unimplemented(self, request):
-        raise validation.RequestError(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "Only Predict and GetModelMetadata: TF2 exports carry predict signatures only.",
-        )
+    def _servable(self, request):
+        return self.models.servable(*self.models.model_spec(request))
 
-    Predict = _grpc(predict)
+    def classify(self, request):
+        return inference.classify(self._servable(request), request)
+
+    def regress(self, request):
+        return inference.regress(self._servable(request), request)
+
+    def multi_inference(self, request):
+        """Every task runs on the servable of the first task's ModelSpec, as in TF Serving."""
+        from tensorflow_serving.apis import predict_pb2 as spec_holder
+
+        holder = spec_holder.PredictRequest()
+        holder.model_spec.SetInParent()
+        if request.tasks:
+            holder.model_spec.CopyFrom(request.tasks[0].model_spec)
+        return inference.multi_inference(self._servable(holder), request)
+
+    Predict = _grpc(predict, "Predict")
     GetModelMetadata = _grpc(metadata)
-    Classify = Regress = MultiInference = _grpc(unimplemented)
+    Classify = _grpc(classify, "Classify")
+    Regress = _grpc(regress, "Regress")
+    MultiInference = _grpc(multi_inference, "MultiInference")
 
 
 class BatchingPredictionService(_on_event_loop(PredictionService)):
@@ -150,15 +196,22 @@ class BatchingPredictionService(_on_event_loop(PredictionService)):
     async def Predict(self, request, context):
         if request.ByteSize() > INLINE_REQUEST_BYTES:
             return await super().Predict(request, context)
+        start, status = time.perf_counter(), "OK"
         try:
             name, servable, key, function, arrays, chosen = self._prepare(request)
             if self.batcher.bypasses(arrays):
                 results = await asyncio.get_running_loop().run_in_executor(self.executor, lambda: function(**arrays))
             else:
-                results = await self.batcher.submit((name, servable.version, key), function, arrays)
+                results = await self.batcher.submit(self.batcher.key(name, servable.version, key, arrays), function, arrays)
             return self._respond(name, servable, key, chosen, results)
-        except validation.RequestError as error:
+        except (validation.RequestError, tf.errors.OpError) as error:
+            if isinstance(error, tf.errors.OpError):
+                error = validation.from_tensorflow(error)
+            status = error.code.name
             await context.abort(error.code, error.message)
+        finally:
+            if self.metrics is not None:
+                self.metrics.record(request.model_spec.name, "Predict", "GRPC", status, time.perf_counter() - start)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -167,6 +220,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, models, executor=None):
         self.models = models
         self.executor = executor
+        self.metrics = None
 
     def status_of(self, request):
         return self.status(*self.models.model_spec(request))
@@ -202,7 +256,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
                 "Only ModelConfigList is currently supported"
             )
         try:
-            models = from_config_list(request.config.model_config_list)
+            models = from_config_list(request.config.model_config_list, self.models.prefer_tflite)
         except ValueError as error:
             raise validation.invalid(str(error)) from None
         missing = self.models.reload(models)

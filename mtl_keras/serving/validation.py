@@ -13,6 +13,9 @@ import tensorflow as tf
 
 from mtl_keras.serving.tensors import to_array
 
+# TensorFlow's error classes -> the gRPC code TF Serving answers with (same numbering).
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
 MAX_MESSAGE = 1024
 MAX_ELEMENTS = 64 * 1024 * 1024
 
@@ -24,6 +27,11 @@ class RequestError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def from_tensorflow(error):
+    """The RequestError TF Serving answers for a TensorFlow op error raised by the model call."""
+    return RequestError(_CODES.get(error.error_code, grpc.StatusCode.INTERNAL), error.message)
 
 
 def invalid(message):
@@ -64,7 +72,7 @@ def _names(names):
 
 
 def inputs(request, specs):
-    """{alias: np.ndarray} after checks 6-8, 10 and 11."""
+    """{alias: np.ndarray} after checks 6-8 and 10 (item 11: shapes are TensorFlow's to judge)."""
     sent, expected = set(request.inputs), set(specs)
     if len(sent) != len(expected):
         raise invalid(
@@ -102,14 +110,7 @@ def inputs(request, specs):
             raise invalid(f"tensor parsing error: {alias}") from None
         if list(array.shape) != dims:
             raise invalid(f"tensor parsing error: {alias}")
-        expected = spec.shape.as_list() if spec.shape.rank is not None else None
-        if expected is not None and (
-            len(dims) != len(expected) or any(e is not None and e != d for d, e in zip(dims, expected))
-        ):
-            raise invalid(
-                f"input {alias} has shape {dims}; the signature expects "
-                f"{[d if d is not None else -1 for d in expected]}"
-            )
+        # No comparison with the declared shape: TF Serving feeds the tensor and TensorFlow decides.
         arrays[alias] = array
     return arrays
 
