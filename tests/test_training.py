@@ -173,7 +173,7 @@ def test_compiled_projection_round_trips(tmp_path):
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
-    assert isinstance(loaded.training_state.projection, losses.CAGrad) and loaded._projection.c == 0.3
+    assert isinstance(loaded.training_state.projection, losses.CAGrad) and loaded.training_state.projection.c == 0.3
     assert loaded.training_state.weighting.temperature == 3.0
     loaded.fit(x, y, epochs=1, verbose=0)
 
