@@ -2,60 +2,9 @@
 
 from mtl_keras.backend import register, tf
 from mtl_keras.projection.base import GradientProjection
+from mtl_keras.projection.min_norm import min_norm_weights
 
 _NORMALIZATIONS = ("l2", "loss", "loss+", "none")
-
-
-def _min_norm_from_two(v1v1, v1v2, v2v2):
-    """argmin_g ||g v1 + (1 - g) v2||^2 over g in [0, 1], clipped as the reference code does.
-
-    Returns (gamma, squared norm at gamma).
-    """
-    gamma = tf.where(
-        v1v2 >= v1v1,
-        0.999,
-        tf.where(v1v2 >= v2v2, 0.001, -(v1v2 - v2v2) / tf.maximum(v1v1 + v2v2 - 2.0 * v1v2, 1e-12)),
-    )
-    cost = tf.where(
-        v1v2 >= v1v1, v1v1, tf.where(v1v2 >= v2v2, v2v2, v2v2 + gamma * (v1v2 - v2v2))
-    )
-    return gamma, cost
-
-
-def min_norm_weights(gram, max_iterations=250, tolerance=1e-5):
-    """Simplex weights w minimising ||sum_i w_i g_i||^2 given K = G G^T.
-
-    Sener & Koltun's solver: the best pair in closed form, then Frank-Wolfe
-    steps (each a two-point line search) until the weights change by less than
-    ``tolerance`` in L1 or ``max_iterations`` is reached.
-    """
-    num_tasks = gram.shape[0]
-    # Best pair i < j, in closed form.
-    diag = tf.linalg.diag_part(gram)
-    gamma, cost = _min_norm_from_two(diag[:, None], gram, diag[None, :])
-    upper = tf.linalg.band_part(tf.ones([num_tasks, num_tasks]), 0, -1) - tf.eye(num_tasks)
-    best = tf.argmin(tf.reshape(tf.where(upper > 0, cost, float("inf")), [-1]), output_type=tf.int32)
-    i, j = best // num_tasks, best % num_tasks
-    g = tf.gather(tf.reshape(gamma, [-1]), best)
-    weights = g * tf.one_hot(i, num_tasks) + (1.0 - g) * tf.one_hot(j, num_tasks)
-    if num_tasks < 3:
-        return weights
-
-    def step(iteration, weights, done):
-        t = tf.argmin(tf.linalg.matvec(gram, weights), output_type=tf.int32)
-        v1v1 = tf.tensordot(weights, tf.linalg.matvec(gram, weights), 1)
-        # Gathers, not slices: XLA compiles a slice at a data-dependent index anew for every value.
-        v1v2 = tf.tensordot(weights, tf.gather(gram, t, axis=1), 1)
-        nc, _ = _min_norm_from_two(v1v1, v1v2, tf.gather(tf.linalg.diag_part(gram), t))
-        new = nc * weights + (1.0 - nc) * tf.one_hot(t, num_tasks)
-        return iteration + 1, new, tf.reduce_sum(tf.abs(new - weights)) < tolerance
-
-    _, weights, _ = tf.while_loop(
-        lambda iteration, _, done: (iteration < max_iterations) & tf.logical_not(done),
-        step,
-        (tf.constant(0), weights, tf.constant(False)),
-    )
-    return weights
 
 
 @register
@@ -63,16 +12,26 @@ class MGDA(GradientProjection):
     """Multiple-gradient descent as multi-objective optimisation (MGDA-UB).
 
     Sener & Koltun, "Multi-Task Learning as Multi-Objective Optimization",
-    NeurIPS 2018. Normalise each task gradient ("l2": by ||g_i||, "loss": by
-    L_i, "loss+": by L_i ||g_i||, "none"), find the min-norm point of their
-    convex hull (closed form for two tasks, Frank-Wolfe beyond, at most 250
-    iterations, stop at 1e-5), and, as the reference code does, apply the
-    weights found to the raw task gradients: returns sum_i w_i g_i.
-    ``last_weights`` holds w.
+    NeurIPS 2018. Normalise each task gradient, g~_i = g_i / s_i with
+    s_i = ||g_i|| ("l2"), L_i ("loss"), L_i ||g_i|| ("loss+") or 1 ("none");
+    find the min-norm point of their convex hull,
+
+        w = argmin_{w >= 0, sum w = 1} ||sum_i w_i g~_i||^2,
+
+    and, as the reference code does, apply w to the raw task gradients:
+    returns sum_i w_i g_i. ``last_weights`` holds w.
+
+    The paper's solver (Frank-Wolfe from the best pair, the pair's weight
+    clipped to [0.001, 0.999]) stops early on degenerate sets: a zero
+    gradient, near-dependent gradients. Here w is the exact minimiser
+    (``min_norm.min_norm_weights``: every face solved in float64) for up to 10
+    tasks, the point the Frank-Wolfe iterations converge to.
 
     Args:
         normalization: "loss+" (default), "loss", "l2" or "none".
-        max_iterations, tolerance: of the Frank-Wolfe loop.
+        max_iterations, tolerance: of the projected-gradient solver used for
+            more than 10 tasks (stop when the weights move by less than
+            ``tolerance`` in L1).
     """
 
     def __init__(self, normalization="loss+", max_iterations=250, tolerance=1e-5):
@@ -93,9 +52,12 @@ class MGDA(GradientProjection):
             "loss+": lambda: task_losses * norms,
             "none": lambda: tf.ones_like(norms),
         }[self.normalization]()
+        # A zero scale (zero gradient or zero loss) leaves that gradient as it is.
         scale = tf.where(scale > 0, scale, 1.0)
         normalized = gram / (scale[:, None] * scale[None, :])
-        self.last_weights = min_norm_weights(normalized, self.max_iterations, self.tolerance)
+        self.last_weights = min_norm_weights(
+            normalized, max_iterations=self.max_iterations, tolerance=self.tolerance
+        )
         return self.last_weights
 
     def get_config(self):

@@ -2,18 +2,7 @@
 
 from mtl_keras.backend import register, tf
 from mtl_keras.projection.base import GradientProjection
-
-
-def project_to_simplex(v, radius=1.0):
-    """argmin_x ||x - v|| s.t. x >= 0, sum x = radius (sort-based, Duchi et al. 2008)."""
-    n = v.shape[0]
-    u = tf.sort(v, direction="DESCENDING")
-    cumulative = tf.cumsum(u) - radius
-    index = tf.range(1, n + 1, dtype=v.dtype)
-    support = tf.cast(u - cumulative / index > 0, tf.int32)
-    rho = tf.reduce_max(support * tf.range(1, n + 1))
-    theta = tf.gather(cumulative, rho - 1) / tf.cast(rho, v.dtype)
-    return tf.maximum(v - theta, 0.0)
+from mtl_keras.projection.min_norm import min_norm_weights
 
 
 @register
@@ -21,12 +10,21 @@ class ParetoEfficient(GradientProjection):
     """PE-LTR weights: Pareto-efficient, each task above its priority bound.
 
     Lin et al., "A Pareto-Efficient Algorithm for Multiple Objective
-    Optimization in E-Commerce Recommendation", RecSys 2019. With K = G G^T and
-    bounds c (sum c < 1): solve the relaxed KKT system
-    M = [[K, e], [e^T, 0]], rhs = [-K c; 1 - sum c] by least squares,
-    w_hat = pinv(M^T M) M^T rhs; project w_hat[:T] onto
-    {x >= 0, sum x = 1 - sum c}; w = x + c. Returns sum_i w_i g_i;
-    ``last_weights`` holds w (w >= c, sum w = 1).
+    Optimization in E-Commerce Recommendation", RecSys 2019. With the task
+    gradients g_i and bounds c (c >= 0, sum c < 1), the weights are
+
+        w = argmin_w ||sum_i w_i g_i||^2   s.t.  w >= c, sum_i w_i = 1.
+
+    The paper solves the KKT system of the equality constraint alone,
+    M = [[K, e], [e^T, 0]] with K = G G^T, by least squares through
+    pinv(M^T M), then projects the result onto {w >= c, sum w = 1}. That is
+    the optimum only when the relaxed solution is already feasible, and the
+    float32 pseudo-inverse squares the conditioning: at gradient norms of ~8
+    its cutoff drops the informative direction and the weights come out
+    uniform. Here w is the exact constrained minimiser instead
+    (``min_norm.min_norm_weights``: every face's KKT system solved in float64,
+    equilibrated), the same point whenever the paper's relaxed step is
+    feasible. Returns sum_i w_i g_i; ``last_weights`` holds w (w >= c, sum w = 1).
 
     Args:
         min_weights: the lower bounds c, a dict by task (resolved when the
@@ -62,22 +60,11 @@ class ParetoEfficient(GradientProjection):
             bounds = list(self.min_weights) or [0.0] * num_tasks
             if len(bounds) != num_tasks:
                 raise ValueError(f"`min_weights` has {len(bounds)} entries; expected {num_tasks}.")
-        self._bounds = tf.constant(bounds, tf.float32)
+        self._bounds = tf.constant(bounds, tf.float64)  # exact bounds for the float64 solver
 
     def coefficients(self, gram, task_losses):
-        num_tasks = gram.shape[0]
-        c = self._bounds
-        ones = tf.ones([num_tasks, 1])
-        m = tf.concat(
-            [tf.concat([gram, ones], axis=1), tf.concat([tf.transpose(ones), tf.zeros([1, 1])], axis=1)],
-            axis=0,
-        )
-        rhs = tf.concat([-tf.linalg.matvec(gram, c), [1.0 - tf.reduce_sum(c)]], axis=0)
-        mtm = tf.matmul(m, m, transpose_a=True)
-        w_hat = tf.linalg.matvec(tf.linalg.pinv(mtm), tf.linalg.matvec(m, rhs, transpose_a=True))
-        weights = project_to_simplex(w_hat[:num_tasks], 1.0 - tf.reduce_sum(c)) + c
-        self.last_weights = weights
-        return weights
+        self.last_weights = min_norm_weights(gram, self._bounds)
+        return self.last_weights
 
     def get_config(self):
         return {"min_weights": self.min_weights}
