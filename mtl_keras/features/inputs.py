@@ -2,9 +2,8 @@
 
 Used by ``FeatureSpec.adapt`` and by ``prepare_inputs``, the hook a
 FeatureSpec model applies to ``x`` before ``fit`` / ``evaluate`` / ``predict``:
-Keras 3 refuses NumPy string arrays ("Invalid dtype: str96"), so string
-columns become ``tf.constant``; every error names the feature and what it
-expected.
+Keras 3 refuses NumPy string arrays ("Invalid dtype: str96"), so columns
+become ``tf.constant``; every error names the feature and what it expected.
 """
 
 import numpy as np
@@ -97,14 +96,14 @@ def prepare_inputs(model, x):
 
     A dict of raw columns is checked against the model's features (missing
     feature, wrong dtype, negative id: ``ValueError`` naming the feature),
-    ragged sequences are padded and string columns become ``tf.constant``.
-    Anything else (a tf.data.Dataset, a model without features) is returned
-    unchanged.
+    ragged sequences are padded and every column becomes a ``tf.constant``.
+    Columns the model does not read are dropped. Anything else (a
+    tf.data.Dataset, a model without features) is returned unchanged.
     """
     features = raw_features(model)
     if not features or not isinstance(x, dict):
         return x
-    prepared = dict(x)
+    prepared = {}  # only the model's features: columns it does not read stay behind
     for name, layer in features.items():
         if name not in x:
             raise ValueError(
@@ -114,7 +113,9 @@ def prepare_inputs(model, x):
         if tf.is_tensor(x[name]) and not hasattr(x[name], "numpy"):
             continue  # a symbolic tensor (inside a tf.function): the graph checks it
         array = column_array(name, layer.kind, layer.value_dtype, x[name], layer.width, layer.max_length)
-        prepared[name] = tf.constant(array) if layer.value_dtype == "string" else array
+        # Tensors for every column: Keras 3 refuses NumPy strings, and a call mixing
+        # NumPy arrays with tensors in one dict.
+        prepared[name] = tf.constant(array)
     return prepared
 
 

@@ -151,11 +151,12 @@ class FeatureSpec:
         lookups, tables, encoded, indices = {}, {}, {}, {}
         for name in union:
             feature = self.features[name]
-            raw = feature.raw()(inputs[name])
             if isinstance(feature, Numeric):
-                encoded[name] = (feature.encode(raw), {})
+                encoded[name] = (feature.encode(feature.raw()(inputs[name])), {})
                 continue
             owner = self.owner(feature)
+            feature.value_dtype = owner.value_dtype_or_raise  # a table's ids have one dtype
+            raw = feature.raw()(inputs[name])
             if owner.name not in lookups:
                 lookups[owner.name] = owner.lookup()
                 readers = [t for t in tasks if any(self.owner(self.features[n]) is owner for n in reads[t])]
