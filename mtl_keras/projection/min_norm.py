@@ -126,7 +126,11 @@ def min_norm_weights(gram, bounds=None, max_iterations=1000, tolerance=1e-10):
     """
     num_tasks = gram.shape[0]
     gram = tf.cast(gram, tf.float64)
-    gram = (gram + tf.transpose(gram)) / 2.0
+    # A non-finite Gram matrix (a NaN or Inf loss) would make the CPU solve raise
+    # "not invertible" and end the step before the caller's non-finite check sees it:
+    # solve a harmless one and hand back NaN weights instead.
+    finite = tf.reduce_all(tf.math.is_finite(gram))
+    gram = tf.where(finite, (gram + tf.transpose(gram)) / 2.0, tf.eye(num_tasks, dtype=tf.float64))
     peak = tf.reduce_max(tf.linalg.diag_part(gram))
     gram = gram / tf.where(peak > 0, peak, 1.0)
     bounds = tf.zeros([num_tasks], tf.float64) if bounds is None else tf.cast(bounds, tf.float64)
@@ -135,4 +139,4 @@ def min_norm_weights(gram, bounds=None, max_iterations=1000, tolerance=1e-10):
         weights = _enumerate_faces(gram, bounds, radius)
     else:
         weights = _projected_gradient(gram, bounds, radius, max_iterations, tolerance)
-    return tf.cast(weights, tf.float32)
+    return tf.cast(tf.where(finite, weights, np.nan), tf.float32)

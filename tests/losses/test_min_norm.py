@@ -178,6 +178,17 @@ def test_more_tasks_than_enumerated_converge():
     assert w @ kw - kw.min() < 1e-5 * kw.max()
 
 
+@pytest.mark.parametrize("make", [lambda: MGDA("none"), ParetoEfficient], ids=["mgda", "pareto"])
+def test_non_finite_gradients_give_nan_weights_not_an_error(make):
+    """The step must get as far as the caller's non-finite check (the CPU solve raises on NaN)."""
+    projection = make()
+    step = tf.function(lambda x: (projection.combine(x), projection.last_weights))
+    _, weights = step(np.array([[1.0, np.nan], [0.0, 1.0]], "float32"))
+    assert np.isnan(weights.numpy()).all()
+    _, weights = step(np.array([[1.0, 0.0], [np.inf, 1.0]], "float32"))
+    assert np.isnan(weights.numpy()).all()
+
+
 def np_pcgrad_official(g):
     """The authors' PCGrad_tf.py: every task (itself included) in the given order."""
     total = np.zeros(g.shape[1])
