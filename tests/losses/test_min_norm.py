@@ -76,10 +76,13 @@ SETS = {
     "near_dependent": np.stack([_BASE[0], _BASE[1], 0.5 * _BASE[0] + 0.5 * _BASE[1] + 1e-4 * _BASE[2]]),
     "badly_scaled": np.stack([1e2 * _BASE[0], -1.0 * _BASE[0] + _BASE[1], 1e-2 * _BASE[2]]),
 }
+# Frank-Wolfe crawls here (0.3 off in weight, 2e-4 in the vector after 250 steps).
+SETS["near_dependent4"] = SETS["four_tasks"].copy()
+SETS["near_dependent4"][3] = 0.4 * SETS["four_tasks"][0] + 0.6 * SETS["four_tasks"][1] + 1e-3 * rng.normal(size=6)
 SETS = {name: g.astype("float32") for name, g in SETS.items()}
 # The minimiser itself is not unique (or not determined by a float32 Gram matrix):
 # compare the min-norm vector sum w_i g_i, which is.
-NOT_UNIQUE = {"duplicated", "near_dependent"}
+NOT_UNIQUE = {"duplicated", "near_dependent", "near_dependent4"}
 BOUNDS = [0.2, 0.1, 0.05, 0.05]
 
 
