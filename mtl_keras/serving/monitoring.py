@@ -9,24 +9,38 @@ Serving's buckets (10 us times powers of 1.8, 33 of them).
 """
 
 import bisect
+import re
 import threading
-
-from google.protobuf import text_format
 
 BOUNDS = [10 * 1.8**i for i in range(33)]
 COUNT = ":tensorflow:serving:request_count"
 LATENCY = ":tensorflow:serving:request_latency"
 
 
-def parse_monitoring_config(text):
-    """(enabled, path) of a MonitoringConfig text proto; ValueError for one that does not parse."""
-    from tensorflow_serving.config import monitoring_config_pb2
+_CONFIG = re.compile(
+    r'\s*(?:prometheus_config\s*:?\s*\{(?P<body>[^{}]*)\}\s*[,;]?\s*)?'
+)
+_FIELD = re.compile(r'\s*(?:enable\s*:\s*(?P<enable>true|false|1|0)|path\s*:\s*"(?P<path>[^"]*)")\s*[,;]?')
 
-    try:
-        config = text_format.Parse(text, monitoring_config_pb2.MonitoringConfig())
-    except text_format.ParseError as error:
-        raise ValueError(f"Error parsing text-format tensorflow.serving.MonitoringConfig: {error}") from None
-    return config.prometheus_config.enable, config.prometheus_config.path or "/monitoring/prometheus/metrics"
+
+def parse_monitoring_config(text):
+    """(enabled, path) of a MonitoringConfig text proto; ValueError, in TF Serving's words, for another text.
+
+    The pip package of tensorflow-serving-api has no monitoring_config_pb2, so its two fields
+    (``prometheus_config { enable, path }``) are read here.
+    """
+    match = _CONFIG.fullmatch(text)
+    enable, path, body = False, "", (match["body"] or "") if match else None
+    while body:
+        field = _FIELD.match(body)
+        if match is None or field is None or not field.group(0):
+            raise ValueError(f"Error parsing text-format tensorflow.serving.MonitoringConfig: {text.strip()[:80]}")
+        enable = enable or field["enable"] in ("true", "1")
+        path = field["path"] if field["path"] is not None else path
+        body = body[field.end():]
+    if match is None:
+        raise ValueError(f"Error parsing text-format tensorflow.serving.MonitoringConfig: {text.strip()[:80]}")
+    return enable, path or "/monitoring/prometheus/metrics"
 
 
 def _labels(names, values):

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.example import example_pb2
+from tensorflow.core.example import feature_pb2
 
 from mtl_keras.serving import validation
 from mtl_keras.serving.tensors import fill_content, to_array
@@ -375,7 +375,7 @@ def example(value, target):
     if not isinstance(value, dict):
         raise validation.invalid(f"Example must be JSON object but got JSON {json_type(value)}")
     for name, content in value.items():
-        feature = example_pb2.Feature()
+        feature = feature_pb2.Feature()
         for item in content if isinstance(content, list) else [content]:
             _add_to_feature(item, name, feature)
         target.features.feature[name].CopyFrom(feature)

@@ -243,6 +243,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             status = response.model_version_status.add()
             status.version = number
             status.state = AVAILABLE
+            status.status.SetInParent()  # error_code OK, printed in REST JSON as TF Serving prints it
         return response
 
     def reload_config(self, request):
