@@ -15,7 +15,6 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -25,7 +24,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from mtl_keras.serving import rest_json, validation
+from mtl_keras.serving import json_examples, json_tensors, json_values, validation
 from mtl_keras.serving.services import answer
 
 _POST = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.I)
@@ -105,32 +104,32 @@ class RestApi:
         return answer(self.prediction, None, "REST", method, request)
 
     def _predict(self, name, version, label, body):
-        document = rest_json.parse(body)
-        signature = rest_json.signature_name(document)
+        document = json_values.parse(body)
+        signature = json_values.signature_name(document)
         request = _spec(predict_pb2.PredictRequest(), name, version, label)
         request.model_spec.signature_name = signature
         servable = self.prediction.models.servable(*self.prediction.models.model_spec(request))
         key = signature or "serving_default"
         if key not in servable.signatures:
             raise validation.invalid(f'Serving signature name: "{key}" not found in signature def')
-        arrays, rows = rest_json.predict_inputs(document, servable.signatures[key][1], signature)
-        rest_json.fill_request(request, arrays)
+        arrays, rows = json_tensors.predict_inputs(document, servable.signatures[key][1], signature)
+        json_tensors.fill_request(request, arrays)
         response = self._call(type(self.prediction).predict, request)
-        return rest_json.predict_response(response.outputs, rows)
+        return json_tensors.predict_response(response.outputs, rows)
 
     def _examples(self, request, body):
-        document = rest_json.parse(body)
-        request.model_spec.signature_name = rest_json.signature_name(document)
-        rest_json.fill_examples(document, request)
+        document = json_values.parse(body)
+        request.model_spec.signature_name = json_values.signature_name(document)
+        json_examples.fill_examples(document, request)
         return request
 
     def _classify(self, name, version, label, body):
         request = self._examples(_spec(classification_pb2.ClassificationRequest(), name, version, label), body)
-        return rest_json.classify_response(self._call(type(self.prediction).classify, request).result)
+        return json_examples.classify_response(self._call(type(self.prediction).classify, request).result)
 
     def _regress(self, name, version, label, body):
         request = self._examples(_spec(regression_pb2.RegressionRequest(), name, version, label), body)
-        return rest_json.regress_response(self._call(type(self.prediction).regress, request).result)
+        return json_examples.regress_response(self._call(type(self.prediction).regress, request).result)
 
     def _status(self, name, version, label):
         if not name:

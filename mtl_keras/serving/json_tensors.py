@@ -1,152 +1,31 @@
-"""JSON bodies of TF Serving's REST API, read and written as its json_tensor.cc does.
+"""Predict bodies of TF Serving's REST API <-> tensors, as its json_tensor.cc converts them.
 
-Requests: ``{"signature_name"?, "instances": [...]}`` (row format) or
-``{"inputs": ...}`` (columnar) become TensorProtos of the signature's dtypes,
-with json_tensor.cc's checks and words (a value of the wrong JSON type, lists
-of uneven sizes, missing named inputs...); ``{"examples": [...], "context"?}``
-become tf.Examples for classify and regress. Responses print floats as TF
-Serving does (shortest form that reads back, ``NaN``/``Infinity``), bytes
-outputs named ``*_bytes`` as ``{"b64": ...}``.
+``{"instances": [...]}`` (row format) or ``{"inputs": ...}`` (columnar)
+become arrays of the signature's dtypes with json_tensor.cc's checks and
+words (a value of the wrong JSON type, lists of uneven sizes, missing named
+inputs...); outputs print as TF Serving prints them (floats in the shortest
+form that reads back, ``NaN``/``Infinity``, ``*_bytes`` outputs as
+``{"b64": ...}``).
 """
 
 import base64
-import binascii
 import json
 import math
 
+import grpc
+
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.example import feature_pb2
 
-from mtl_keras.serving import validation
+from mtl_keras.serving import json_values, validation
+from mtl_keras.serving.json_values import decode_base64, is_base64
 from mtl_keras.serving.tensors import fill_content, to_array
 
-DEBUG_LIMIT = 256  # json_tensor.cc stops writing a value into a message past this many bytes
-_TYPE_NAMES = {bool: "True", type(None): "Null", dict: "Object", list: "Array", str: "String"}
 _INT_RANGES = {
     tf.int32: (-(2**31), 2**31 - 1), tf.int16: (-(2**31), 2**31 - 1), tf.int8: (-(2**31), 2**31 - 1),
     tf.uint8: (-(2**31), 2**31 - 1), tf.int64: (-(2**63), 2**63 - 1), tf.uint32: (0, 2**32 - 1),
     tf.uint64: (0, 2**64 - 1),
 }
-
-
-def json_type(value):
-    if value is True:
-        return "True"
-    if value is False:
-        return "False"
-    return _TYPE_NAMES.get(type(value), "Number")
-
-
-def _number(value):
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return repr(value).replace("e+", "e")
-    return str(value)
-
-
-def debug_string(value):
-    """The value as rapidjson's PrettyWriter prints it in TF Serving's messages (arrays on one line,
-    objects indented by 4), cut after the token that passes 256 bytes."""
-    out, size = [], [0]
-
-    def put(text):
-        if size[0] >= DEBUG_LIMIT:
-            return False
-        out.append(text)
-        size[0] += len(text)
-        return True
-
-    def write(item, depth):
-        if isinstance(item, dict):
-            if not item:
-                return put("{}")
-            put("{")
-            for index, (key, member) in enumerate(item.items()):
-                if not put(("," if index else "") + "\n" + "    " * (depth + 1) + json.dumps(key) + ": "):
-                    return False
-                write(member, depth + 1)
-            return put("\n" + "    " * depth + "}")
-        if isinstance(item, list):
-            put("[")
-            for index, member in enumerate(item):
-                if index and not put(", "):
-                    return False
-                write(member, depth + 1)
-            return put("]")
-        if isinstance(item, str):
-            return put(json.dumps(item))
-        if item is None:
-            return put("null")
-        if isinstance(item, bool):
-            return put("true" if item else "false")
-        return put(_number(item))
-
-    write(value, 0)
-    return "".join(out)
-
-
-def format_error(document, *words):
-    return validation.invalid(f"JSON Value: {debug_string(document)} " + "".join(words))
-
-
-_PARSE_ERRORS = (  # Python's json messages -> rapidjson's GetParseError_En
-    ("Expecting value", "Invalid value."),
-    ("Expecting property name", "Missing a name for object member."),
-    ("Expecting ':' delimiter", "Missing a colon after a name of object member."),
-    ("Unterminated string", "Missing a closing quotation mark in string."),
-    ("Invalid control character", "Invalid encoding in string."),
-    ("Invalid \\escape", "Invalid escape character in string."),
-)
-
-
-def parse(body):
-    """The JSON object of a request body; errors as TF Serving words them. Trailing bytes are ignored,
-    as rapidjson's kParseStopWhenDoneFlag does."""
-    if not body:
-        raise validation.invalid("JSON Parse error: The document is empty")
-    try:
-        text = body.decode("utf-8") if isinstance(body, bytes) else body
-        start = len(text) - len(text.lstrip())
-        document, _ = json.JSONDecoder().raw_decode(text, start)
-    except UnicodeDecodeError as error:
-        raise validation.invalid(f"JSON Parse error: Invalid encoding in string. at offset: {error.start}") from None
-    except json.JSONDecodeError as error:
-        words = next((w for p, w in _PARSE_ERRORS if error.msg.startswith(p)), None)
-        if words is None:
-            words = "Missing a comma or ']' after an array element." if "delimiter" in error.msg else "Invalid value."
-        raise validation.invalid(f"JSON Parse error: {words} at offset: {error.pos}") from None
-    except RecursionError:
-        raise validation.invalid("JSON Parse error: Invalid value. at offset: 0") from None
-    if not isinstance(document, dict):
-        raise format_error(document, "Is not object")
-    return document
-
-
-def signature_name(document):
-    name = document.get("signature_name", "")
-    if not isinstance(name, str):
-        raise validation.invalid(
-            f"JSON Value: {debug_string(document)} not formatted correctly. "
-            "'signature_name' key must be a string value."
-        )
-    return name
-
-
-def _is_base64(value):
-    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
-
-
-def _decode_base64(value):
-    if not _is_base64(value):
-        raise validation.invalid(f"JSON Value: {debug_string(value)} not formatted correctly for base64 data")
-    try:
-        return base64.b64decode(value["b64"], validate=True)
-    except (binascii.Error, ValueError):
-        raise validation.invalid("Unable to base64 decode") from None
 
 
 def _dense_shape(value):
@@ -162,7 +41,7 @@ def _dense_shape(value):
 def _type_error(value, dtype):
     name = {"float32": "float", "float64": "double"}.get(dtype.name, dtype.name)
     return validation.invalid(
-        f"JSON Value: {debug_string(value)} Type: {json_type(value)} is not of expected type: {name}"
+        f"JSON Value: {json_values.debug_string(value)} Type: {json_values.json_type(value)} is not of expected type: {name}"
     )
 
 
@@ -170,7 +49,7 @@ def _scalar(value, dtype):
     """One JSON value as a value of ``dtype``, with json_tensor.cc's AddValueToTensor checks."""
     if dtype == tf.string:
         if isinstance(value, dict):
-            return _decode_base64(value)
+            return decode_base64(value)
         if not isinstance(value, str):
             raise _type_error(value, dtype)
         return value.encode("utf-8", "surrogatepass")
@@ -187,8 +66,8 @@ def _scalar(value, dtype):
     low, high = _INT_RANGES.get(dtype, (None, None))
     if low is None:
         raise validation.RequestError(
-            validation.grpc.StatusCode.UNIMPLEMENTED,
-            f"Conversion of JSON Value: {debug_string(value)} to type: {dtype.name}",
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"Conversion of JSON Value: {json_values.debug_string(value)} to type: {dtype.name}",
         )
     if not isinstance(value, int) or not low <= value <= high:
         raise _type_error(value, dtype)
@@ -200,7 +79,7 @@ def _fill(value, level, shape, dtype, values):
     if not isinstance(value, list):
         if level != len(shape):
             raise validation.invalid(
-                f"JSON Value: {debug_string(value)} found at incorrect level: {level + 1} "
+                f"JSON Value: {json_values.debug_string(value)} found at incorrect level: {level + 1} "
                 f"in the JSON DOM. Expected at level: {len(shape)}"
             )
         values.append(_scalar(value, dtype))
@@ -240,16 +119,16 @@ def tensor_of(value, dtype):
 
 def _instances(instances, specs):
     """json_tensor.cc's FillTensorMapFromInstancesList: rows of one input, or rows of named inputs."""
-    if not (isinstance(instances[0], dict) and not _is_base64(instances[0])) and len(specs) > 1:
+    if not (isinstance(instances[0], dict) and not is_base64(instances[0])) and len(specs) > 1:
         raise validation.invalid(
             "instances is a plain list, but expecting list of objects as multiple input tensors required "
             "as per tensorinfo_map"
         )
-    objects = isinstance(instances[0], dict) and not _is_base64(instances[0])
+    objects = isinstance(instances[0], dict) and not is_base64(instances[0])
     names = sorted(specs)
     rows, shapes = {}, {}
 
-    def add(item, name, index, key_words):
+    def add(item, name):
         if name not in specs:
             raise validation.invalid(f"JSON object: does not have named input: {name}")
         array = tensor_of(item, specs[name].dtype)
@@ -264,11 +143,11 @@ def _instances(instances, specs):
 
     for index, row in enumerate(instances):
         if objects:
-            if not (isinstance(row, dict) and not _is_base64(row)):
+            if not (isinstance(row, dict) and not is_base64(row)):
                 raise validation.invalid(f"Expecting object but got list at item {index} of input list")
             for name, item in row.items():
                 try:
-                    add(item, name, index, True)
+                    add(item, name)
                 except validation.RequestError as error:
                     raise validation.invalid(
                         f"Failed to process element: {index} key: {name} of 'instances' list. "
@@ -276,14 +155,14 @@ def _instances(instances, specs):
                     ) from None
             if set(row) != set(names):
                 raise validation.invalid(
-                    f"Failed to process element: {index} of 'instances' list. JSON object: {debug_string(row)} "
+                    f"Failed to process element: {index} of 'instances' list. JSON object: {json_values.debug_string(row)} "
                     f"keys must be equal to: {','.join(names)}"
                 )
         else:
-            if isinstance(row, dict) and not _is_base64(row):
+            if isinstance(row, dict) and not is_base64(row):
                 raise validation.invalid(f"Expecting value/list but got object at item {index} of input list")
             try:
-                add(row, names[0], index, False)
+                add(row, names[0])
             except validation.RequestError as error:
                 raise validation.invalid(
                     f"Failed to process element: {index} of 'instances' list. Error: INVALID_ARGUMENT: {error.message}"
@@ -301,7 +180,7 @@ def _stack_objects(arrays):
 
 def _inputs(value, specs):
     """json_tensor.cc's FillTensorMapFromInputsMap: one tensor, or an object of named tensors."""
-    if not isinstance(value, dict) or _is_base64(value):
+    if not isinstance(value, dict) or is_base64(value):
         if len(specs) > 1:
             raise validation.invalid(
                 "inputs is a plain value/list, but expecting an object as multiple input tensors required "
@@ -323,12 +202,12 @@ def predict_inputs(document, specs, signature):
         raise validation.invalid(f"Failed to get input map for signature: {signature or 'DEFAULT'}")
     if "instances" in document:
         if "inputs" in document:
-            raise format_error(document, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist ")
+            raise json_values.format_error(document, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist ")
         instances = document["instances"]
         if not isinstance(instances, list):
-            raise format_error(document, "Expecting 'instances' to be an list/array")
+            raise json_values.format_error(document, "Expecting 'instances' to be an list/array")
         if not instances:
-            raise format_error(document, "No values in 'instances' array")
+            raise json_values.format_error(document, "No values in 'instances' array")
         return _instances(instances, specs), True
     if "inputs" in document:
         return _inputs(document["inputs"], specs), False
@@ -338,64 +217,6 @@ def predict_inputs(document, specs, signature):
 def fill_request(request, arrays):
     for name, array in arrays.items():
         fill_content(request.inputs[name], array)
-
-
-# --- tf.Examples for classify and regress -----------------------------------------------------------
-
-def _feature_kind_error(name, feature):
-    kind = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}.get(feature.WhichOneof("kind"), "UNKNOWN")
-    return validation.invalid(f"Unexpected element type in feature: {name} expecting type: {kind}")
-
-
-def _add_to_feature(value, name, feature):
-    kind = feature.WhichOneof("kind")
-    if value is None or isinstance(value, list) or (isinstance(value, dict) and not _is_base64(value)):
-        raise validation.invalid(f"Feature: {name} has element with unexpected JSON type: {json_type(value)}")
-    if isinstance(value, bool) or (isinstance(value, int) and not isinstance(value, bool)):
-        if kind not in (None, "int64_list"):
-            raise _feature_kind_error(name, feature)
-        if not isinstance(value, bool) and value >= 2**63:
-            raise validation.invalid(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
-        if not isinstance(value, bool) and value < -(2**63):
-            raise validation.invalid(f"Feature: {name} has element with unexpected JSON type: Number")
-        feature.int64_list.value.append(int(value))
-    elif isinstance(value, float):
-        if kind not in (None, "float_list"):
-            raise _feature_kind_error(name, feature)
-        feature.float_list.value.append(value)
-    else:
-        if kind not in (None, "bytes_list"):
-            raise _feature_kind_error(name, feature)
-        data = _decode_base64(value) if isinstance(value, dict) else value.encode("utf-8", "surrogatepass")
-        feature.bytes_list.value.append(data)
-
-
-def example(value, target):
-    """json_tensor.cc's MakeExampleFromJsonObject: {feature: value or list of values} into ``target``."""
-    if not isinstance(value, dict):
-        raise validation.invalid(f"Example must be JSON object but got JSON {json_type(value)}")
-    for name, content in value.items():
-        feature = feature_pb2.Feature()
-        for item in content if isinstance(content, list) else [content]:
-            _add_to_feature(item, name, feature)
-        target.features.feature[name].CopyFrom(feature)
-
-
-def fill_examples(document, request):
-    """The ``input`` of a Classification/RegressionRequest from ``context`` and ``examples``."""
-    has_context = "context" in document
-    if has_context:
-        example(document["context"], request.input.example_list_with_context.context)
-    if "examples" not in document:
-        raise format_error(document, "When method is classify, key 'examples' is expected and was not found")
-    examples = document["examples"]
-    if not isinstance(examples, list):
-        raise format_error(document, "Expecting 'examples' value to be an list/array")
-    if not examples:
-        raise format_error(document, "'examples' value is an empty array")
-    target = request.input.example_list_with_context if has_context else request.input.example_list
-    for value in examples:
-        example(value, target.examples.add())
 
 
 # --- responses ------------------------------------------------------------------------------------------
@@ -465,14 +286,3 @@ def predict_response(outputs, row_format):
         rows = ["{" + ", ".join(f"{json.dumps(n)}: {_values(a[i], as_bytes[n])}" for n, a in arrays.items()) + "}"
                 for i in range(batch)]
     return '{"predictions": [' + ", ".join(rows) + "]}"
-
-
-def classify_response(result):
-    rows = []
-    for classifications in result.classifications:
-        rows.append("[" + ", ".join(f"[{json.dumps(c.label)}, {decimal(c.score, True)}]" for c in classifications.classes) + "]")
-    return '{"results": [' + ", ".join(rows) + "]}"
-
-
-def regress_response(result):
-    return '{"results": [' + ", ".join(decimal(r.value, True) for r in result.regressions) + "]}"
