@@ -120,6 +120,11 @@ class _MultiTaskBase(keras.Model):
                 per-task gradients are needed: XLA made those steps slower
                 here (benchmarks/projection_overhead.py).
         """
+        if kwargs.pop("from_serialized", False):
+            # tf_keras's SavedModel loader: the training config carries our arguments.
+            for unused in ("weighted_metrics", "sample_weight_mode"):
+                kwargs.pop(unused, None)
+            return self.compile(**arguments.from_saved_model(self), **kwargs)
         self._check_strategy()
         loss_fns = arguments.resolve_losses(loss, self.task_names)
         trained = tuple(task for task in self.task_names if loss_fns[task] is not None)
@@ -196,16 +201,16 @@ class _MultiTaskBase(keras.Model):
     def fit(self, *args, callbacks=None, **kwargs):
         """``keras.Model.fit``, with the hooks of the training pieces: DWA's epoch ends,
         group optimizers following learning-rate callbacks, non-finite losses stopping."""
-        hooks = []
+        before, after = [], []
         if self._mtl_run:
             state = self._mtl_state
-            hooks = [
-                EpochEnd(state.weighting),
-                optimizers.FollowLearningRate(self.optimizer, state.optimizers),
-            ]
+            # Epoch-end state moves before the user's checkpoints save it; rates follow
+            # after the user's learning-rate callbacks have set them.
+            before = [EpochEnd(state.weighting)]
+            after = [optimizers.FollowLearningRate(self.optimizer, state.optimizers)]
             if not self._mtl_run["skip_nonfinite"]:
-                hooks.append(NonFiniteLoss(self.trained_tasks, state.step))
-        return super().fit(*args, callbacks=list(callbacks or []) + hooks, **kwargs)
+                after.append(NonFiniteLoss(self.trained_tasks, state.step))
+        return super().fit(*args, callbacks=before + list(callbacks or []) + after, **kwargs)
 
     # ---------------------------------------------------------------- the steps
     def train_step(self, data):
@@ -327,6 +332,10 @@ class _MultiTaskBase(keras.Model):
 
     def compile_from_config(self, config):
         self.compile(**arguments.deserialize(config))
+
+    def _get_compile_args(self, user_metrics=True):
+        # tf_keras writes these into a SavedModel's training config; ours travel whole.
+        return arguments.for_saved_model(self.optimizer, self.get_compile_config())
 
     def save_own_variables(self, store):
         super().save_own_variables(store)

@@ -1,6 +1,8 @@
 """MultiTaskModel.compile's arguments: their checks (each error names the argument),
 and their round trip through a `.keras` file's compile config."""
 
+import json
+
 from mtl_keras import projection as projection_lib
 from mtl_keras import weighting as weighting_lib
 from mtl_keras.backend import keras, tf
@@ -136,6 +138,20 @@ def deserialize(config):
     arguments["task_weighting"] = _revive(arguments.get("task_weighting"), weighting_lib.get)
     arguments["gradient_projection"] = _revive(arguments.get("gradient_projection"), projection_lib.get)
     return arguments
+
+
+def for_saved_model(optimizer, config):
+    """tf_keras's training config of a SavedModel: Keras's keys, and our arguments as JSON."""
+    return dict(
+        optimizer=optimizer, loss=None, metrics=None, weighted_metrics=None, loss_weights=None,
+        mtl_keras=json.dumps(config),
+    )
+
+
+def from_saved_model(model):
+    """The compile arguments a tf_keras SavedModel was saved with."""
+    training_config = model._serialized_attributes["metadata"]["training_config"]
+    return deserialize(json.loads(training_config["mtl_keras"]))
 
 
 def _revive(value, get):
