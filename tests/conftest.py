@@ -81,3 +81,82 @@ def cli_server(*args):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def free_ports(count):
+    """``count`` distinct free TCP ports on 127.0.0.1 (all held open until chosen)."""
+    import socket
+
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def run_python_processes(jobs, timeout):
+    """Runs ``[(argv_after_python, env_updates), ...]`` concurrently, each ``python argv...``.
+
+    All must end within ``timeout`` seconds in all (a subprocess that does not is
+    killed, as is every one left when this returns or raises). Returns
+    ``[(returncode, stdout, stderr), ...]``; a process killed for time has
+    returncode None.
+    """
+    import tempfile
+    import time
+
+    processes = []
+    try:
+        for argv, env_updates in jobs:
+            env = dict(os.environ)
+            for key, value in env_updates.items():
+                if value is None:
+                    env.pop(key, None)
+                else:
+                    env[key] = value
+            out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+            process = subprocess.Popen(
+                [sys.executable, *argv], env=env, stdout=out, stderr=err, text=True,
+                start_new_session=True,
+            )
+            processes.append((process, out, err))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(p.poll() is None for p, _, _ in processes):
+            time.sleep(0.2)
+        results = []
+        for process, out, err in processes:
+            code = process.poll()
+            if code is None:
+                _kill(process)
+            out.seek(0)
+            err.seek(0)
+            results.append((code, out.read(), err.read()))
+        return results
+    finally:
+        for process, out, err in processes:
+            if process.poll() is None:
+                _kill(process)
+            out.close()
+            err.close()
+
+
+def _kill(process):
+    """Kills a process started with ``start_new_session`` and what it started (by its group id)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        process.kill()
+    process.wait(timeout=10)
+
+
+def describe_processes(results, names):
+    """Every process's return code and the tail of its output, for assertion messages."""
+    return "\n".join(
+        f"--- {name}: returncode {code}\n{out[-2000:]}\n{err[-4000:]}"
+        for name, (code, out, err) in zip(names, results)
+    )
