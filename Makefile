@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: venv demo test test-keras3 test-tf-keras clean
+.PHONY: venv demo test test-keras3 test-tf-keras clean reliability
 
 venv: $(STAMP)
 
@@ -32,3 +32,9 @@ test-tf-keras: $(STAMP)
 
 clean:
 	rm -rf $(VENV) *.egg-info
+
+# The local server's full reliability run (minutes; CI runs a reduced one): >= 10,000 fuzzed
+# requests, 32 clients for 60 s with 3 hot reloads, 10 killed exports, a corrupt version, an empty base path.
+reliability: $(STAMP)
+	$(BIN)/python -m pip install --quiet hypothesis
+	$(BIN)/python benchmarks/reliability/run.py --out reliability.json
