@@ -37,4 +37,4 @@ clean:
 # requests, 32 clients for 60 s with 3 hot reloads, 10 killed exports, a corrupt version, an empty base path.
 reliability: $(STAMP)
 	$(BIN)/python -m pip install --quiet hypothesis
-	$(BIN)/python benchmarks/reliability/run.py --out reliability.json
+	$(BIN)/python benchmarks/reliability/run.py
