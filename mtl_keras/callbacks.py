@@ -83,9 +83,11 @@ class EpochEnd(keras.callbacks.Callback):
 
 
 class NonFiniteLoss(keras.callbacks.Callback):
-    """Stops ``fit`` at the first NaN or Inf task loss, naming the task and the step.
+    """Stops ``fit`` at a NaN or Inf task loss, naming the task and the step.
 
-    MultiTaskModel.fit adds it unless ``compile(skip_nonfinite_steps=True)``.
+    MultiTaskModel.fit adds it unless ``compile(skip_nonfinite_steps=True)``:
+    this class checks at each epoch end (ParameterServerStrategy allows no
+    batch hooks), ``NonFiniteBatchLoss`` after every batch.
     """
 
     def __init__(self, task_names, step):
@@ -93,16 +95,26 @@ class NonFiniteLoss(keras.callbacks.Callback):
         self.task_names = list(task_names)
         self.step = step
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
+        self.check(logs, f"epoch {epoch + 1}")
+
+    def check(self, logs, where):
         for task in self.task_names:
             value = (logs or {}).get(f"{task}_loss")
             if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
                 raise FloatingPointError(
                     f"The loss of task {task!r} is {float(np.asarray(value))} at training step "
-                    f"{int(np.asarray(self.step))} (batch {batch}). Check its labels and inputs, "
+                    f"{int(np.asarray(self.step))} ({where}). Check its labels and inputs, "
                     "lower the learning rate, or compile with skip_nonfinite_steps=True to skip "
                     "such steps."
                 )
+
+
+class NonFiniteBatchLoss(NonFiniteLoss):
+    __doc__ = NonFiniteLoss.__doc__
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.check(logs, f"batch {batch}")
 
 
 def write_heatmap(matrix, row_labels, title, path):

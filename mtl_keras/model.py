@@ -8,7 +8,7 @@ training state: saved like the optimizer, never one of ``model.weights``.
 """
 
 from mtl_keras.backend import IS_KERAS3, keras, register, tf
-from mtl_keras.callbacks import EpochEnd, NonFiniteLoss
+from mtl_keras.callbacks import EpochEnd, NonFiniteBatchLoss, NonFiniteLoss
 from mtl_keras.training import arguments, auxiliary as auxiliary_heads, gradient_modes, labels, optimizers
 from mtl_keras.training import state as state_lib
 from mtl_keras.training.logs import TaskTrackers
@@ -178,13 +178,14 @@ class _MultiTaskBase(keras.Model):
 
     def _check_strategy(self):
         strategy = tf.distribute.get_strategy()
-        unsupported = (
-            tf.distribute.MultiWorkerMirroredStrategy,
-            tf.distribute.experimental.ParameterServerStrategy,
-        )
-        if IS_KERAS3 and isinstance(strategy, unsupported):
+        unsupported = {
+            tf.distribute.MultiWorkerMirroredStrategy: "tf.distribute.MultiWorkerMirroredStrategy",
+            tf.distribute.experimental.ParameterServerStrategy: "tf.distribute.experimental.ParameterServerStrategy",
+        }
+        names = [name for kind, name in unsupported.items() if isinstance(strategy, kind)]
+        if IS_KERAS3 and names:
             raise ValueError(
-                f"Keras 3 does not train under {type(strategy).__name__} (its own keras.Model "
+                f"Keras 3 does not train under {names[0]} (its own keras.Model "
                 "fails the same way); run mtl_keras under tf_keras for it: set "
                 "TF_USE_LEGACY_KERAS=1 before importing TensorFlow."
             )
@@ -209,7 +210,9 @@ class _MultiTaskBase(keras.Model):
             before = [EpochEnd(state.weighting)]
             after = [optimizers.FollowLearningRate(self.optimizer, state.optimizers)]
             if not self._mtl_run["skip_nonfinite"]:
-                after.append(NonFiniteLoss(self.trained_tasks, state.step))
+                coordinated = getattr(tf.distribute.get_strategy(), "_should_use_with_coordinator", False)
+                check = NonFiniteLoss if coordinated else NonFiniteBatchLoss
+                after.append(check(self.trained_tasks, state.step))
         return super().fit(*args, callbacks=before + list(callbacks or []) + after, **kwargs)
 
     # ---------------------------------------------------------------- the steps

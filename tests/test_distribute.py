@@ -17,8 +17,9 @@ SCRIPT = textwrap.dedent(
     import json, sys
     import numpy as np
     import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    if sys.argv[1:] != ["one_device_mirrored"]:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from mtl_keras import losses, models
     from mtl_keras.backend import keras
 
@@ -54,6 +55,20 @@ SCRIPT = textwrap.dedent(
         return state, history.history
 
     report = {}
+    if sys.argv[1:] == ["one_device_mirrored"]:
+        # The default strategy of a CPU-only or one-GPU machine: MirroredStrategy() on one
+        # device (its own process: two MirroredStrategy objects would share collective keys).
+        default_strategy = tf.distribute.MirroredStrategy()
+        assert default_strategy.num_replicas_in_sync == 1
+        for name in ("plain", "pcgrad", "pcgrad_fast"):
+            single, h1 = train(tf.distribute.OneDeviceStrategy("/cpu:0"), CASES[name]())
+            one_device, h2 = train(default_strategy, CASES[name]())
+            report[name] = {
+                "weights": max(float(np.max(np.abs(a - b))) for a, b in zip(single, one_device)),
+                "loss": float(np.max(np.abs(np.array(h1["loss"]) - np.array(h2["loss"])))),
+            }
+        print("REPORT" + json.dumps(report))
+        sys.exit(0)
     # One strategy object for all cases: two in a process can reuse collective instance keys.
     mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     for name in sys.argv[1:]:
@@ -68,17 +83,29 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_mirrored_strategy_equals_one_device():
+def run_cases(*cases):
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, *CASES],
+        [sys.executable, "-c", SCRIPT, *cases],
         env=dict(os.environ),
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    report = json.loads(result.stdout.split("REPORT", 1)[1])
-    assert sorted(report) == sorted(CASES)
+    return json.loads(result.stdout.split("REPORT", 1)[1])
+
+
+def assert_equal_runs(report, cases):
+    assert sorted(report) == sorted(cases)
     for name, diff in report.items():
         assert diff["weights"] < 1e-5, (name, diff)
         assert diff["loss"] < 1e-5, (name, diff)
+
+
+def test_mirrored_strategy_equals_one_device():
+    assert_equal_runs(run_cases(*CASES), CASES)
+
+
+def test_default_mirrored_strategy_on_one_device():
+    """``MirroredStrategy()`` with its defaults, model built and compiled in its scope."""
+    assert_equal_runs(run_cases("one_device_mirrored"), ["plain", "pcgrad", "pcgrad_fast"])

@@ -144,7 +144,8 @@ def for_saved_model(optimizer, config):
     """tf_keras's training config of a SavedModel: Keras's keys, and our arguments as JSON."""
     return dict(
         optimizer=optimizer, loss=None, metrics=None, weighted_metrics=None, loss_weights=None,
-        mtl_keras=json.dumps(config),
+        # Optimizer configs hold NumPy scalars.
+        mtl_keras=json.dumps(config, default=lambda value: value.item()),
     )
 
 
