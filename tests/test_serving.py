@@ -22,7 +22,7 @@ from mtl_keras.serving.server import Server
 X = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
 
 
-# Batching on switches gRPC to the asyncio host (services.AsyncioGrpc): every served test runs on both hosts.
+# Batching on switches gRPC to the asyncio host (hosts.AsyncioGrpc): every served test runs on both hosts.
 HOSTS = {"threads": None, "asyncio": "max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000 }\n"}
 
 

@@ -102,3 +102,48 @@ def test_predict_on_tflite(tmp_path):
              f"--model_base_path={TESTDATA / 'saved_model_half_plus_two_tflite'}"]
     with cli_server(*flags) as (port, _):
         verify_predict(f"localhost:{port}", output_filter=False)
+
+
+def test_channel_arguments_apply_and_monitoring_config_parses():
+    """--grpc_channel_arguments reach the gRPC server (a 2000-byte receive limit refuses a bigger request);
+    --monitoring_config_file takes TF Serving's MonitoringConfig text and refuses another."""
+    import pytest
+
+    from mtl_keras.cli import _channel_arguments
+    from mtl_keras.serving.monitoring import parse_monitoring_config
+    from mtl_keras.serving.servables import ModelVersions
+    from mtl_keras.serving.server import Server
+
+    arguments = _channel_arguments("grpc.max_receive_message_length=2000,grpc.lb_policy_name=grpclb")
+    assert arguments == [("grpc.max_receive_message_length", 2000), ("grpc.lb_policy_name", "grpclb")]
+    server = Server([ModelVersions("default", str(TESTDATA / "saved_model_half_plus_two_cpu"))], port=0,
+                    channel_arguments=arguments).start()
+    try:
+        verify_predict(f"localhost:{server.port}", output_filter=False)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "default"
+        request.inputs["x"].dtype = types_pb2.DT_FLOAT
+        request.inputs["x"].float_val.extend([1.0] * 1000)
+        with grpc.insecure_channel(f"localhost:{server.port}") as channel:
+            with pytest.raises(grpc.RpcError) as error:
+                prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, 5)
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        server.stop(grace=1)
+    assert parse_monitoring_config((TESTDATA / "monitoring_config.txt").read_text()) == (
+        True, "/monitoring/prometheus/metrics")
+    with pytest.raises(ValueError, match="Error parsing text-format tensorflow.serving.MonitoringConfig"):
+        parse_monitoring_config("improperly formatted file")
+
+
+def test_predict_with_signature_def_on_tflite():
+    """testPredictWithSignatureDefOnTfLite: the SignatureDefs in the model's metadata map x to its tensor."""
+    from mtl_keras.serving.servables import ModelVersions
+    from mtl_keras.serving.server import Server
+
+    base = str(TESTDATA / "saved_model_half_plus_two_tflite_with_sigdef")
+    server = Server([ModelVersions("default", base, prefer_tflite=True)], port=0).start()
+    try:
+        verify_predict(f"localhost:{server.port}", output_filter=False)
+    finally:
+        server.stop(grace=1)

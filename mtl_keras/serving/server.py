@@ -17,13 +17,12 @@ from mtl_keras.serving.batching import Batcher
 from mtl_keras.serving.monitoring import Metrics
 from mtl_keras.serving.rest import RestServer
 from mtl_keras.serving.servables import from_model_config
+from mtl_keras.serving.hosts import AsyncioGrpc, ThreadedGrpc
 from mtl_keras.serving.services import (
-    AsyncioGrpc,
     BatchingPredictionService,
     EventLoopModelService,
     ModelService,
     PredictionService,
-    ThreadedGrpc,
 )
 
 log = logging.getLogger(__name__)

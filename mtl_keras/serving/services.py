@@ -1,8 +1,8 @@
-"""TF Serving's gRPC services, and the two gRPC servers that host them.
+"""TF Serving's gRPC services (PredictionService, ModelService).
 
 The services' methods take a request, return a response and raise
 ``RequestError`` with TF Serving's code and message (SERVING.md); the REST API
-calls the same methods. Two hosts, chosen by the server:
+calls the same methods. Two hosts run them (``hosts``), chosen by the server:
 
 - ``ThreadedGrpc`` (batching off): each call runs on a pool thread, one
   hand-off from gRPC's completion queue. Lowest latency for a lone request:
@@ -16,7 +16,6 @@ calls the same methods. Two hosts, chosen by the server:
 """
 
 import asyncio
-import threading
 import time
 
 import grpc
@@ -174,9 +173,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def multi_inference(self, request):
         """Every task runs on the servable of the first task's ModelSpec, as in TF Serving."""
-        from tensorflow_serving.apis import predict_pb2 as spec_holder
-
-        holder = spec_holder.PredictRequest()
+        holder = predict_pb2.PredictRequest()  # carries that ModelSpec through the usual checks
         holder.model_spec.SetInParent()
         if request.tasks:
             holder.model_spec.CopyFrom(request.tasks[0].model_spec)
@@ -272,52 +269,3 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 EventLoopModelService = _on_event_loop(ModelService)
-
-
-def _add_services(server, prediction, model):
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(model, server)
-    return server
-
-
-class ThreadedGrpc:
-    """A gRPC server running each call on a thread of ``executor``."""
-
-    def __init__(self, prediction, model, port, options, executor):
-        self.server = _add_services(grpc.server(executor, options=options), prediction, model)
-        self.port = self.server.add_insecure_port(f"[::]:{port}")
-
-    def start(self):
-        self.server.start()
-
-    def stop(self, grace):
-        self.server.stop(grace).wait()
-
-
-class AsyncioGrpc:
-    """A gRPC asyncio server on an event loop of its own, run by a daemon thread once started."""
-
-    def __init__(self, prediction, model, port, options):
-        self.loop = asyncio.new_event_loop()
-        self.server = self.loop.run_until_complete(self._create(prediction, model, options))
-        self.port = self.server.add_insecure_port(f"[::]:{port}")
-        self._thread = None
-
-    @staticmethod
-    async def _create(prediction, model, options):  # an asyncio server binds to the loop it is created on
-        return _add_services(grpc.aio.server(options=options), prediction, model)
-
-    def start(self):
-        self.loop.run_until_complete(self.server.start())
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def stop(self, grace):
-        """Refuses new calls, lets those in flight finish for up to ``grace`` seconds, then closes the loop."""
-        if self._thread is not None:
-            asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop).result()
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join()
-            self._thread = None
-        if not self.loop.is_closed():
-            self.loop.close()
