@@ -8,12 +8,11 @@ training state: saved like the optimizer, never one of ``model.weights``.
 """
 
 from mtl_keras.backend import IS_KERAS3, keras, register, tf
-from mtl_keras.callbacks import EpochEnd, NonFiniteBatchLoss, NonFiniteLoss
 from mtl_keras.training import arguments, auxiliary as auxiliary_heads, gradient_modes, labels, optimizers
 from mtl_keras.training import state as state_lib
-from mtl_keras.training.logs import TaskTrackers
 from mtl_keras.training.sharing import variable_tasks
-from mtl_keras.training.task_gradients import num_replicas, replica_sum
+from mtl_keras.training.step import Trainer
+from mtl_keras.training.task_gradients import replica_sum
 
 
 class _MultiTaskBase(keras.Model):
@@ -51,7 +50,7 @@ class _MultiTaskBase(keras.Model):
             task_output_shapes={task: tuple(heads[task].shape) for task in heads},
             trained_tasks=None,
             _heads_only=heads_only,
-            _mtl_run=None,
+            _mtl_trainer=None,
             _mtl_reach_cache={},
         ).items():
             object.__setattr__(self, attribute, value)
@@ -147,34 +146,26 @@ class _MultiTaskBase(keras.Model):
         )
         super().compile(optimizer=main, **kwargs)
         # Keras may have wrapped the main optimizer in a LossScaleOptimizer.
-        groups = [(self.optimizer if o is main else o, vs) for o, vs in groups]
-        groups = optimizers.with_loss_scaling(self.optimizer, groups)
-        optimizers.build(groups)
-        self._mtl_state = state_lib.TrainingState(
-            weighting, projection, [o for o, _ in groups if o is not self.optimizer]
-        )
-        head_units = {task: shape[-1] for task, shape in self.task_output_shapes.items()}
-        object.__setattr__(self, "_mtl_run", dict(
-            arguments=dict(
-                optimizer=optimizer, loss=loss, metrics=metric_ids, task_weighting=weighting,
-                gradient_projection=projection, auxiliary_loss_weight=auxiliary_loss_weight,
-                task_start_steps=task_start_steps, log_gradient_cosine=log_gradient_cosine,
-                projection_mode=projection_mode, task_gradient_method=task_gradient_method,
-                skip_nonfinite_steps=bool(skip_nonfinite_steps),
-            ),
-            loss_fns=loss_fns,
-            mode=mode,
-            groups=groups,
-            variables=[v for _, vs in groups for v in vs],
+        trainer = Trainer(
+            trained, weighting, projection, mode, self.optimizer,
+            [(self.optimizer if o is main else o, vs) for o, vs in groups],
             starts=arguments.task_starts(task_start_steps, trained),
             auxiliary_weight=arguments.non_negative("auxiliary_loss_weight", auxiliary_loss_weight),
             skip_nonfinite=bool(skip_nonfinite_steps),
-            trackers=TaskTrackers(
-                trained, metric_ids, head_units, cosine=per_task,
-                auxiliary=[t for t in trained if t in self.auxiliary_tasks],
-                nonfinite=bool(skip_nonfinite_steps),
-            ),
+            metric_ids=metric_ids,
+            head_units={task: shape[-1] for task, shape in self.task_output_shapes.items()},
+            auxiliary_tasks=self.auxiliary_tasks,
+        )
+        self._mtl_state = trainer.state
+        object.__setattr__(self, "_mtl_trainer", trainer)
+        object.__setattr__(self, "_mtl_compiled", dict(
+            optimizer=optimizer, loss=loss, metrics=metric_ids, task_weighting=weighting,
+            gradient_projection=projection, auxiliary_loss_weight=auxiliary_loss_weight,
+            task_start_steps=task_start_steps, log_gradient_cosine=log_gradient_cosine,
+            projection_mode=projection_mode, task_gradient_method=task_gradient_method,
+            skip_nonfinite_steps=bool(skip_nonfinite_steps),
         ))
+        object.__setattr__(self, "_mtl_loss_fns", loss_fns)
 
     def _check_strategy(self):
         strategy = tf.distribute.get_strategy()
@@ -192,7 +183,7 @@ class _MultiTaskBase(keras.Model):
 
     @property
     def metrics(self):
-        return self._mtl_run["trackers"].all() if self._mtl_run else []
+        return self._mtl_trainer.trackers.all() if self._mtl_trainer else []
 
     @property
     def training_state(self):
@@ -200,84 +191,37 @@ class _MultiTaskBase(keras.Model):
         return self._mtl_state
 
     def fit(self, *args, callbacks=None, **kwargs):
-        """``keras.Model.fit``, with the hooks of the training pieces: DWA's epoch ends,
-        group optimizers following learning-rate callbacks, non-finite losses stopping."""
-        before, after = [], []
-        if self._mtl_run:
-            state = self._mtl_state
-            # Epoch-end state moves before the user's checkpoints save it; rates follow
-            # after the user's learning-rate callbacks have set them.
-            before = [EpochEnd(state.weighting)]
-            after = [optimizers.FollowLearningRate(self.optimizer, state.optimizers)]
-            if not self._mtl_run["skip_nonfinite"]:
-                coordinated = getattr(tf.distribute.get_strategy(), "_should_use_with_coordinator", False)
-                check = NonFiniteLoss if coordinated else NonFiniteBatchLoss
-                after.append(check(self.trained_tasks, state.step))
-        return super().fit(*args, callbacks=before + list(callbacks or []) + after, **kwargs)
+        """``keras.Model.fit`` with the training pieces' hooks (``Trainer.callbacks``)."""
+        if self._mtl_trainer:
+            callbacks = self._mtl_trainer.callbacks(callbacks)
+        return super().fit(*args, callbacks=callbacks, **kwargs)
 
     # ---------------------------------------------------------------- the steps
     def train_step(self, data):
         """forward -> per-task losses -> weights -> gradients (projected on the
         shared variables when asked) -> each group's optimizer -> logs."""
-        run, state = self._mtl_run, self._mtl_state
+        trainer = self._mtl_trainer
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y = labels.check_targets(y, self)
-        scale = optimizers.loss_scale(self.optimizer)
-        persistent = run["mode"].persistent or state.weighting.needs_tape
-        with tf.GradientTape(persistent=persistent) as tape:
+        with tf.GradientTape(persistent=trainer.persistent) as tape:
             y_pred = self(x, training=True)
             step = self._assemble_loss(y, y_pred, sample_weight)
-        step = step._replace(tape=tape)
-        gradients, gram = run["mode"].gradients(tape, step, run["variables"], scale)
-        state.weighting.update(step)
-        finite = None
-        if run["skip_nonfinite"]:
-            finite = tf.reduce_all(tf.math.is_finite(step.task_losses)) & optimizers.all_finite(gradients)
-            state.nonfinite_steps.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
-        optimizers.apply(run["groups"], gradients, run["variables"], finite)
-        state.step.assign_add(1)
-        return self._log(step, y, y_pred, sample_weight, gram, finite)
+        gram, finite = trainer.apply(tape, step)
+        return trainer.log(step, y, y_pred, sample_weight, gram, finite)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y = labels.check_targets(y, self)
         # The whole graph, auxiliary heads included, so val_loss is assembled as loss is.
         y_pred = super().call(x, training=False)
-        return self._log(self._assemble_loss(y, y_pred, sample_weight), y, y_pred, sample_weight)
+        return self._mtl_trainer.log(self._assemble_loss(y, y_pred, sample_weight), y, y_pred, sample_weight)
 
     def _assemble_loss(self, y, y_pred, sample_weight):
-        """The step's losses: L = sum_t w_t (L_t + gamma L_t^aux) + regularization."""
-        run, weighting = self._mtl_run, self._mtl_state.weighting
-        shares = self.compute_task_losses(y, y_pred, sample_weight, replica_share=True)
-        aux_shares = self.compute_task_losses(y, y_pred, sample_weight, replica_share=True, auxiliary=True)
-        task_losses = tf.stop_gradient(replica_sum(tf.stack(shares)))
-        weights = weighting.weights(task_losses) * self._active_tasks()
-        weighted = [
-            weights[i] * (share + run["auxiliary_weight"] * aux_shares[i]) for i, share in enumerate(shares)
-        ]
-        # Stacked inside the tape: a target built after it closes has no gradient.
-        weighted_vector = tf.stack(weighted)
-        extra = (self._regularization() + weighting.regularization()) / num_replicas()
-        loss = tf.reduce_sum(weighted_vector) + extra
-        aux_losses = tf.stop_gradient(replica_sum(tf.stack(aux_shares)))
-        return gradient_modes.TrainStep(
-            None, task_losses, shares, weighted, weighted_vector, extra, loss, weights, aux_losses
+        return self._mtl_trainer.assemble(
+            self.compute_task_losses(y, y_pred, sample_weight, replica_share=True),
+            self.compute_task_losses(y, y_pred, sample_weight, replica_share=True, auxiliary=True),
+            self._regularization(),
         )
-
-    def _log(self, step, y, y_pred, sample_weight, gram=None, finite=None):
-        gamma = self._mtl_run["auxiliary_weight"]
-        total = tf.reduce_sum(step.weights * (step.task_losses + gamma * step.aux_losses))
-        total += step.extra * num_replicas()
-        return self._mtl_run["trackers"].update(
-            total, step.task_losses, step.weights, y, y_pred, sample_weight, gram,
-            step.aux_losses, finite, self._mtl_state.nonfinite_steps,
-        )
-
-    def _active_tasks(self):
-        starts = self._mtl_run["starts"]
-        if starts is None:
-            return tf.constant(1.0)
-        return tf.cast(tf.convert_to_tensor(self._mtl_state.step) >= starts, tf.float32)
 
     def _regularization(self):
         if not self.losses:
@@ -301,7 +245,7 @@ class _MultiTaskBase(keras.Model):
                 continue
             task_weight = sample_weight.get(task) if isinstance(sample_weight, dict) else sample_weight
             total, count = labels.masked_loss_terms(
-                self._mtl_run["loss_fns"][task], y[task], y_pred[key], task_weight
+                self._mtl_loss_fns[task], y[task], y_pred[key], task_weight
             )
             if replica_share:
                 count = replica_sum(tf.stop_gradient(count))
@@ -329,9 +273,9 @@ class _MultiTaskBase(keras.Model):
 
     # ----------------------------------------------------------- serialization
     def get_compile_config(self):
-        if not self._mtl_run:
+        if not self._mtl_trainer:
             return None
-        return arguments.serialize(self._mtl_run["arguments"])
+        return arguments.serialize(self._mtl_compiled)
 
     def compile_from_config(self, config):
         self.compile(**arguments.deserialize(config))

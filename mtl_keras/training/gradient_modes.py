@@ -62,7 +62,7 @@ def get(per_task, projection_mode, model, projection, method):
 class Plain:
     """One backward pass of the weighted loss."""
 
-    persistent = False
+    per_task = persistent = False
 
     def gradients(self, tape, step, variables, scale):
         # Heads without a loss get None, and the optimizers leave them out.
@@ -70,7 +70,8 @@ class Plain:
 
 
 class _Projected:
-    persistent = True
+    # Per-task gradients (and the Gram matrix the logs take cosines from) need the tape twice.
+    per_task = persistent = True
 
     def __init__(self, shared, projection):
         self.shared = list(shared)

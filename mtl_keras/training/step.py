@@ -1,0 +1,117 @@
+"""One multi-task training step, shared by MultiTaskModel and ``mtl_keras.tfrs``.
+
+losses -> weighting -> gradients (plain, exact or fast projection) ->
+optimizer groups -> logs. A ``Trainer`` is made at compile time from the
+resolved pieces; its methods run inside the traced step, and nothing in it
+branches on the weighting or projection method.
+"""
+
+from mtl_keras.backend import tf
+from mtl_keras.callbacks import EpochEnd, NonFiniteBatchLoss, NonFiniteLoss
+from mtl_keras.training import optimizers
+from mtl_keras.training.gradient_modes import TrainStep
+from mtl_keras.training.logs import TaskTrackers
+from mtl_keras.training.state import TrainingState
+from mtl_keras.training.task_gradients import num_replicas, replica_sum
+
+
+class Trainer:
+    """The compiled training pieces of a multi-task model.
+
+    Args:
+        tasks: the trained tasks, in order.
+        weighting: a built TaskWeighting; projection: a built
+            GradientProjection or None; mode: a gradient mode
+            (``gradient_modes.get``).
+        main_optimizer: ``model.optimizer`` after Keras's compile (it may be a
+            LossScaleOptimizer); groups: [(optimizer, [variables])].
+        starts: [T] int64 start steps or None; auxiliary_weight: gamma.
+        skip_nonfinite: skip (and count) a step with a NaN or Inf loss or
+            gradient, instead of stopping ``fit``.
+        metric_ids, head_units, auxiliary_tasks: what the logs track.
+    """
+
+    def __init__(self, tasks, weighting, projection, mode, main_optimizer, groups, starts=None,
+                 auxiliary_weight=0.0, skip_nonfinite=False, metric_ids=None, head_units=None,
+                 auxiliary_tasks=()):
+        self.tasks = tuple(tasks)
+        self.mode = mode
+        self.main_optimizer = main_optimizer
+        self.groups = optimizers.with_loss_scaling(main_optimizer, groups)
+        optimizers.build(self.groups)
+        self.variables = [v for _, vs in self.groups for v in vs]
+        self.starts = starts
+        self.auxiliary_weight = auxiliary_weight
+        self.skip_nonfinite = skip_nonfinite
+        self.state = TrainingState(
+            weighting, projection, [o for o, _ in self.groups if o is not main_optimizer]
+        )
+        self.trackers = TaskTrackers(
+            self.tasks, metric_ids or {}, head_units or {t: 1 for t in self.tasks},
+            cosine=mode.per_task,
+            auxiliary=[t for t in self.tasks if t in auxiliary_tasks], nonfinite=skip_nonfinite,
+        )
+
+    @property
+    def persistent(self):
+        """Whether the step's tape must serve more than one gradient call."""
+        return self.mode.persistent or self.state.weighting.needs_tape
+
+    def assemble(self, shares, aux_shares, regularization):
+        """L = sum_t w_t (L_t + gamma L_t^aux) + regularization, inside the tape.
+
+        ``shares``: each task's loss share on this replica (local sum / global
+        count, so replicas add up to the global mean); ``aux_shares`` likewise
+        for the auxiliary heads (0 where a task has none).
+        """
+        weighting = self.state.weighting
+        task_losses = tf.stop_gradient(replica_sum(tf.stack(shares)))
+        weights = weighting.weights(task_losses) * self._active_tasks()
+        weighted = [
+            weights[i] * (share + self.auxiliary_weight * aux_shares[i]) for i, share in enumerate(shares)
+        ]
+        # Stacked inside the tape: a target built after it closes has no gradient.
+        weighted_vector = tf.stack(weighted)
+        extra = (regularization + weighting.regularization()) / num_replicas()
+        loss = tf.reduce_sum(weighted_vector) + extra
+        aux_losses = tf.stop_gradient(replica_sum(tf.stack(aux_shares)))
+        return TrainStep(None, task_losses, shares, weighted, weighted_vector, extra, loss, weights, aux_losses)
+
+    def apply(self, tape, step):
+        """Gradients, the weighting's update, the optimizers' step; returns (gram, finite)."""
+        state = self.state
+        step = step._replace(tape=tape)
+        gradients, gram = self.mode.gradients(tape, step, self.variables, optimizers.loss_scale(self.main_optimizer))
+        state.weighting.update(step)
+        finite = None
+        if self.skip_nonfinite:
+            finite = tf.reduce_all(tf.math.is_finite(step.task_losses)) & optimizers.all_finite(gradients)
+            state.nonfinite_steps.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
+        optimizers.apply(self.groups, gradients, self.variables, finite)
+        state.step.assign_add(1)
+        return gram, finite
+
+    def log(self, step, y=None, y_pred=None, sample_weight=None, gram=None, finite=None):
+        """The step's logs: loss, <task>_loss, <task>_weight, metrics, cosines."""
+        total = tf.reduce_sum(step.weights * (step.task_losses + self.auxiliary_weight * step.aux_losses))
+        total += step.extra * num_replicas()
+        return self.trackers.update(
+            total, step.task_losses, step.weights, y or {}, y_pred, sample_weight, gram,
+            step.aux_losses, finite, self.state.nonfinite_steps,
+        )
+
+    def callbacks(self, user_callbacks):
+        """``fit``'s callbacks: epoch-end state moves before the user's checkpoints save it;
+        group rates follow after the user's learning-rate callbacks; non-finite losses stop."""
+        after = [optimizers.FollowLearningRate(self.main_optimizer, self.state.optimizers)]
+        if not self.skip_nonfinite:
+            # ParameterServerStrategy allows no batch-level hooks.
+            coordinated = getattr(tf.distribute.get_strategy(), "_should_use_with_coordinator", False)
+            check = NonFiniteLoss if coordinated else NonFiniteBatchLoss
+            after.append(check(self.tasks, self.state.step))
+        return [EpochEnd(self.state.weighting)] + list(user_callbacks or []) + after
+
+    def _active_tasks(self):
+        if self.starts is None:
+            return tf.constant(1.0)
+        return tf.cast(tf.convert_to_tensor(self.state.step) >= self.starts, tf.float32)
