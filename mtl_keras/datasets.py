@@ -211,7 +211,9 @@ CensusIncome = collections.namedtuple(
 )
 
 
-def census_income(path, group=1, seed=0, validation_fraction=0.15, test_fraction=0.15, one_hot=True):
+def census_income(
+    path, group=1, seed=0, validation_fraction=0.15, test_fraction=0.15, one_hot=True, columns=False
+):
     """The UCI census-income (KDD) tasks of the MMoE paper, section 6.3.
 
     Group 1: income > 50K and marital status "Never married"; group 2:
@@ -229,6 +231,10 @@ def census_income(path, group=1, seed=0, validation_fraction=0.15, test_fraction
         one_hot: x is ``{"features": float32 [N, D]}`` (numeric then one-hot
             categories); else ``{"numeric": float32 [N, 7], "categorical":
             int32 [N, C]}`` for embeddings.
+        columns: with ``one_hot=False``, x is one entry per column instead,
+            for a ``mtl_keras.features.FeatureSpec``: the numeric columns
+            standardised (float32 [N]), the categorical ones as their raw
+            strings [N] (``Categorical`` learns their vocabulary in ``adapt``).
 
     Returns:
         ``CensusIncome(train, validation, test, feature_names, vocabulary_sizes)``,
@@ -242,12 +248,12 @@ def census_income(path, group=1, seed=0, validation_fraction=0.15, test_fraction
             f"got {validation_fraction}, {test_fraction}."
         )
     rows = _read_rows(path)
-    columns = {name: np.array([row[i] for row in rows]) for i, name in enumerate(CENSUS_COLUMNS)}
+    columns_by_name = {name: np.array([row[i] for row in rows]) for i, name in enumerate(CENSUS_COLUMNS)}
     tasks = _GROUPS[group]
     labels = {}
     for task in tasks:
         column, is_positive = _TASKS[task]
-        labels[task] = np.array([is_positive(v) for v in columns[column]], np.float32)[:, None]
+        labels[task] = np.array([is_positive(v) for v in columns_by_name[column]], np.float32)[:, None]
     dropped = {"instance_weight"} | {_TASKS[task][0] for task in tasks}
     numeric_names = [c for c in CENSUS_NUMERIC if c not in dropped]
     categorical_names = [c for c in CENSUS_COLUMNS if c not in dropped and c not in CENSUS_NUMERIC]
@@ -261,16 +267,16 @@ def census_income(path, group=1, seed=0, validation_fraction=0.15, test_fraction
         "train": order[n_test + n_val :],
     }
     train = parts["train"]
-    numeric = np.stack([columns[c].astype(np.float32) for c in numeric_names], axis=1)
+    numeric = np.stack([columns_by_name[c].astype(np.float32) for c in numeric_names], axis=1)
     mean, std = numeric[train].mean(axis=0), numeric[train].std(axis=0)
     numeric = (numeric - mean) / np.where(std > 0, std, 1.0)
     vocabularies = [
-        {value: i + 1 for i, value in enumerate(sorted(set(columns[c][train])))}
+        {value: i + 1 for i, value in enumerate(sorted(set(columns_by_name[c][train])))}
         for c in categorical_names
     ]
     categorical = np.stack(
         [
-            np.array([vocab.get(v, 0) for v in columns[c]], dtype=np.int32)
+            np.array([vocab.get(v, 0) for v in columns_by_name[c]], dtype=np.int32)
             for c, vocab in zip(categorical_names, vocabularies)
         ],
         axis=1,
@@ -283,6 +289,9 @@ def census_income(path, group=1, seed=0, validation_fraction=0.15, test_fraction
     def split(index):
         if one_hot:
             x = {"features": np.concatenate([numeric[index], _one_hot(categorical[index], sizes)], axis=1)}
+        elif columns:
+            x = {name: numeric[index, j] for j, name in enumerate(numeric_names)}
+            x.update({name: columns_by_name[name][index] for name in categorical_names})
         else:
             x = {"numeric": numeric[index], "categorical": categorical[index]}
         return CensusSplit(x, {task: labels[task][index] for task in tasks})
