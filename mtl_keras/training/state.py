@@ -110,13 +110,23 @@ def load(state, saved):
         variable.assign(value)
 
 
-def check_serializable(argument, value, base):
-    """``value`` round-trips through Keras serialization (user subclasses must be registered)."""
-    try:
-        keras.saving.serialize_keras_object(value)
-    except Exception as error:  # Keras raises several types here
+def resolve(identifier, argument, base, by_name, accepted):
+    """A ``base`` instance from an instance, a name of ``by_name`` (as Keras takes
+    optimizer="adam") or a Keras-serialized config; a ValueError naming ``argument``
+    and what it ``accepted`` otherwise."""
+    if isinstance(identifier, base):
+        return identifier
+    if isinstance(identifier, str):
+        if identifier.lower() in by_name:
+            return by_name[identifier.lower()]()
         raise ValueError(
-            f"`{argument}` must be serializable: register {type(value).__name__} with "
-            f"keras.saving.register_keras_serializable() and give it get_config ({error})."
-        ) from error
-    return value
+            f"`{argument}` {identifier!r} is not a known {base.__name__}; expected one of "
+            f"{sorted(by_name)}, {accepted}."
+        )
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        value = keras.saving.deserialize_keras_object(identifier)
+        if isinstance(value, base):
+            return value
+    raise ValueError(
+        f"`{argument}` must be a name among {sorted(by_name)}, {accepted}; got {identifier!r}."
+    )

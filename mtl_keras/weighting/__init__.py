@@ -1,11 +1,11 @@
 """Task weightings: a base class and one method a module."""
 
-from mtl_keras.backend import keras
 from mtl_keras.weighting.base import TaskWeighting
 from mtl_keras.weighting.dwa import DynamicWeightAverage
 from mtl_keras.weighting.gradnorm import GradNorm
 from mtl_keras.weighting.static import StaticWeighting
 from mtl_keras.weighting.uncertainty import UncertaintyWeighting
+from mtl_keras.training.state import resolve
 
 # String identifiers, as Keras has for optimizers ("adam").
 BY_NAME = {
@@ -21,24 +21,10 @@ def get(identifier):
     a serialized config, or a TaskWeighting."""
     if identifier is None:
         return StaticWeighting()
-    if isinstance(identifier, TaskWeighting):
-        return identifier
-    if isinstance(identifier, str):
-        if identifier.lower() not in BY_NAME:
-            raise ValueError(
-                f"`task_weighting` {identifier!r} is not a known weighting; expected one of "
-                f"{sorted(BY_NAME)}, a dict of floats by task, or a TaskWeighting."
-            )
-        return BY_NAME[identifier.lower()]()
-    if isinstance(identifier, dict) and "class_name" in identifier:
-        value = keras.saving.deserialize_keras_object(identifier)
-        if isinstance(value, TaskWeighting):
-            return value
-    elif isinstance(identifier, dict):
+    if isinstance(identifier, dict) and "class_name" not in identifier:
         return StaticWeighting(identifier)
-    raise ValueError(
-        "`task_weighting` must be None, a name among "
-        f"{sorted(BY_NAME)}, a dict of floats by task, or a TaskWeighting; got {identifier!r}."
+    return resolve(
+        identifier, "task_weighting", TaskWeighting, BY_NAME, "None, a dict of floats by task, or a TaskWeighting"
     )
 
 
