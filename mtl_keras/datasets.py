@@ -105,7 +105,7 @@ def synthetic_recsys(
     Example:
     >>> x, y = synthetic_recsys(100, seed=0)
     >>> sorted(x), sorted(y), x["clicked_items"].shape
-    (['category', 'clicked_items', 'device', 'item_id', 'price', 'user_id'], ['ctr', 'ctcvr', 'cvr'], (100, 20))
+    (['category', 'clicked_items', 'device', 'item_id', 'price', 'user_id'], ['ctcvr', 'ctr', 'cvr'], (100, 20))
     """
     if int(num_samples) < 1:
         raise ValueError(f"`num_samples` must be >= 1; got {num_samples!r}.")

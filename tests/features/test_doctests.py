@@ -1,0 +1,25 @@
+"""The docstring examples of mtl_keras.features (and synthetic_recsys) run as written."""
+
+import doctest
+import importlib
+
+import numpy as np
+import pytest
+
+from mtl_keras import features as F
+from mtl_keras.backend import keras, tf
+
+MODULES = ["layers", "numeric", "categorical", "sequence", "spec"]
+
+
+@pytest.mark.parametrize("module", MODULES + ["datasets"])
+def test_examples(module):
+    name = "mtl_keras.datasets" if module == "datasets" else f"mtl_keras.features.{module}"
+    globs = dict(vars(F), np=np, tf=tf, keras=keras)
+    target = importlib.import_module(name)
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    tests = [t for t in finder.find(target, globs=dict(vars(target), **globs)) if t.examples]
+    assert tests or module == "datasets"
+    for test in tests:
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
