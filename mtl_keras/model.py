@@ -193,7 +193,7 @@ class _MultiTaskBase(keras.Model):
     def fit(self, *args, callbacks=None, **kwargs):
         """``keras.Model.fit`` with the training pieces' hooks (``Trainer.callbacks``)."""
         if self._mtl_trainer:
-            callbacks = self._mtl_trainer.callbacks(callbacks)
+            callbacks = self._mtl_trainer.callbacks(callbacks, self.distribute_strategy)
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     # ---------------------------------------------------------------- the steps

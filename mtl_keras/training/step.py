@@ -100,13 +100,14 @@ class Trainer:
             step.aux_losses, finite, self.state.nonfinite_steps,
         )
 
-    def callbacks(self, user_callbacks):
+    def callbacks(self, user_callbacks, strategy):
         """``fit``'s callbacks: epoch-end state moves before the user's checkpoints save it;
-        group rates follow after the user's learning-rate callbacks; non-finite losses stop."""
+        group rates follow after the user's learning-rate callbacks; non-finite losses stop.
+        ``strategy``: the model's (``fit`` runs outside its scope)."""
         after = [optimizers.FollowLearningRate(self.main_optimizer, self.state.optimizers)]
         if not self.skip_nonfinite:
             # ParameterServerStrategy allows no batch-level hooks.
-            coordinated = getattr(tf.distribute.get_strategy(), "_should_use_with_coordinator", False)
+            coordinated = getattr(strategy, "_should_use_with_coordinator", False)
             check = NonFiniteLoss if coordinated else NonFiniteBatchLoss
             after.append(check(self.tasks, self.state.step))
         return [EpochEnd(self.state.weighting)] + list(user_callbacks or []) + after
