@@ -1,0 +1,208 @@
+"""TensorFlow Recommenders interop (mtl_keras.tfrs): tf_keras only; under Keras 3 the module's
+ImportError is what is tested."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mtl_keras.backend import IS_KERAS3, keras, tf
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+tf_keras_only = pytest.mark.skipif(IS_KERAS3, reason="TensorFlow Recommenders 0.7.7 needs tf_keras")
+
+if not IS_KERAS3:
+    import tensorflow_recommenders as tfrs
+
+    from mtl_keras import MultiTaskModel
+    from mtl_keras.layers import ExpertGate
+    from mtl_keras.tfrs import MultiTaskMixin, export_recommender, task_variables
+    from mtl_keras.tfrs.sharing import batch_spec
+
+    class Adapter(MultiTaskMixin, tfrs.Model):
+        """An existing TFRS ranking model over a functional network: rating and watched."""
+
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+            self.rating_task = tfrs.tasks.Ranking(
+                loss=keras.losses.MeanSquaredError(), metrics=[keras.metrics.RootMeanSquaredError("rating_rmse")]
+            )
+            self.watched_task = tfrs.tasks.Ranking(loss=keras.losses.BinaryCrossentropy())
+
+        def call(self, features, training=False):
+            return self.net({k: features[k] for k in ("user_id", "movie_id")}, training=training)
+
+        def compute_loss(self, features, training=False):
+            out = self(features, training=training)
+            return {
+                "rating": self.rating_task(labels=features["rating"], predictions=out["rating"]),
+                "watched": self.watched_task(labels=features["watched"], predictions=out["watched"]),
+            }
+
+
+def test_import_under_keras3_says_to_set_tf_use_legacy_keras():
+    if IS_KERAS3:
+        with pytest.raises(ImportError, match="Set TF_USE_LEGACY_KERAS=1 before importing TensorFlow"):
+            import mtl_keras.tfrs  # noqa: F401
+        with pytest.raises(ImportError, match="TF_USE_LEGACY_KERAS=1"):
+            import tensorflow_recommenders  # noqa: F401  (TFRS's own refusal, which ours anticipates)
+    else:
+        import mtl_keras.tfrs as module
+
+        assert keras.__name__ == "tf_keras" and tf.keras.__name__.startswith("tf_keras")
+        assert {"MultiTaskMixin", "export_recommender", "task_variables"} <= set(module.__all__)
+
+
+def network(seed=0):
+    keras.utils.set_random_seed(seed)
+    user = keras.Input((), dtype="int64", name="user_id")
+    movie = keras.Input((), dtype="int64", name="movie_id")
+    u = keras.layers.Embedding(20, 8, name="user_emb")(user)
+    m = keras.layers.Embedding(30, 8, name="movie_emb")(movie)
+    h = keras.layers.Dense(16, activation="relu", name="shared")(keras.layers.Concatenate()([u, m]))
+    rating = keras.layers.Dense(1, name="rating")(keras.layers.Dense(8, activation="relu", name="rating_hidden")(h))
+    watched = keras.layers.Dense(1, activation="sigmoid", name="watched")(h)
+    return [user, movie], {"rating": rating, "watched": watched}
+
+
+def ranking_batch(size=32, seed=1):
+    rng = np.random.default_rng(seed)
+    return dict(
+        user_id=rng.integers(0, 20, size).astype("int64"),
+        movie_id=rng.integers(0, 30, size).astype("int64"),
+        rating=rng.integers(1, 6, (size, 1)).astype("float32"),
+        watched=rng.integers(0, 2, (size, 1)).astype("float32"),
+    )
+
+
+@tf_keras_only
+@pytest.mark.parametrize("weighting, projection", [("uncertainty", "pcgrad"), ("gradnorm", "mgda"), ("dwa", "cagrad")])
+def test_adapter_equals_multitaskmodel(weighting, projection):
+    """Same network, same batch: the same per-task weights, logs and combined gradient."""
+    inputs, outputs = network()
+    reference = MultiTaskModel(inputs, outputs)
+    adapter = Adapter(keras.Model(*network()))
+    adapter.net.set_weights(reference.get_weights())
+    batch = ranking_batch()
+    x = {k: batch[k] for k in ("user_id", "movie_id")}
+    y = {k: batch[k] for k in ("rating", "watched")}
+    settings = dict(task_weighting=weighting, gradient_projection=projection)
+    reference.compile(optimizer=keras.optimizers.SGD(0.1), loss={"rating": "mse", "watched": "binary_crossentropy"}, **settings)
+    adapter.compile(optimizer=keras.optimizers.SGD(0.1), sample_features=batch, **settings)
+    assert adapter.task_names == ("rating", "watched")
+    assert {v.name for v in adapter.shared_variables} == {v.name for v in reference.shared_variables}
+    gaps = []
+    for _ in range(2):
+        before = reference.get_weights()
+        logs_ref = reference.train_on_batch(x, y, return_dict=True)
+        logs = adapter.train_on_batch(batch, return_dict=True)
+        for key, value in logs_ref.items():
+            np.testing.assert_allclose(logs[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+        steps_ref = [(b - a) / 0.1 for b, a in zip(before, reference.get_weights())]
+        steps = [(b - a) / 0.1 for b, a in zip(before, adapter.net.get_weights())]
+        assert max(float(np.max(np.abs(s))) for s in steps_ref) > 1e-3  # a real step
+        gaps.append(max(float(np.max(np.abs(s - r))) for s, r in zip(steps, steps_ref)))
+        adapter.net.set_weights(reference.get_weights())  # each step from the same point
+    ref_state = reference.training_state.weighting.state_variables
+    for name, variable in adapter.training_state.weighting.state_variables.items():
+        np.testing.assert_allclose(np.asarray(variable), np.asarray(ref_state[name]), atol=1e-5, err_msg=name)
+    assert "rating_rmse" in logs and {"rating_weight", "watched_weight", "grad_cosine/rating__watched"} <= set(logs)
+    assert max(gaps) < 1e-5, gaps
+    print(f"{weighting}+{projection}: max |combined gradient difference| per step {gaps}")
+
+
+@tf_keras_only
+def test_cross_below_expert_gate_in_a_multitaskmodel(tmp_path):
+    """tfrs.layers.dcn.Cross as the shared bottom of an MMoE: shared, trained with a fast projection, exported."""
+    x = keras.Input((6,), name="features")
+    crossed = tfrs.layers.dcn.Cross(projection_dim=4, name="cross")(x)
+    experts = ExpertGate(num_experts=3, expert_units=8, num_tasks=2, name="mmoe")(crossed)
+    heads = {t: keras.layers.Dense(1, activation="sigmoid", name=t)(h) for t, h in zip(("ctr", "cvr"), experts)}
+    model = MultiTaskModel(x, heads)
+    cross_variables = {v.name for v in model.get_layer("cross").trainable_variables}
+    assert cross_variables <= {v.name for v in model.shared_variables}
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01), loss={t: "binary_crossentropy" for t in heads},
+        task_weighting="uncertainty", gradient_projection="pcgrad", projection_mode="fast",
+    )
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(256, 6)).astype("float32")
+    labels = {"ctr": (data[:, :1] * data[:, 1:2] > 0).astype("float32"), "cvr": (data[:, 2:3] > 0).astype("float32")}
+    before = [np.asarray(v) for v in model.get_layer("cross").trainable_variables]
+    history = model.fit(data, labels, batch_size=64, epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert "grad_cosine/ctr__cvr" in history.history
+    after = model.get_layer("cross").trainable_variables
+    assert all(np.any(np.asarray(a) != b) for a, b in zip(after, before))
+    from mtl_keras import export
+
+    path = export.export_saved_model(model, str(tmp_path / "cross"))
+    served = tf.saved_model.load(path).signatures["serving_default"](features=tf.constant(data[:5]))
+    np.testing.assert_allclose(served["ctr"], model.predict(data[:5], verbose=0)["ctr"], atol=1e-5)
+
+
+if not IS_KERAS3:
+
+    class TwoTower(MultiTaskMixin, tfrs.Model):
+        """Retrieval and rating on shared user and movie towers; the rating head is the rating task's own."""
+
+        def __init__(self, compute_loss_returns=None):
+            super().__init__()
+            self.user_model = keras.layers.Embedding(20, 8, name="user_tower")
+            self.movie_model = keras.layers.Embedding(30, 8, name="movie_tower")
+            self.rating_head = keras.layers.Dense(1, name="rating_head")
+            self.retrieval_task = tfrs.tasks.Retrieval()
+            self.rating_task = tfrs.tasks.Ranking(loss=keras.losses.MeanSquaredError())
+            self.returns = compute_loss_returns
+
+        def compute_loss(self, features, training=False):
+            q, c = self.user_model(features["user_id"]), self.movie_model(features["movie_id"])
+            losses = {
+                "retrieval": self.retrieval_task(q, c),
+                "rating": self.rating_task(labels=features["rating"], predictions=self.rating_head(q * c)),
+            }
+            return self.returns(losses) if self.returns else losses
+
+
+@tf_keras_only
+def test_tasks_and_shared_variables_from_a_trace_of_compute_loss(tmp_path):
+    model = TwoTower()
+    batch = ranking_batch()
+    tasks, reached = task_variables(model, batch_spec(batch))
+    assert tasks == ("retrieval", "rating")
+    by_name = {v.name: by for v, by in zip(model.trainable_variables, reached)}
+    assert by_name == {
+        "user_tower/embeddings:0": {"retrieval", "rating"},
+        "movie_tower/embeddings:0": {"retrieval", "rating"},
+        "rating_head/kernel:0": {"rating"},
+        "rating_head/bias:0": {"rating"},
+    }
+    assert model.optimizer is None  # traced, never run: nothing was trained or compiled
+    model.compile(optimizer={"shared": "adam", "rating": keras.optimizers.SGD(0.1), "default": "adam"},
+                  task_weighting="uncertainty", gradient_projection="pcgrad", task_names=["rating", "retrieval"])
+    history = model.fit(tf.data.Dataset.from_tensor_slices(batch).batch(16), epochs=2, verbose=0)
+    assert model.task_names == ("rating", "retrieval")
+    assert {"loss", "rating_loss", "retrieval_weight", "grad_cosine/rating__retrieval"} <= set(history.history)
+    kinds = model.training_state.weighting._factor.numpy().tolist()
+    assert kinds == [0.5, 1.0]  # rating regression, retrieval (softmax cross-entropy) classification
+    # The training state is tracked: a tf.train.Checkpoint of the model holds it.
+    names = [name for name, _ in tf.train.list_variables(tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt")))]
+    assert any(name.startswith("model/_mtl_state/weighting/") for name in names), names
+    assert any(name.startswith("model/_mtl_state/step") for name in names), names
+
+
+@tf_keras_only
+@pytest.mark.parametrize("returns, message", [
+    (lambda losses: losses["rating"] + losses["retrieval"], "must return a non-empty dict"),
+    (lambda losses: {"rating": tf.fill([3], losses["rating"])}, "must be a scalar"),
+])
+def test_compute_loss_must_return_scalars_by_task(returns, message):
+    model = TwoTower(returns)
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=message):
+        model.fit(ranking_batch(), batch_size=16, epochs=1, verbose=0)
