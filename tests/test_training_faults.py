@@ -77,6 +77,10 @@ def test_mixed_float16_scales_every_group(mixed_float16):
     assert np.isfinite(history.history["loss"]).all()
     after = [np.array(v) for v in model.trainable_variables]
     assert all(np.isfinite(a).all() for a in after)
+    # Every group's LossScaleOptimizer took the 8 steps (its counter of good steps moved).
+    for optimizer in [model.optimizer, *model.training_state.optimizers]:
+        counter = optimizer.step_counter if IS_KERAS3 else optimizer.dynamic_counter
+        assert int(np.asarray(counter)) == 8
     assert any(np.abs(a - b).max() > 0 for a, b in zip(after, before))
 
 
