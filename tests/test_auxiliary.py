@@ -82,3 +82,16 @@ def test_bad_auxiliary_arguments():
         model.compile(loss=BCE, auxiliary_loss_weight=-0.1)
     with pytest.raises(ValueError, match="auxiliary_tower_units"):
         models.mmoe(keras.Input((4,), name="x"), ["ctr", "cvr"], auxiliary_tower_units=(0,))
+
+
+def test_val_loss_is_assembled_as_loss():
+    """With a frozen model, evaluate's loss on a batch equals fit's loss on it (auxiliary terms
+    and the weighting's regularization in both)."""
+    model = models.mmoe(keras.Input((6,), name="x"), ["ctr", "cvr"], auxiliary_tower_units=(3,))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=BCE, task_weighting="uncertainty")
+    x, y = click_data(n=64)
+    trained = model.fit(x, y, batch_size=64, epochs=1, verbose=0).history
+    evaluated = model.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
+    assert evaluated["ctr_aux_loss"] > 0
+    for key in ("loss", "ctr_loss", "ctr_aux_loss", "cvr_weight"):
+        np.testing.assert_allclose(evaluated[key], trained[key][0], rtol=1e-6)
