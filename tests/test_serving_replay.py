@@ -193,6 +193,8 @@ def test_version_by_number_and_label(tf_serving):
 def test_get_model_status(tf_serving):
     """testGetModelStatus and get_model_status_impl_test.cc."""
     _, model_service = tf_serving
+    refused(lambda: model_service.GetModelStatus(get_model_status_pb2.GetModelStatusRequest()), INVALID,
+            "Missing ModelSpec")  # MissingOrEmptyModelSpecFailure
     request = get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = "default"
     result = model_service.GetModelStatus(request, 5)

@@ -202,3 +202,36 @@ def test_prometheus_endpoint(rest):
     assert ':tensorflow:serving:request_count{model_name="default",status="OK"}' in text
     assert '# TYPE :tensorflow:serving:request_latency histogram' in text
     assert ':tensorflow:serving:request_latency_bucket{model_name="default",API="predict",entrypoint="REST",le="+Inf"}' in text
+
+
+def test_b64_strings_reach_a_string_signature(tmp_path):
+    """api_rest.md: binary inputs as {"b64": ...}; an mtl_keras export's predict_examples takes serialized
+    tf.Examples that way and answers like serving_default."""
+    import base64
+
+    import numpy as np
+    import tensorflow as tf
+
+    from mtl_keras import export, models
+    from mtl_keras.backend import keras
+    from mtl_keras.serving.rest import RestApi
+
+    model = models.mmoe(keras.Input((3,), name="features"), ["ctr", "cvr"], num_experts=2)
+    export.export_saved_model(model, str(tmp_path / "ranker"))
+    server = Server([ModelVersions("ranker", str(tmp_path / "ranker"))], port=0)
+    server.models.by_name["ranker"].poll()
+    api = RestApi(server.prediction_service, server.model_service)
+    x = np.float32([[0.1, 0.2, 0.3], [1.0, -1.0, 0.5]])
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        "features": tf.train.Feature(float_list=tf.train.FloatList(value=row))})).SerializeToString() for row in x]
+    body = {"signature_name": "predict_examples",
+            "instances": [{"examples": {"b64": base64.b64encode(e).decode()}} for e in examples]}
+    code, text, _ = api.handle("POST", "/v1/models/ranker:predict", json.dumps(body).encode())
+    assert code == 200, text
+    expected = model.predict(x, verbose=0)
+    for row, answer in enumerate(json.loads(text)["predictions"]):
+        np.testing.assert_allclose(answer["ctr"], expected["ctr"][row], atol=1e-5)
+    code, text, _ = api.handle("POST", "/v1/models/ranker:predict",
+                               json.dumps({"signature_name": "predict_examples", "inputs": {"examples": [{"b64": "%%"}]}}))
+    assert (code, json.loads(text)) == (400, {"error": "Unable to base64 decode"})
+    server.stop(grace=1)

@@ -174,7 +174,7 @@ def _instances(instances, specs):
 def _stack_objects(arrays):
     stacked = np.empty((len(arrays),) + arrays[0].shape, dtype=object)
     for index, array in enumerate(arrays):
-        stacked[index] = array
+        stacked[index, ...] = array  # element-wise, also for 0-d rows (a bare string per instance)
     return stacked
 
 

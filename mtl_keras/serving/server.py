@@ -74,7 +74,7 @@ class Server:
     def __init__(
         self, models, port, rest_port=None, poll_seconds=1.0, batching=None, max_workers=64,
         max_message_bytes=256 << 20, channel_arguments=(), socket_path=None, monitoring_path=None,
-        rest_timeout_ms=None, prefer_tflite=False,
+        rest_timeout_ms=30000, prefer_tflite=False,
     ):
         """``batching``: None, or the parameters of ``batching.parse_batching_parameters``;
         ``max_workers``: threads for model calls and other blocking work; ``channel_arguments``:
