@@ -147,3 +147,21 @@ def test_predict_with_signature_def_on_tflite():
         verify_predict(f"localhost:{server.port}", output_filter=False)
     finally:
         server.stop(grace=1)
+
+
+def test_batching_config_of_tf_servings_tests_and_unix_socket(tmp_path):
+    """TF Serving's testdata batching_config.txt on the asyncio host, answering on a Unix socket too."""
+    from mtl_keras.serving.batching import parse_batching_parameters
+    from mtl_keras.serving.servables import ModelVersions
+    from mtl_keras.serving.server import Server
+
+    batching = parse_batching_parameters((TESTDATA / "batching_config.txt").read_text())
+    assert (batching["max_batch_size"], batching["num_batch_threads"]) == (128, 8)
+    socket = tmp_path / "grpc.sock"
+    server = Server([ModelVersions("default", str(TESTDATA / "saved_model_half_plus_two_cpu"))], port=0,
+                    batching=batching, socket_path=str(socket)).start()
+    try:
+        verify_predict(f"unix:{socket}")
+        verify_predict(f"localhost:{server.port}", output_filter=False)
+    finally:
+        server.stop(grace=1)

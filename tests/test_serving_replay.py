@@ -354,3 +354,28 @@ def test_half_plus_three_loads_where_tf_saved_model_load_fails():
 
     servable = Servable(123, path)
     np.testing.assert_allclose(servable.signatures["serving_default"].function(x=np.float32([[2.0]]))["y"], [[4.0]])
+
+
+def test_warm_up_replays_classify_and_regress_records(tmp_path):
+    """saved_model_warmup_util.cc replays every logged kind: a version warmed with Classify and Regress
+    records loads and serves."""
+    import shutil
+
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from mtl_keras.serving.servables import WARMUP_FILE, Servable
+
+    path = tmp_path / "123"
+    shutil.copytree(TESTDATA / "saved_model_half_plus_two_cpu/00000123", path)
+    (path / "assets.extra").mkdir()
+    with tf.io.TFRecordWriter(str(path / WARMUP_FILE)) as writer:
+        classify = prediction_log_pb2.PredictionLog()
+        classify.classify_log.request.model_spec.signature_name = "classify_x_to_y"
+        examples_input(classify.classify_log.request.input)
+        regress = prediction_log_pb2.PredictionLog()
+        regress.regress_log.request.model_spec.signature_name = "regress_x_to_y"
+        examples_input(regress.regress_log.request.input)
+        for log in (classify, regress):
+            writer.write(log.SerializeToString())
+    servable = Servable(123, str(path))
+    np.testing.assert_allclose(servable.signatures["serving_default"].function(x=np.float32([[2.0]]))["y"], [[3.0]])

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from tensorflow.core.protobuf import saved_model_pb2
 
+from mtl_keras.serving import inference
 from mtl_keras.serving.session_bundle import SessionBundle, spec_of
 from mtl_keras.serving.tflite import TFLITE_FILE, TfLiteBundle
 
@@ -26,6 +27,7 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 Signature = collections.namedtuple("Signature", "function inputs outputs")
+_REPLAYS = {"classify_log": "classify", "regress_log": "regress", "multi_inference_log": "multi_inference"}
 
 
 def _flat_call(function, inputs):
@@ -116,9 +118,14 @@ class Servable:
         for index, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
             if index >= 1000:
                 break
-            request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
-            function, _, _ = self.signatures[request.model_spec.signature_name or "serving_default"]
-            function(**{k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+            log = prediction_log_pb2.PredictionLog.FromString(record)
+            kind = log.WhichOneof("log_type")
+            if kind == "predict_log":
+                request = log.predict_log.request
+                function, _, _ = self.signatures[request.model_spec.signature_name or "serving_default"]
+                function(**{k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+            elif kind in _REPLAYS:  # TF Serving replays every kind of warm-up record it can log
+                getattr(inference, _REPLAYS[kind])(self, getattr(log, kind).request)
 
 
 class ModelVersions:
