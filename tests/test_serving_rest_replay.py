@@ -235,3 +235,34 @@ def test_b64_strings_reach_a_string_signature(tmp_path):
                                json.dumps({"signature_name": "predict_examples", "inputs": {"examples": [{"b64": "%%"}]}}))
     assert (code, json.loads(text)) == (400, {"error": "Unable to base64 decode"})
     server.stop(grace=1)
+
+
+def test_json_tensor_float_printing_and_zero_batches():
+    """json_tensor_test.cc FromJsonSingleFloatTensorSixDigitPrecision / NonFinite / ZeroBatch / errors."""
+    import numpy as np
+    from tensorflow_serving.apis import predict_pb2
+
+    from mtl_keras.serving import json_tensors
+    from mtl_keras.serving.tensors import fill
+
+    response = predict_pb2.PredictResponse()
+    fill(response.outputs["float_tensor"], np.float32([[9000000, 999999, 0.5], [0.0003, 0.00003, 555557.5]]))
+    assert json_tensors.predict_response(response.outputs, True).replace(" ", "") == (
+        '{"predictions":[[9e+06,999999.0,0.5],[0.0003,3e-05,555557.5]]}')
+    response = predict_pb2.PredictResponse()
+    fill(response.outputs["float_tensor"], np.float32([[np.nan, np.inf], [3, -np.inf]]))
+    assert json_tensors.predict_response(response.outputs, True).replace(" ", "") == (
+        '{"predictions":[[NaN,Infinity],[3.0,-Infinity]]}')
+    response = predict_pb2.PredictResponse()
+    fill(response.outputs["a"], np.zeros((0, 2), np.float32))
+    fill(response.outputs["b"], np.zeros((0,), np.int64))
+    assert json.loads(json_tensors.predict_response(response.outputs, True)) == {"predictions": []}
+    fill(response.outputs["c"], np.zeros((1,), np.int64))
+    with pytest.raises(Exception, match="has inconsistent batch size: 1 expecting: 0"):
+        json_tensors.predict_response(response.outputs, True)
+    response = predict_pb2.PredictResponse()
+    fill(response.outputs["s"], np.float32(1))
+    with pytest.raises(Exception, match="Tensor name: s has no shape information"):
+        json_tensors.predict_response(response.outputs, True)
+    with pytest.raises(Exception, match="Cannot convert empty tensor map to JSON"):
+        json_tensors.predict_response(predict_pb2.PredictResponse().outputs, True)
