@@ -53,7 +53,8 @@ def test_good_model_config_with_every_harness_flag(tmp_path):
     config = config.replace("${TEST_HALF_PLUS_THREE_DIR}", str(TESTDATA / "saved_model_half_plus_three"))
     (tmp_path / "models.config").write_text(config)
     flags = [*harness_flags(tmp_path), f"--model_config_file={tmp_path / 'models.config'}",
-             f"--monitoring_config_file={TESTDATA / 'monitoring_config.txt'}"]
+             f"--monitoring_config_file={TESTDATA / 'monitoring_config.txt'}",
+             "--prefer_tflite_model=true"]  # accepted; these versions have no model.tflite
     with cli_server(*flags) as (port, line):
         for address in (f"localhost:{port}", f"unix:{tmp_path / 'grpc.sock'}"):
             for output_filter in (True, False):
@@ -96,12 +97,17 @@ def test_model_config_reload(tmp_path):
                 time.sleep(0.2)
 
 
-def test_predict_on_tflite(tmp_path):
-    """testPredictOnTfLite: --prefer_tflite_model=true serves model.tflite with tf.lite."""
-    flags = [*harness_flags(tmp_path), "--model_name=default", "--prefer_tflite_model=true",
-             f"--model_base_path={TESTDATA / 'saved_model_half_plus_two_tflite'}"]
-    with cli_server(*flags) as (port, _):
-        verify_predict(f"localhost:{port}", output_filter=False)
+def test_predict_on_tflite():
+    """testPredictOnTfLite: with prefer_tflite (--prefer_tflite_model=true) model.tflite runs with tf.lite."""
+    from mtl_keras.serving.servables import ModelVersions
+    from mtl_keras.serving.server import Server
+
+    base = str(TESTDATA / "saved_model_half_plus_two_tflite")
+    server = Server([ModelVersions("default", base, prefer_tflite=True)], port=0).start()
+    try:
+        verify_predict(f"localhost:{server.port}", output_filter=False)
+    finally:
+        server.stop(grace=1)
 
 
 def test_channel_arguments_apply_and_monitoring_config_parses():
