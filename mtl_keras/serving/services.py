@@ -201,9 +201,11 @@ class BatchingPredictionService(_on_event_loop(PredictionService)):
             else:
                 results = await self.batcher.submit(self.batcher.key(name, servable.version, key, arrays), function, arrays)
             return self._respond(name, servable, key, chosen, results)
-        except (validation.RequestError, tf.errors.OpError) as error:
+        except Exception as error:  # the same answers as ``answer`` gives on the thread pool
             if isinstance(error, tf.errors.OpError):
                 error = validation.from_tensorflow(error)
+            elif not isinstance(error, validation.RequestError):
+                error = validation.RequestError(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
             status = error.code.name
             await context.abort(error.code, error.message)
         finally:
