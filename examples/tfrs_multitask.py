@@ -18,6 +18,7 @@ the Keras model's.
 
     python examples/tfrs_multitask.py            # ~ML-100k sized, 5 epochs
     python examples/tfrs_multitask.py --quick    # the reduced form CI runs
+    python examples/tfrs_multitask.py --weighting equal --projection none   # TFRS's plain sum
 """
 
 import os
@@ -132,6 +133,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="the reduced form CI runs")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--export-dir", default=None, help="default: a temporary folder")
+    parser.add_argument("--weighting", default="uncertainty", help='a task weighting; "equal" for none')
+    parser.add_argument("--projection", default="pcgrad", help='a gradient projection; "none" for none')
     parser.add_argument("--report", default=None, help="write the figures as JSON here")
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(0)
@@ -146,8 +149,9 @@ def main(argv=None):
     test_ds = tf.data.Dataset.from_tensor_slices(test).batch(1024).cache()
 
     model = MovielensModel(user_ids, movie_ids)
-    model.compile(optimizer=keras.optimizers.Adagrad(0.1), task_weighting="uncertainty",
-                  gradient_projection="pcgrad", sample_features=train_ds)
+    model.compile(optimizer=keras.optimizers.Adagrad(0.1), task_weighting=args.weighting,
+                  gradient_projection=None if args.projection == "none" else args.projection,
+                  sample_features=train_ds)
     per_epoch = [figures(model.evaluate(test_ds, return_dict=True, verbose=0))]
     history = model.fit(train_ds, validation_data=test_ds, epochs=epochs, verbose=0)
     for epoch in range(epochs):
