@@ -1,93 +1,16 @@
 """The ``mtl-keras`` command line."""
 
 import argparse
-import json
-import os
 import sys
-import tempfile
-import time
 
 
 def demo(args):
-    """Trains MMoE and Shared-Bottom on the MMoE paper's synthetic tasks, compares them, then
-    exports the MMoE, serves it and predicts through the TF Serving client."""
-    from mtl_keras import datasets, models
-    from mtl_keras.backend import keras
+    """Trains a PLE with a learnt task weighting and a gradient projection next to equal weights on a
+    synthetic recommender log, plots the run, exports it, serves it in the background and checks
+    that gRPC and REST predictions equal the in-process ones (mtl_keras/demo.py)."""
+    from mtl_keras import demo as demo_module
 
-    keras.utils.set_random_seed(args.seed)
-    x, y = datasets.synthetic_tasks(args.samples, args.correlation, seed=args.seed)
-    n_val = len(x) // 5
-    x_train, x_val = x[n_val:], x[:n_val]
-    y_train = {t: v[n_val:] for t, v in y.items()}
-    y_val = {t: v[:n_val] for t, v in y.items()}
-    tasks = list(y)
-    builders = {
-        "Shared-Bottom": lambda inputs: models.shared_bottom(inputs, tasks, task_types="regression"),
-        "MMoE": lambda inputs: models.mmoe(inputs, tasks, task_types="regression"),
-    }
-    rows, trained = [], {}
-    for name, build in builders.items():
-        print(f"\n== {name} (p = {args.correlation}) ==", flush=True)
-        model = trained[name] = build(keras.Input((x.shape[1],), name="features"))
-        model.compile(
-            optimizer=keras.optimizers.Adam(args.learning_rate),
-            loss={t: "mse" for t in tasks},
-        )
-        start = time.perf_counter()
-        model.fit(
-            x_train,
-            y_train,
-            validation_data=(x_val, y_val),
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
-        seconds = time.perf_counter() - start
-        scores = model.evaluate(x_val, y_val, verbose=0, return_dict=True)
-        rows.append(
-            {
-                "model": name,
-                **{f"{t}_val_mse": float(scores[f"{t}_loss"]) for t in tasks},
-                "params": int(model.count_params()),
-                "train_seconds": f"{seconds:.1f}",
-            }
-        )
-    print(f"\nSynthetic tasks, correlation p = {args.correlation}, {args.samples} rows, "
-          f"{args.epochs} epochs (validation MSE, lower is better)")
-    print(_table(rows))
-    out = args.out or tempfile.mkdtemp(prefix="mtl-keras-demo-")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "demo_results.json"), "w") as handle:
-        json.dump(rows, handle, indent=2)
-    _serve_and_predict(trained["MMoE"], x_val[:4], os.path.join(out, "models", "mmoe"))
-    print(f"\nresults and the export are in {out}")
-    return 0
-
-
-def _serve_and_predict(model, x, base_path):
-    """Export -> local TF-Serving-compatible server -> Predict through the official stubs."""
-    import numpy as np
-
-    from mtl_keras.export import export_saved_model
-    from mtl_keras.serving import PredictClient
-    from mtl_keras.serving.servables import ModelVersions
-    from mtl_keras.serving.server import Server
-
-    path = export_saved_model(model, base_path)
-    print(f"\nexported {path}")
-    server = Server([ModelVersions("mmoe", base_path)], port=0).start()
-    try:
-        client = PredictClient(f"localhost:{server.port}", "mmoe")
-        served = client.predict({"features": x})
-        local = model.predict(x, verbose=0)
-        print(f"served on localhost:{server.port}, version {client.metadata()['version']}; "
-              "Predict through the tensorflow_serving stubs:")
-        for task in model.task_names:
-            gap = float(np.max(np.abs(served[task] - local[task])))
-            print(f"  {task}: {np.round(served[task].ravel(), 4).tolist()} (max gap to Keras {gap:.1e})")
-        client.close()
-    finally:
-        server.stop(grace=1)
+    return demo_module.run(args)
 
 
 def serve(args):
@@ -162,26 +85,13 @@ def _flag(value):
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
-def _table(rows):
-    headers = list(rows[0])
-    cells = [[f"{r[h]:.4f}" if isinstance(r[h], float) else str(r[h]) for h in headers] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    line = lambda values: "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths)) + " |"
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(headers), rule] + [line(c) for c in cells])
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="mtl-keras", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    demo_parser = commands.add_parser("demo", help=demo.__doc__)
-    demo_parser.add_argument("--out", default=None, help="folder for the results JSON and the export")
-    demo_parser.add_argument("--samples", type=int, default=40000)
-    demo_parser.add_argument("--correlation", type=float, default=0.5)
-    demo_parser.add_argument("--epochs", type=int, default=8)
-    demo_parser.add_argument("--batch-size", type=int, default=128)
-    demo_parser.add_argument("--learning-rate", type=float, default=0.01)
-    demo_parser.add_argument("--seed", type=int, default=0)
+    demo_parser = commands.add_parser("demo", help=demo.__doc__, description=demo.__doc__)
+    from mtl_keras import demo as demo_module
+
+    demo_module.add_arguments(demo_parser)
     demo_parser.set_defaults(run=demo)
     serve_parser = commands.add_parser("serve", help=serve.__doc__)
     serve_parser.add_argument("--model_name")
