@@ -48,6 +48,8 @@ class RawFeature(keras.layers.Layer):
             raise ValueError(f"`kind` must be one of {KINDS}; got {kind!r}.")
         self.feature, self.kind, self.value_dtype = feature, kind, value_dtype
         self.width, self.max_length = int(width), max_length
+        # XLA has no string kernels; the model's jit_compile="auto" reads this flag (both Kerases).
+        self.supports_jit = value_dtype != "string"
 
     def call(self, inputs):
         x = tf.convert_to_tensor(inputs)
@@ -97,6 +99,8 @@ class IdLookup(keras.layers.Layer):
         if (vocabulary is None) == (num_buckets is None):
             raise ValueError("IdLookup needs exactly one of `vocabulary` and `num_buckets`.")
         self.value_dtype = value_dtype
+        # Hash tables and string hashing have no XLA kernels; jit_compile="auto" reads this flag.
+        self.supports_jit = False
         self.num_buckets = None if num_buckets is None else int(num_buckets)
         self.num_oov_buckets = int(num_oov_buckets)
         if num_buckets is not None:
