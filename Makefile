@@ -38,3 +38,11 @@ clean:
 reliability: $(STAMP)
 	$(BIN)/python -m pip install --quiet hypothesis
 	$(BIN)/python benchmarks/reliability/run.py
+
+# Quality benchmarks (resumable: one JSON per finished run under benchmarks/results/; minutes to
+# hours on 2 cores). `bench` runs them next to the other benchmarks; BENCH_ARGS=--quick for a short pass.
+.PHONY: bench bench-quality
+bench: bench-quality
+bench-quality: $(STAMP)
+	$(BIN)/python benchmarks/quality_synthetic.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/quality_census.py $(BENCH_ARGS)

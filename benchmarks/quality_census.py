@@ -1,0 +1,230 @@
+"""Census-income (MMoE paper, section 6.3): test AUC per task for every architecture and method.
+
+Groups 1 (income, marital) and 2 (education, marital) of UCI census-income,
+split by ``mtl_keras.datasets.census_income(seed=...)`` (70 / 15 / 15). Each
+configuration trains with Adam on the one-hot features, keeps the weights of
+the epoch with the lowest validation loss (early stopping, patience 2) and
+reports the test AUC of each task. Configurations: one single-task MLP per
+task, Shared-Bottom, Cross-Stitch, OMoE, MMoE, PLE, SNR (builders' defaults),
+and MMoE with each task weighting and each gradient projection.
+
+Results are written one JSON file per (group, configuration, seed) under
+``--out`` as they finish, so an interrupted run resumes where it stopped;
+the table is made from whatever files exist. Published numbers (the MMoE
+paper's group 1, best of 400 runs on its own split) are printed next to ours.
+
+    python benchmarks/quality_census.py [--groups 1 2] [--seeds 0 1 2] [--epochs 8] [--quick]
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+# Keras 3 warns when a one-input model gets its input as a {"features": x} dict.
+warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't match")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DATA = os.path.join(HERE, "..", "..", "shared", "data", "census-income.test.gz")
+DEFAULT_OUT = os.path.join(HERE, "results", "quality_census")
+
+# The MMoE paper's Table (group 1, AUC, best of 400 runs on the full data).
+PUBLISHED = {
+    1: {
+        "shared_bottom": {"income": 0.9361, "marital": 0.9915},
+        "omoe": {"income": 0.9387, "marital": 0.9928},
+        "mmoe": {"income": 0.9410, "marital": 0.9926},
+        "cross_stitch": {"income": 0.9406, "marital": 0.9917},
+    },
+}
+
+ARCHITECTURES = ["single_task", "shared_bottom", "cross_stitch", "omoe", "mmoe", "ple", "snr"]
+WEIGHTINGS = ["uncertainty", "gradnorm", "dwa"]
+PROJECTIONS = ["pcgrad", "gradvac", "mgda", "cagrad", "pareto"]
+CONFIGS = ARCHITECTURES + [f"mmoe+{w}" for w in WEIGHTINGS] + [f"mmoe+{p}" for p in PROJECTIONS]
+QUICK_CONFIGS = ["single_task", "shared_bottom", "mmoe", "mmoe+uncertainty", "mmoe+pcgrad"]
+
+
+def auc(labels, scores):
+    """ROC AUC by the rank-sum formula; tied scores share their mean rank."""
+    labels, scores = np.asarray(labels).ravel(), np.asarray(scores, np.float64).ravel()
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
+    positives = labels == 1
+    n_pos, n_neg = positives.sum(), (~positives).sum()
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def build(config, inputs, tasks):
+    from mtl_keras import models
+
+    arch = config.split("+")[0]
+    if arch == "shared_bottom":
+        return models.shared_bottom(inputs, tasks)
+    if arch == "cross_stitch":
+        return models.cross_stitch(inputs, tasks)
+    if arch == "omoe":
+        return models.mmoe(inputs, tasks, shared_gate=True)
+    if arch == "mmoe":
+        return models.mmoe(inputs, tasks)
+    if arch == "ple":
+        return models.ple(inputs, tasks)
+    if arch == "snr":
+        return models.snr(inputs, tasks)
+    raise ValueError(config)
+
+
+def train_one(config, data, tasks, seed, epochs, batch_size, learning_rate):
+    """Test AUC by task for one configuration and seed."""
+    from mtl_keras import models
+    from mtl_keras.backend import keras
+
+    width = data.train.x["features"].shape[1]
+    fit_args = dict(
+        epochs=epochs, batch_size=batch_size, verbose=0,
+        callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=2, restore_best_weights=True)],
+    )
+    scores, epochs_run = {}, {}
+    if config == "single_task":
+        for task in tasks:
+            keras.utils.set_random_seed(seed)
+            model = models.shared_bottom(keras.Input((width,), name="features"), [task])
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss={task: "binary_crossentropy"})
+            history = model.fit(
+                data.train.x, {task: data.train.y[task]},
+                validation_data=(data.validation.x, {task: data.validation.y[task]}), **fit_args,
+            )
+            predicted = model.predict(data.test.x, batch_size=4096, verbose=0)[task]
+            scores[task] = auc(data.test.y[task], predicted)
+            epochs_run[task] = len(history.history["loss"])
+        return scores, epochs_run
+    keras.utils.set_random_seed(seed)
+    model = build(config, keras.Input((width,), name="features"), tasks)
+    method = config.split("+")[1] if "+" in config else None
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss={task: "binary_crossentropy" for task in tasks},
+        task_weighting=method if method in WEIGHTINGS else None,
+        gradient_projection=method if method in PROJECTIONS else None,
+    )
+    history = model.fit(data.train.x, data.train.y, validation_data=(data.validation.x, data.validation.y), **fit_args)
+    predicted = model.predict(data.test.x, batch_size=4096, verbose=0)
+    for task in tasks:
+        scores[task] = auc(data.test.y[task], predicted[task])
+    return scores, {"all": len(history.history["loss"])}
+
+
+def summarize(out_dir):
+    """{group: {config: {task: [auc per seed]}}} from the JSON files, and the epoch settings seen."""
+    table = {}
+    for path in sorted(glob.glob(os.path.join(out_dir, "g*_*_s*.json"))):
+        with open(path) as handle:
+            record = json.load(handle)
+        cell = table.setdefault(record["group"], {}).setdefault(record["config"], {})
+        for task, value in record["auc"].items():
+            cell.setdefault(task, []).append(value)
+        cell.setdefault("_seeds", []).append(record["seed"])
+        cell.setdefault("_epochs", set()).add(record["max_epochs"])
+    return table
+
+
+def format_table(table):
+    lines = []
+    for group in sorted(table):
+        rows = table[group]
+        tasks = sorted({t for cell in rows.values() for t in cell if not t.startswith("_")})
+        lines.append(f"\nCensus-income group {group}: test AUC, mean ± std over seeds")
+        header = ["configuration", "seeds"] + tasks + [f"paper {t}" for t in tasks]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] * len(header)) + "|")
+        base = rows.get("mmoe")
+        for config in CONFIGS:
+            if config not in rows:
+                continue
+            cell = rows[config]
+            values = []
+            for task in tasks:
+                v = np.array(cell.get(task, [np.nan]))
+                text = f"{v.mean():.4f} ± {v.std():.4f}"
+                if base and config != "mmoe" and task in base and len(base[task]) == len(v):
+                    text += f" ({v.mean() - np.mean(base[task]):+.4f})"
+                values.append(text)
+            paper = PUBLISHED.get(group, {}).get(config, {})
+            values += [f"{paper[t]:.4f}" if t in paper else "" for t in tasks]
+            lines.append("| " + " | ".join([config, str(len(cell["_seeds"]))] + values) + " |")
+        lines.append("(in parentheses: difference to plain MMoE's mean)")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--groups", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--configs", nargs="+", default=None, help=f"a subset of {CONFIGS}")
+    parser.add_argument("--epochs", type=int, default=8, help="at most; early stopping on validation loss")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--quick", action="store_true",
+                        help="group 1, seed 0, 5 configurations, 3 epochs (a few minutes)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="folder of per-run JSON files (resumable)")
+    parser.add_argument("--table-only", action="store_true", help="print the table of the files in --out")
+    args = parser.parse_args(argv)
+    configs = args.configs or CONFIGS
+    if args.quick:
+        args.groups, args.seeds, args.epochs = [1], [0], 3
+        configs = args.configs or QUICK_CONFIGS
+        if args.out == DEFAULT_OUT:
+            args.out = DEFAULT_OUT + "_quick"
+    unknown = sorted(set(configs) - set(CONFIGS))
+    if unknown:
+        parser.error(f"unknown configurations {unknown}; choose from {CONFIGS}")
+    os.makedirs(args.out, exist_ok=True)
+    if not args.table_only:
+        from mtl_keras import datasets
+
+        for group in args.groups:
+            data = None
+            for seed in args.seeds:  # seed-major: every configuration gets a seed before any gets two
+                for config in configs:
+                    path = os.path.join(args.out, f"g{group}_{config}_s{seed}.json")
+                    if os.path.exists(path):
+                        continue
+                    if data is None or data_seed != seed:
+                        data, data_seed = datasets.census_income(args.data, group=group, seed=seed), seed
+                        tasks = list(data.train.y)
+                    start = time.perf_counter()
+                    scores, epochs_run = train_one(
+                        config, data, tasks, seed, args.epochs, args.batch_size, args.learning_rate
+                    )
+                    record = {
+                        "group": group, "config": config, "seed": seed, "auc": scores,
+                        "max_epochs": args.epochs, "epochs_run": epochs_run, "batch_size": args.batch_size,
+                        "learning_rate": args.learning_rate, "seconds": round(time.perf_counter() - start, 1),
+                    }
+                    with open(path + ".tmp", "w") as handle:
+                        json.dump(record, handle, indent=1)
+                    os.replace(path + ".tmp", path)
+                    print(f"group {group} seed {seed} {config}: "
+                          + ", ".join(f"{t} {v:.4f}" for t, v in scores.items())
+                          + f" ({record['seconds']} s)", flush=True)
+    table = summarize(args.out)
+    text = format_table(table)
+    print(text)
+    summary = {
+        str(g): {c: {k: (sorted(v) if isinstance(v, set) else v) for k, v in cell.items()} for c, cell in rows.items()}
+        for g, rows in table.items()
+    }
+    with open(os.path.join(args.out, "summary.json"), "w") as handle:
+        json.dump({"table": summary, "published": PUBLISHED}, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())

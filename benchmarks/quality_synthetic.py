@@ -1,0 +1,178 @@
+"""The MMoE paper's Fig. 4: Shared-Bottom, OMoE, MMoE and PLE on synthetic tasks of correlation p.
+
+Data: ``mtl_keras.datasets.synthetic_tasks`` (MMoE section 3.2; d = 100,
+c = 1, m = 10 sines), 100,000 training rows and 10,000 test rows drawn with
+the same task directions, for p in {0.5, 0.9, 1.0}. Models, the paper's
+sizes: Shared-Bottom one 113-unit ReLU layer; OMoE and MMoE 8 experts of one
+16-unit ReLU layer; PLE 2 levels of 3 experts per task and 2 shared experts of
+16 units (8 experts a level, as MMoE); every tower one 8-unit layer; Adam.
+Metric: test MSE averaged over the two tasks after a fixed number of epochs,
+mean ± std over seeds (the seed draws the data, the initialisation and the
+batch order).
+
+One JSON file per (p, model, seed) under ``--out`` as runs finish: an
+interrupted run resumes, and the table and the chart come from whatever files
+exist.
+
+    python benchmarks/quality_synthetic.py [--seeds 0 1 2 3 4] [--epochs 10] [--quick]
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_OUT = os.path.join(HERE, "results", "quality_synthetic")
+MODELS = ["Shared-Bottom", "OMoE", "MMoE", "PLE"]
+CORRELATIONS = [0.5, 0.9, 1.0]
+
+
+def build(name, inputs, tasks):
+    from mtl_keras import models
+
+    common = dict(tower_units=(8,), task_types="regression")
+    if name == "Shared-Bottom":
+        return models.shared_bottom(inputs, tasks, bottom_units=(113,), **common)
+    if name == "OMoE":
+        return models.mmoe(inputs, tasks, num_experts=8, expert_units=(16,), shared_gate=True, **common)
+    if name == "MMoE":
+        return models.mmoe(inputs, tasks, num_experts=8, expert_units=(16,), **common)
+    if name == "PLE":
+        return models.ple(inputs, tasks, num_levels=2, num_task_experts=3, num_shared_experts=2,
+                          expert_units=(16,), **common)
+    raise ValueError(name)
+
+
+def run_one(name, correlation, seed, samples, test_samples, epochs, batch_size, learning_rate):
+    from mtl_keras import datasets
+    from mtl_keras.backend import keras
+
+    x, y = datasets.synthetic_tasks(samples + test_samples, correlation, seed=seed)
+    train = slice(0, samples)
+    test = slice(samples, samples + test_samples)
+    tasks = list(y)
+    keras.utils.set_random_seed(seed)
+    model = build(name, keras.Input((x.shape[1],), name="features"), tasks)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss={t: "mse" for t in tasks})
+    model.fit(x[train], {t: v[train] for t, v in y.items()}, epochs=epochs, batch_size=batch_size, verbose=0)
+    predicted = model.predict(x[test], batch_size=4096, verbose=0)
+    mse = {t: float(np.mean((predicted[t] - y[t][test]) ** 2)) for t in tasks}
+    return mse, int(model.count_params())
+
+
+def summarize(out_dir):
+    cells = {}
+    for path in sorted(glob.glob(os.path.join(out_dir, "p*_*_s*.json"))):
+        with open(path) as handle:
+            r = json.load(handle)
+        cell = cells.setdefault((r["correlation"], r["model"]), {"mse": [], "seeds": [], "params": r["params"],
+                                                                  "epochs": set(), "samples": set()})
+        cell["mse"].append(float(np.mean(list(r["mse"].values()))))
+        cell["seeds"].append(r["seed"])
+        cell["epochs"].add(r["epochs"])
+        cell["samples"].add(r["samples"])
+    return cells
+
+
+def format_table(cells):
+    correlations = sorted({p for p, _ in cells}, reverse=True)
+    header = ["model", "params"] + [f"p = {p}" for p in correlations] + ["p 1.0 -> 0.5"]
+    lines = ["Synthetic tasks: test MSE (mean of the two tasks), mean ± std over seeds (n)",
+             "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    for model in MODELS:
+        row = [model]
+        params = next((c["params"] for (p, m), c in cells.items() if m == model), None)
+        if params is None:
+            continue
+        row.append(str(params))
+        for p in correlations:
+            c = cells.get((p, model))
+            row.append(f"{np.mean(c['mse']):.4f} ± {np.std(c['mse']):.4f} ({len(c['mse'])})" if c else "")
+        low, high = cells.get((0.5, model)), cells.get((1.0, model))
+        row.append(f"{np.mean(low['mse']) - np.mean(high['mse']):+.4f}" if low and high else "")
+        lines.append("| " + " | ".join(row) + " |")
+    settings = sorted({(e, s) for c in cells.values() for e in c["epochs"] for s in c["samples"]})
+    lines.append(f"(epochs, training rows): {settings}")
+    return "\n".join(lines)
+
+
+def write_chart(cells, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for offset, model in enumerate(MODELS):
+        points = sorted((p, np.mean(c["mse"]), np.std(c["mse"])) for (p, m), c in cells.items() if m == model)
+        if not points:
+            continue
+        p, mean, std = map(np.array, zip(*points))
+        axes.errorbar(p + (offset - 1.5) * 0.006, mean, yerr=std, marker="o", capsize=3, label=model)
+    axes.set_xlabel("task correlation p")
+    axes.set_ylabel("test MSE (mean of two tasks)")
+    axes.set_title("Synthetic tasks (MMoE paper, Fig. 4 setting)")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--correlations", type=float, nargs="+", default=CORRELATIONS)
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--samples", type=int, default=100_000)
+    parser.add_argument("--test-samples", type=int, default=10_000)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--quick", action="store_true", help="1 seed, 10,000 rows, 3 epochs (about a minute)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="folder of per-run JSON files (resumable)")
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.samples, args.test_samples, args.epochs = [0], 10_000, 2_000, 3
+        if args.out == DEFAULT_OUT:
+            args.out = DEFAULT_OUT + "_quick"
+    os.makedirs(args.out, exist_ok=True)
+    if not args.table_only:
+        for seed in args.seeds:  # seed-major: every cell gets a seed before any gets two
+            for p in args.correlations:
+                for model in args.models:
+                    path = os.path.join(args.out, f"p{p}_{model}_s{seed}.json")
+                    if os.path.exists(path):
+                        continue
+                    start = time.perf_counter()
+                    mse, params = run_one(model, p, seed, args.samples, args.test_samples, args.epochs,
+                                          args.batch_size, args.learning_rate)
+                    record = {"model": model, "correlation": p, "seed": seed, "mse": mse, "params": params,
+                              "epochs": args.epochs, "samples": args.samples, "batch_size": args.batch_size,
+                              "learning_rate": args.learning_rate,
+                              "seconds": round(time.perf_counter() - start, 1)}
+                    with open(path + ".tmp", "w") as handle:
+                        json.dump(record, handle, indent=1)
+                    os.replace(path + ".tmp", path)
+                    print(f"p={p} {model} seed {seed}: mse {np.mean(list(mse.values())):.4f} "
+                          f"({record['seconds']} s)", flush=True)
+    cells = summarize(args.out)
+    print(format_table(cells))
+    if cells:
+        write_chart(cells, os.path.join(args.out, "quality_synthetic.png"))
+    with open(os.path.join(args.out, "summary.json"), "w") as handle:
+        json.dump([{"correlation": p, "model": m, "mse_mean": float(np.mean(c["mse"])),
+                    "mse_std": float(np.std(c["mse"])), "seeds": c["seeds"], "params": c["params"],
+                    "epochs": sorted(c["epochs"]), "samples": sorted(c["samples"])}
+                   for (p, m), c in sorted(cells.items())], handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
