@@ -19,7 +19,7 @@ if not IS_KERAS3:
     import tensorflow_recommenders as tfrs
 
     from mtl_keras import MultiTaskModel
-    from mtl_keras.layers import ExpertGate
+    from mtl_keras.layers import ExpertGate, SharedRepresentation
     from mtl_keras.tfrs import MultiTaskMixin, export_recommender, task_variables
     from mtl_keras.tfrs.sharing import batch_spec
 
@@ -196,8 +196,10 @@ if not IS_KERAS3:
     class TwoTower(MultiTaskMixin, tfrs.Model):
         """Retrieval and rating on shared user and movie towers; the rating head is the rating task's own."""
 
-        def __init__(self, compute_loss_returns=None):
+        def __init__(self, compute_loss_returns=None, marked=False):
             super().__init__()
+            # Marks the tower outputs for projection_mode="fast" (identity layers, no variables).
+            self.marks = [SharedRepresentation(name=f"{side}_representation") for side in ("user", "movie")] if marked else None
             self.user_model = keras.layers.Embedding(20, 8, name="user_tower")
             self.movie_model = keras.layers.Embedding(30, 8, name="movie_tower")
             self.rating_head = keras.layers.Dense(1, name="rating_head")
@@ -207,6 +209,8 @@ if not IS_KERAS3:
 
         def compute_loss(self, features, training=False):
             q, c = self.user_model(features["user_id"]), self.movie_model(features["movie_id"])
+            if self.marks:
+                q, c = self.marks[0](q), self.marks[1](c)
             losses = {
                 "retrieval": self.retrieval_task(q, c),
                 "rating": self.rating_task(labels=features["rating"], predictions=self.rating_head(q * c)),
@@ -239,6 +243,19 @@ def test_tasks_and_shared_variables_from_a_trace_of_compute_loss(tmp_path):
     names = [name for name, _ in tf.train.list_variables(tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt")))]
     assert any(name.startswith("model/_mtl_state/weighting/") for name in names), names
     assert any(name.startswith("model/_mtl_state/step") for name in names), names
+
+
+@tf_keras_only
+def test_fast_projection_on_marked_towers():
+    """projection_mode="fast": the task Gram matrix from gradients with respect to the marked tower outputs."""
+    model = TwoTower(marked=True)
+    batch = ranking_batch(64)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), task_weighting="uncertainty",
+                  gradient_projection="mgda", projection_mode="fast", sample_features=batch)
+    assert type(model._mtl_trainer.mode).__name__ == "Fast"
+    history = model.fit(batch, batch_size=16, epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert np.isfinite(history.history["grad_cosine/retrieval__rating"]).all()
 
 
 @tf_keras_only

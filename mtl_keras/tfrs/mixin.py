@@ -19,13 +19,15 @@ tasks are the keys ``compute_loss`` returns (in that order, or
 ``task_names``'s), and the shared variables those two or more task losses
 reach (``mtl_keras.tfrs.sharing``).
 
-Example:
->>> class Recommender(MultiTaskMixin, tfrs.Model):
-...     def compute_loss(self, features, training=False):
-...         q, c = self.user_model(features["user_id"]), self.movie_model(features["movie_id"])
-...         return {"retrieval": self.retrieval_task(q, c),
-...                 "rating": self.rating_task(labels=features["rating"], predictions=self.rate(q, c))}
->>> model.compile(optimizer="adam", task_weighting="uncertainty", gradient_projection="pcgrad")
+Example (``examples/tfrs_multitask.py`` runs a whole one)::
+
+    class Recommender(MultiTaskMixin, tfrs.Model):
+        def compute_loss(self, features, training=False):
+            q, c = self.user_model(features["user_id"]), self.movie_model(features["movie_id"])
+            return {"retrieval": self.retrieval_task(q, c),
+                    "rating": self.rating_task(labels=features["rating"], predictions=self.rate(q, c))}
+
+    model.compile(optimizer="adam", task_weighting="uncertainty", gradient_projection="pcgrad")
 """
 
 from mtl_keras.backend import keras, tf
