@@ -147,22 +147,22 @@ def _model_spec(target, name, signature_name, version):
 
 
 def classify(servable, request):
-    key, definition = _definition(servable, request.model_spec.signature_name)
-    check_classification(definition)
-    response = classification_pb2.ClassificationResponse()
-    _model_spec(response.model_spec, request.model_spec.name, key, servable.version)
-    examples = serialized_examples(request.input)
-    classification_result(_run(servable, key, examples), len(examples), response.result)
-    return response
+    return _single(servable, request, check_classification, classification_pb2.ClassificationResponse,
+                   classification_result)
 
 
 def regress(servable, request):
+    return _single(servable, request, check_regression, regression_pb2.RegressionResponse, regression_result)
+
+
+def _single(servable, request, check, response_type, fill):
+    """A Classify or Regress call: one signature of that method, run on the request's examples."""
     key, definition = _definition(servable, request.model_spec.signature_name)
-    check_regression(definition)
-    response = regression_pb2.RegressionResponse()
+    check(definition)
+    response = response_type()
     _model_spec(response.model_spec, request.model_spec.name, key, servable.version)
     examples = serialized_examples(request.input)
-    regression_result(_run(servable, key, examples), len(examples), response.result)
+    fill(_run(servable, key, examples), len(examples), response.result)
     return response
 
 
