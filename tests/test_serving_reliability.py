@@ -5,9 +5,9 @@ an empty base path. Loopback only; every loop bounded."""
 import pathlib
 import sys
 
+import hypothesis  # noqa: F401  (the fuzz run needs it; the test extra installs it)
 import pytest
 
-pytest.importorskip("hypothesis")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "reliability"))
 
 from common import export_version, ranker, start_server  # noqa: E402

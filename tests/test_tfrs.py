@@ -1,5 +1,6 @@
-"""TensorFlow Recommenders interop (mtl_keras.tfrs): tf_keras only; under Keras 3 the module's
-ImportError is what is tested."""
+"""TensorFlow Recommenders interop (mtl_keras.tfrs), under tf_keras: TFRS 0.7.7 imports only
+there, so tests/conftest.py leaves this file out of the Keras 3 run (which tests the module's
+ImportError in test_tfrs_import.py instead)."""
 
 import json
 import os
@@ -10,56 +11,38 @@ import sys
 import numpy as np
 import pytest
 
-from mtl_keras.backend import IS_KERAS3, keras, tf
+from mtl_keras.backend import keras, tf
+
+import tensorflow_recommenders as tfrs
+
+from mtl_keras import MultiTaskModel
+from mtl_keras.layers import ExpertGate, SharedRepresentation
+from mtl_keras.tfrs import MultiTaskMixin, export_recommender, task_variables
+from mtl_keras.tfrs.sharing import batch_spec
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-tf_keras_only = pytest.mark.skipif(IS_KERAS3, reason="TensorFlow Recommenders 0.7.7 needs tf_keras")
-
-if not IS_KERAS3:
-    import tensorflow_recommenders as tfrs
-
-    from mtl_keras import MultiTaskModel
-    from mtl_keras.layers import ExpertGate, SharedRepresentation
-    from mtl_keras.tfrs import MultiTaskMixin, export_recommender, task_variables
-    from mtl_keras.tfrs.sharing import batch_spec
-
-    class Adapter(MultiTaskMixin, tfrs.Model):
-        """An existing TFRS ranking model over a functional network: rating and watched."""
-
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-            self.rating_task = tfrs.tasks.Ranking(
-                loss=keras.losses.MeanSquaredError(), metrics=[keras.metrics.RootMeanSquaredError("rating_rmse")]
-            )
-            self.watched_task = tfrs.tasks.Ranking(loss=keras.losses.BinaryCrossentropy())
-
-        def call(self, features, training=False):
-            return self.net({k: features[k] for k in ("user_id", "movie_id")}, training=training)
-
-        def compute_loss(self, features, training=False):
-            out = self(features, training=training)
-            return {
-                "rating": self.rating_task(labels=features["rating"], predictions=out["rating"]),
-                "watched": self.watched_task(labels=features["watched"], predictions=out["watched"]),
-            }
 
 
-def test_import_under_keras3_says_to_set_tf_use_legacy_keras():
-    if IS_KERAS3:
-        with pytest.raises(ImportError, match="Set TF_USE_LEGACY_KERAS=1 before importing TensorFlow"):
-            import mtl_keras.tfrs  # noqa: F401
-        with pytest.raises(ImportError, match="TF_USE_LEGACY_KERAS=1"):
-            import tensorflow_recommenders  # noqa: F401  (TFRS's own refusal, which ours anticipates)
-        # No half-imported module is left behind: a second import refuses the same way.
-        assert "mtl_keras.tfrs" not in sys.modules
-        with pytest.raises(ImportError, match="mtl_keras.tfrs needs tf_keras"):
-            import mtl_keras.tfrs  # noqa: F401,F811
-    else:
-        import mtl_keras.tfrs as module
+class Adapter(MultiTaskMixin, tfrs.Model):
+    """An existing TFRS ranking model over a functional network: rating and watched."""
 
-        assert keras.__name__ == "tf_keras" and tf.keras.__name__.startswith("tf_keras")
-        assert {"MultiTaskMixin", "export_recommender", "task_variables"} <= set(module.__all__)
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.rating_task = tfrs.tasks.Ranking(
+            loss=keras.losses.MeanSquaredError(), metrics=[keras.metrics.RootMeanSquaredError("rating_rmse")]
+        )
+        self.watched_task = tfrs.tasks.Ranking(loss=keras.losses.BinaryCrossentropy())
+
+    def call(self, features, training=False):
+        return self.net({k: features[k] for k in ("user_id", "movie_id")}, training=training)
+
+    def compute_loss(self, features, training=False):
+        out = self(features, training=training)
+        return {
+            "rating": self.rating_task(labels=features["rating"], predictions=out["rating"]),
+            "watched": self.watched_task(labels=features["watched"], predictions=out["watched"]),
+        }
 
 
 def network(seed=0):
@@ -84,7 +67,6 @@ def ranking_batch(size=32, seed=1):
     )
 
 
-@tf_keras_only
 @pytest.mark.parametrize("weighting, projection", [("uncertainty", "pcgrad"), ("gradnorm", "mgda")])
 def test_adapter_equals_multitaskmodel(weighting, projection):
     """Same network, same batch: the same per-task weights, logs and combined gradient."""
@@ -120,7 +102,6 @@ def test_adapter_equals_multitaskmodel(weighting, projection):
     print(f"{weighting}+{projection}: max |combined gradient difference| per step {gaps}")
 
 
-@tf_keras_only
 def test_cross_below_expert_gate_in_a_multitaskmodel(tmp_path):
     """tfrs.layers.dcn.Cross as the shared bottom of an MMoE: shared, trained with a fast projection, exported."""
     x = keras.Input((6,), name="features")
@@ -151,7 +132,6 @@ def test_cross_below_expert_gate_in_a_multitaskmodel(tmp_path):
 
 
 
-@tf_keras_only
 def test_cross_on_recommender_features_below_cgc(tmp_path):
     """Raw recommender features (FeatureSpec) -> Cross -> CGCLayer -> towers: the Cross is shared,
     the export takes the raw features and equals the Keras model."""
@@ -191,34 +171,32 @@ def test_cross_on_recommender_features_below_cgc(tmp_path):
         np.testing.assert_allclose(served[task], keras_out[task], atol=1e-5)
 
 
-if not IS_KERAS3:
 
-    class TwoTower(MultiTaskMixin, tfrs.Model):
-        """Retrieval and rating on shared user and movie towers; the rating head is the rating task's own."""
+class TwoTower(MultiTaskMixin, tfrs.Model):
+    """Retrieval and rating on shared user and movie towers; the rating head is the rating task's own."""
 
-        def __init__(self, compute_loss_returns=None, marked=False):
-            super().__init__()
-            # Marks the tower outputs for projection_mode="fast" (identity layers, no variables).
-            self.marks = [SharedRepresentation(name=f"{side}_representation") for side in ("user", "movie")] if marked else None
-            self.user_model = keras.layers.Embedding(20, 8, name="user_tower")
-            self.movie_model = keras.layers.Embedding(30, 8, name="movie_tower")
-            self.rating_head = keras.layers.Dense(1, name="rating_head")
-            self.retrieval_task = tfrs.tasks.Retrieval()
-            self.rating_task = tfrs.tasks.Ranking(loss=keras.losses.MeanSquaredError())
-            self.returns = compute_loss_returns
+    def __init__(self, compute_loss_returns=None, marked=False):
+        super().__init__()
+        # Marks the tower outputs for projection_mode="fast" (identity layers, no variables).
+        self.marks = [SharedRepresentation(name=f"{side}_representation") for side in ("user", "movie")] if marked else None
+        self.user_model = keras.layers.Embedding(20, 8, name="user_tower")
+        self.movie_model = keras.layers.Embedding(30, 8, name="movie_tower")
+        self.rating_head = keras.layers.Dense(1, name="rating_head")
+        self.retrieval_task = tfrs.tasks.Retrieval()
+        self.rating_task = tfrs.tasks.Ranking(loss=keras.losses.MeanSquaredError())
+        self.returns = compute_loss_returns
 
-        def compute_loss(self, features, training=False):
-            q, c = self.user_model(features["user_id"]), self.movie_model(features["movie_id"])
-            if self.marks:
-                q, c = self.marks[0](q), self.marks[1](c)
-            losses = {
-                "retrieval": self.retrieval_task(q, c),
-                "rating": self.rating_task(labels=features["rating"], predictions=self.rating_head(q * c)),
-            }
-            return self.returns(losses) if self.returns else losses
+    def compute_loss(self, features, training=False):
+        q, c = self.user_model(features["user_id"]), self.movie_model(features["movie_id"])
+        if self.marks:
+            q, c = self.marks[0](q), self.marks[1](c)
+        losses = {
+            "retrieval": self.retrieval_task(q, c),
+            "rating": self.rating_task(labels=features["rating"], predictions=self.rating_head(q * c)),
+        }
+        return self.returns(losses) if self.returns else losses
 
 
-@tf_keras_only
 def test_tasks_and_shared_variables_from_a_trace_of_compute_loss(tmp_path):
     model = TwoTower()
     batch = ranking_batch()
@@ -245,7 +223,6 @@ def test_tasks_and_shared_variables_from_a_trace_of_compute_loss(tmp_path):
     assert any(name.startswith("model/_mtl_state/step") for name in names), names
 
 
-@tf_keras_only
 def test_fast_projection_on_marked_towers():
     """projection_mode="fast": the task Gram matrix from gradients with respect to the marked tower outputs."""
     model = TwoTower(marked=True)
@@ -258,7 +235,6 @@ def test_fast_projection_on_marked_towers():
     assert np.isfinite(history.history["grad_cosine/retrieval__rating"]).all()
 
 
-@tf_keras_only
 @pytest.mark.parametrize("returns, message", [
     (lambda losses: losses["rating"] + losses["retrieval"], "must return a non-empty dict"),
     (lambda losses: {"rating": tf.fill([3], losses["rating"])}, "must be a scalar"),
@@ -280,7 +256,6 @@ def run_example(argv):
     return example.main(argv)
 
 
-@tf_keras_only
 def test_example_quick_trains_exports_and_serves_equal_to_keras(tmp_path, capsys):
     """Retrieval + rating + watched with uncertainty weighting and PCGrad: held-out top-100
     accuracy rises and rating RMSE falls every epoch; the served heads, query embedding and
@@ -300,7 +275,6 @@ def test_example_quick_trains_exports_and_serves_equal_to_keras(tmp_path, capsys
     assert set(saved.signatures) == {"serving_default", "rating", "watched", "query_embedding", "top_k"}
 
 
-@tf_keras_only
 def test_export_recommender_checks_its_arguments(tmp_path):
     spec = {"user_id": tf.TensorSpec([None], tf.int64)}
     with pytest.raises(ValueError, match="nothing to export"):
