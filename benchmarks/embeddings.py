@@ -125,8 +125,7 @@ def main():
     for kind in kinds:
         model = build(kind, args)
         # No XLA for any variant: sparse one-hot ops and string lookups have no XLA kernels.
-        jit = {} if USE_LEGACY_KERAS else {"jit_compile": False}
-        model.compile(optimizer=args.optimizer, loss={t: "binary_crossentropy" for t in TASKS}, **jit)
+        model.compile(optimizer=args.optimizer, loss={t: "binary_crossentropy" for t in TASKS}, jit_compile=False)
         buckets = args.dense_buckets if kind == "one_hot_dense" else args.buckets
         data = dataset(kind, ids, labels, buckets, args.batch_size)
         model.fit(data, epochs=1, verbose=0)  # warm-up: tracing, table allocation
