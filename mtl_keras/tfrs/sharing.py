@@ -14,6 +14,7 @@ it; "shared" means reached by two or more tasks, as for ``MultiTaskModel``.
 import numpy as np
 
 from mtl_keras.backend import tf
+from mtl_keras.training.sharing import trace_once
 
 
 def features_of(data):
@@ -78,8 +79,6 @@ def task_variables(model, spec, task_names=None):
     tasks whose loss reaches it. ``spec``: ``batch_spec`` of a batch."""
     found = {}
 
-    # With autograph, as Keras traces its train function: TFRS's tasks use `len(tf.shape(x))`.
-    @tf.function
     def trace(features):
         with tf.GradientTape(persistent=True) as tape:
             losses = model.compute_loss(features, training=True)
@@ -93,9 +92,7 @@ def task_variables(model, spec, task_names=None):
         found.update(tasks=tasks, reached=reached)
         return tf.constant(0)
 
-    if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context():
-        tf.distribute.get_strategy().run(lambda: trace.get_concrete_function(spec) and None)
-    else:
-        trace.get_concrete_function(spec)
+    # With autograph, as Keras traces its train function: TFRS's tasks use `len(tf.shape(x))`.
+    trace_once(trace, spec, autograph=True)
     reached = found["reached"]
     return found["tasks"], [set(reached.get(id(v), ())) for v in model.trainable_variables]

@@ -16,7 +16,6 @@ def variable_tasks(model, tasks):
     specs = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), model.input)
     reached = [set() for _ in variables]
 
-    @tf.function(autograph=False)
     def trace(inputs):
         with tf.GradientTape(persistent=True) as tape:
             outputs = model(inputs, training=True)
@@ -26,12 +25,18 @@ def variable_tasks(model, tasks):
                     reached[index].add(task)
         return tf.constant(0)
 
-    if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context():
-        # Distributed variables (one replica or many) are read only in a replica context.
-        tf.distribute.get_strategy().run(lambda: trace.get_concrete_function(specs) and None)
-    else:
-        trace.get_concrete_function(specs)
+    trace_once(trace, specs)
     return reached
+
+
+def trace_once(fn, spec, autograph=False):
+    """Traces ``fn(spec)`` in a tf.function that is never run; under a strategy, in a
+    replica context, where alone distributed variables (one replica or many) are read."""
+    traced = tf.function(fn, autograph=autograph)
+    if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context():
+        tf.distribute.get_strategy().run(lambda: traced.get_concrete_function(spec) and None)
+    else:
+        traced.get_concrete_function(spec)
 
 
 def representation_layers(model):
