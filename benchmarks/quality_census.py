@@ -177,6 +177,35 @@ def format_table(table):
     return "\n".join(lines)
 
 
+def write_chart(table, path):
+    """Per group, a bar per configuration and task: mean test AUC with the std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted(table)
+    figure, grid = plt.subplots(len(groups), 2, figsize=(11, 3.6 * len(groups)), squeeze=False)
+    for row, group in enumerate(groups):
+        rows = table[group]
+        configs = [c for c in CONFIGS if c in rows]
+        tasks = sorted({t for cell in rows.values() for t in cell if not t.startswith("_")})
+        for column, task in enumerate(tasks[:2]):
+            axes = grid[row][column]
+            means = [np.mean(rows[c].get(task, [np.nan])) for c in configs]
+            stds = [np.std(rows[c].get(task, [np.nan])) for c in configs]
+            axes.bar(range(len(configs)), means, yerr=stds, capsize=2,
+                     color=["tab:orange" if c == "mmoe" else "tab:blue" for c in configs])
+            low = np.nanmin(np.array(means) - np.array(stds))
+            axes.set_ylim(low - 0.002, np.nanmax(np.array(means) + np.array(stds)) + 0.001)
+            axes.set_xticks(range(len(configs)), configs, rotation=60, ha="right", fontsize=7)
+            axes.set_title(f"group {group}: {task} test AUC", fontsize=9)
+            axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA)
@@ -238,7 +267,10 @@ def main(argv=None):
         for g, rows in table.items()
     }
     with open(os.path.join(args.out, "summary.json"), "w") as handle:
-        json.dump({"table": summary, "published": PUBLISHED}, handle, indent=1)
+        json.dump({"table": summary, "published": {k: {str(g): v for g, v in by_group.items()}
+                                                   for k, by_group in PUBLISHED.items()}}, handle, indent=1)
+    if table:
+        write_chart(table, os.path.join(args.out, "quality_census.png"))
     return 0
 
 
