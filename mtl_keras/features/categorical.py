@@ -80,7 +80,8 @@ class IdColumn:
 
     def raw(self):
         return RawFeature(
-            self.name, self.kind, self.value_dtype_or_raise, max_length=self.max_length, name=f"{self.name}_raw"
+            self.name, self.kind, self.value_dtype_or_raise, max_length=self.max_length,
+            name=f"{self.name}_raw",
         )
 
     def lookup(self):

@@ -12,7 +12,17 @@ from mtl_keras.backend import tf
 from mtl_keras.features.layers import INT_PAD, RawFeature, pad_value
 
 
+def _decoded(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _is_ragged(array):
+    """An object array whose entries are rows (lists of ids of varying length)."""
+    return array.dtype == object and array.size > 0 and isinstance(array.flat[0], (list, tuple, np.ndarray))
+
+
 def _numpy(values):
+    """``values`` as a NumPy array: bytes decoded to str, ragged rows as an object array of rows."""
     if isinstance(values, tf.RaggedTensor):
         values = values.to_list()
     elif isinstance(values, (tf.Tensor, tf.Variable)):
@@ -20,10 +30,10 @@ def _numpy(values):
     if isinstance(values, np.ndarray) and values.dtype != object:
         return values
     array = np.asarray(values, dtype=object)
-    if array.ndim >= 1 and array.size and all(isinstance(v, (list, tuple, np.ndarray)) for v in array.ravel()[:1]):
-        return array  # ragged rows, padded by the caller
-    if array.ndim and array.size and isinstance(array.ravel()[0], (str, bytes)):
-        return np.array([v.decode() if isinstance(v, bytes) else v for v in array.ravel()]).reshape(array.shape)
+    if _is_ragged(array):
+        return array  # padded by the caller
+    if array.size and isinstance(array.flat[0], (str, bytes)):
+        return np.array([_decoded(v) for v in array.ravel()]).reshape(array.shape)
     return np.asarray(values)
 
 
@@ -37,13 +47,13 @@ def _kind(array):
 def infer_id_dtype(feature, values):
     """'string' or 'int64' for id values, from their NumPy dtype."""
     array = _numpy(values)
-    if array.dtype == object and array.ndim == 1 and array.size and isinstance(array[0], (list, tuple, np.ndarray)):
-        array = _numpy(np.concatenate([np.asarray(r) for r in array]) if any(len(r) for r in array) else np.zeros(0, np.int64))
+    if _is_ragged(array):
+        array = _numpy([v for row in array for v in row])
+    if array.size == 0 and array.dtype.kind == "f":
+        return "int64"  # no ids at all: adapt then says so
     kind = _kind(array)
-    if kind == "string":
-        return "string"
-    if kind == "int":
-        return "int64"
+    if kind in ("string", "int"):
+        return "string" if kind == "string" else "int64"
     raise ValueError(f"Feature {feature!r}: ids must be strings or integers; got dtype {array.dtype}.")
 
 
@@ -57,14 +67,14 @@ def pad_rows(feature, rows, value_dtype, max_length=None):
     for i, row in enumerate(rows):
         row = row[:length]
         if row:
-            out[i, : len(row)] = [v.decode() if isinstance(v, bytes) else v for v in row]
+            out[i, : len(row)] = [_decoded(v) for v in row]
     return out.astype(str) if value_dtype == "string" else out
 
 
 def column_array(feature, kind, value_dtype, values, width=1, max_length=None):
     """``values`` of one feature as a checked NumPy array ([N], [N, width] or [N, L])."""
     array = _numpy(values)
-    if kind == "sequence" and array.dtype == object and array.size and isinstance(array.flat[0], (list, tuple, np.ndarray)):
+    if kind == "sequence" and _is_ragged(array):
         array = pad_rows(feature, array, value_dtype, max_length)
     got = _kind(array)
     if kind == "numeric":

@@ -4,6 +4,7 @@ import numpy as np
 
 from mtl_keras.backend import keras, tf
 from mtl_keras.features.categorical import IdColumn
+from mtl_keras.features.inputs import column_array
 from mtl_keras.features.layers import SequencePooling
 from mtl_keras.features.numeric import Numeric
 from mtl_keras.features.tables import EmbeddingTables
@@ -98,9 +99,12 @@ class FeatureSpec:
             seen = True
             for name, feature in self.features.items():
                 if name not in batch:
-                    raise ValueError(f"Feature {name!r} is missing from the `adapt` data; got {sorted(batch)}.")
+                    raise ValueError(
+                        f"Feature {name!r} is missing from the `adapt` data; got {sorted(batch)}."
+                    )
                 if isinstance(feature, Numeric):
-                    numeric.setdefault(name, []).append(np.asarray(batch[name], np.float32).reshape(-1, feature.width))
+                    values = column_array(name, "numeric", "float32", batch[name]).reshape(-1, feature.width)
+                    numeric.setdefault(name, []).append(values)
                     continue
                 owner = self.owner(feature)
                 if feature is not owner and owner.value_dtype is not None:
@@ -138,7 +142,8 @@ class FeatureSpec:
         unknown = [task for task in self.task_features if task not in tasks]
         if unknown:
             raise ValueError(
-                f"`task_features` names task {unknown[0]!r}, which the model lacks; its tasks are {list(tasks)}."
+                f"`task_features` names task {unknown[0]!r}, which the model lacks; "
+                f"its tasks are {list(tasks)}."
             )
         return {task: self.task_features.get(task, list(self.features)) for task in tasks}
 
