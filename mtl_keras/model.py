@@ -8,6 +8,7 @@ training state: saved like the optimizer, never one of ``model.weights``.
 """
 
 from mtl_keras.backend import IS_KERAS3, keras, register, tf
+from mtl_keras.features.inputs import prepare_arguments
 from mtl_keras.training import arguments, auxiliary as auxiliary_heads, gradient_modes, labels, optimizers
 from mtl_keras.training import state as state_lib
 from mtl_keras.training.sharing import variable_tasks
@@ -191,10 +192,20 @@ class _MultiTaskBase(keras.Model):
         return self._mtl_state
 
     def fit(self, *args, callbacks=None, **kwargs):
-        """``keras.Model.fit`` with the training pieces' hooks (``Trainer.callbacks``)."""
+        """``keras.Model.fit`` with the training pieces' hooks (``Trainer.callbacks``); a
+        FeatureSpec model also takes NumPy string columns (``features.prepare_arguments``)."""
+        args, kwargs = prepare_arguments(self, args, kwargs)
         if self._mtl_trainer:
             callbacks = self._mtl_trainer.callbacks(callbacks, self.distribute_strategy)
         return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        args, kwargs = prepare_arguments(self, args, kwargs)
+        return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        args, kwargs = prepare_arguments(self, args, kwargs)
+        return super().predict(*args, **kwargs)
 
     # ---------------------------------------------------------------- the steps
     def train_step(self, data):
