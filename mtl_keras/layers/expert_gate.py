@@ -26,7 +26,9 @@ class ExpertGate(keras.layers.Layer):
 
     Call arguments:
         inputs: ``[B, D]`` expert input.
-        gate_inputs: optional ``[B, D_g]`` gate input (default: ``inputs``).
+        gate_inputs: optional gate input (default: ``inputs``): one ``[B, D_g]``
+            tensor every gate reads, or a list of T tensors ``[B, D_t]``, gate t
+            reading its own (a task's own features).
         training: enables dropout.
 
     Output:
@@ -73,19 +75,28 @@ class ExpertGate(keras.layers.Layer):
         super().build(inputs_shape)
 
     def _build_gates(self, gate_inputs_shape):
-        gate_inputs_shape = tf.TensorShape(gate_inputs_shape)
-        if gate_inputs_shape.rank != 2:
-            raise ValueError(
-                f"ExpertGate `gate_inputs` must have shape [B, D_g]; got {gate_inputs_shape}."
-            )
-        self.gate_kernels, self.gate_biases = add_gates(
-            self, "gate", self.num_tasks, gate_inputs_shape[-1], self.num_experts
+        per_gate = isinstance(gate_inputs_shape, (list, tuple)) and not isinstance(
+            gate_inputs_shape[0], (int, type(None))
         )
+        shapes = [tf.TensorShape(s) for s in gate_inputs_shape] if per_gate else [tf.TensorShape(gate_inputs_shape)]
+        if per_gate and len(shapes) != self.num_tasks:
+            raise ValueError(
+                f"ExpertGate `gate_inputs` must be one tensor or a list of num_tasks={self.num_tasks} "
+                f"tensors; got a list of {len(shapes)}."
+            )
+        if any(shape.rank != 2 for shape in shapes):
+            raise ValueError(
+                f"ExpertGate `gate_inputs` must have shape [B, D_g] (each); got {shapes}."
+            )
+        widths = [shape[-1] for shape in shapes] if per_gate else shapes[0][-1]
+        self.gate_kernels, self.gate_biases = add_gates(self, "gate", self.num_tasks, widths, self.num_experts)
 
     def call(self, inputs, gate_inputs=None, training=None):
         gate_inputs = inputs if gate_inputs is None else gate_inputs
         if self.gate_kernels is None:
-            self._build_gates(gate_inputs.shape)
+            self._build_gates(
+                [x.shape for x in gate_inputs] if isinstance(gate_inputs, (list, tuple)) else gate_inputs.shape
+            )
         expert_outputs = self.experts(inputs, training=training)  # [B, E, H]
         gates = gate_probabilities(
             gate_inputs, self.gate_kernels, self.gate_biases, self.gate_temperature

@@ -10,11 +10,13 @@ from mtl_keras.backend import tf
 
 
 def add_gates(layer, name, num_gates, input_dim, num_choices):
-    """Creates ``num_gates`` gates of ``input_dim -> num_choices`` on ``layer``."""
+    """Creates ``num_gates`` gates of ``input_dim -> num_choices`` on ``layer``
+    (``input_dim``: one width, or a list of one per gate)."""
+    widths = list(input_dim) if isinstance(input_dim, (list, tuple)) else [input_dim] * num_gates
     kernels = [
         layer.add_weight(
             name=f"{name}_kernel_{g}",
-            shape=(input_dim, num_choices),
+            shape=(widths[g], num_choices),
             initializer="glorot_uniform",
         )
         for g in range(num_gates)

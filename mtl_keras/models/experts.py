@@ -37,14 +37,18 @@ def mmoe(
 ):
     """MMoE (Ma et al., KDD 2018); ``shared_gate=True`` gives OMoE, one gate for all tasks.
 
-    From a ``FeatureSpec`` the experts and the gates read the shared features
-    (``ExpertGate`` has one gate input, as in the paper) and each task's
-    tower reads the mixture next to the task's own features.
+    From a ``FeatureSpec`` the experts read the shared features of every task,
+    task t's gate the shared tables of task t's ``task_features`` (OMoE's one
+    gate, the union), and each task's tower the mixture next to the task's own
+    features.
     """
     tasks = task_names_of(task_names)
     model_inputs, features, views = features_of(inputs, tasks)
     gates, name = (1, "omoe") if shared_gate else (len(tasks), "mmoe")
-    mixed = ExpertGate(num_experts, expert_units, gates, name=name)(features)
+    gate_inputs = None
+    if views is not None and not shared_gate:
+        gate_inputs = [views.task_shared[task] for task in tasks]
+    mixed = ExpertGate(num_experts, expert_units, gates, name=name)(features, gate_inputs=gate_inputs)
     per_task = mixed * len(tasks) if shared_gate else mixed
     return build_model(
         model_inputs, tasks, per_task, tower_units, task_types, name, auxiliary_tower_units, views

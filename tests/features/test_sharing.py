@@ -73,3 +73,13 @@ def test_a_tasks_loss_reaches_the_shared_table_and_its_own_table_only(builder):
     assert id(table(model, "user_id_embedding")) in shared_ids
     for name in names[2:]:
         assert id(tables[name]) not in shared_ids, name
+
+
+def test_mmoe_gates_read_their_tasks_features():
+    """cvr's gate reads cvr's shared features (item_id's shared table 3 + price 1); ctr and like,
+    which name no subset, read every shared feature; the experts read the union."""
+    spec, _ = spec_and_data()
+    model = BUILDERS["mmoe"](spec)
+    widths = [int(kernel.shape[0]) for kernel in model.get_layer("mmoe").gate_kernels]
+    union = int(model.get_layer("mmoe").experts.kernels[0].shape[1])
+    assert widths == [union, 4, union] and union > 4

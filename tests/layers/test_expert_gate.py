@@ -105,3 +105,32 @@ def test_wrong_rank_is_rejected():
         ExpertGate(2, 4, 2)(tf.zeros([2, 3, 4]))
     with pytest.raises(ValueError, match=r"inputs.*\[B, D\]"):
         ExpertStack(2, 4)(tf.zeros([3]))
+
+
+def test_one_gate_input_per_task():
+    """Gate t reads its own [B, D_t] (a task's own features); the experts read ``inputs``."""
+    layer = ExpertGate(3, 4, 2, return_gates=True)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(5, 6)).astype("float32")
+    own = [rng.normal(size=(5, 2)).astype("float32"), rng.normal(size=(5, 7)).astype("float32")]
+    outputs, gates = to_numpy(layer(x, gate_inputs=own))
+    assert [tuple(k.shape) for k in layer.gate_kernels] == [(2, 3), (7, 3)]
+    experts = np_experts(x, layer.experts.kernels, layer.experts.biases)
+    for t in range(2):
+        gate = np_gate(own[t], layer.gate_kernels[t], layer.gate_biases[t])
+        np.testing.assert_allclose(gates[:, t], gate, atol=1e-6)
+        np.testing.assert_allclose(outputs[t], np.einsum("be,beh->bh", gate, experts), atol=1e-5)
+    with pytest.raises(ValueError, match="a list of num_tasks=2 tensors; got a list of 3"):
+        ExpertGate(3, 4, 2)(x, gate_inputs=own + own[:1])
+
+
+def test_one_gate_input_per_task_in_a_saved_model(tmp_path):
+    x = keras.Input((6,), name="x")
+    a, b = keras.Input((2,), name="a"), keras.Input((7,), name="b")
+    outputs = ExpertGate(3, 4, 2, name="mmoe")(x, gate_inputs=[a, b])
+    model = keras.Model([x, a, b], outputs)
+    rng = np.random.default_rng(3)
+    feed = [rng.normal(size=(4, d)).astype("float32") for d in (6, 2, 7)]
+    loaded = save_and_load(model, tmp_path)
+    for got, want in zip(loaded.predict(feed, verbose=0), model.predict(feed, verbose=0)):
+        np.testing.assert_allclose(got, want, atol=1e-6)
