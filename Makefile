@@ -46,3 +46,16 @@ bench: bench-quality
 bench-quality: $(STAMP)
 	$(BIN)/python benchmarks/quality_synthetic.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/quality_census.py $(BENCH_ARGS)
+
+# The speed benchmarks (tens of minutes): fit throughput against DeepCTR 0.9.4 (installed
+# without its dependencies, which pin an old TensorFlow), the projections' step overhead
+# under both Kerases, the expert stack's layout. Results under benchmarks/results/.
+.PHONY: bench-speed
+bench: bench-speed
+bench-speed: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps deepctr==0.9.4
+	mkdir -p benchmarks/results
+	$(BIN)/python benchmarks/throughput.py --out benchmarks/results/throughput.json
+	$(BIN)/python benchmarks/projection_overhead.py --out benchmarks/results/projection_overhead_keras3.json
+	TF_USE_LEGACY_KERAS=1 $(BIN)/python benchmarks/projection_overhead.py --out benchmarks/results/projection_overhead_tf_keras.json
+	$(BIN)/python benchmarks/expert_layout.py

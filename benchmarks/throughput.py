@@ -1,0 +1,351 @@
+"""Training throughput of ``fit``: mtl_keras (Keras 3 and tf_keras) against DeepCTR 0.9.4.
+
+MMoE, PLE and Shared-Bottom with 4 binary tasks and towers of 64 at two shapes:
+
+- "large": d = 256, 8 experts x 256 (PLE: 2 levels, 2 task + 2 shared experts
+  of 256), shared bottom (256, 256), batch 1024;
+- "small": d = 64, 4 experts x 64 (PLE: 2 levels, 1 task + 1 shared expert
+  of 64), shared bottom (64, 64), batch 256.
+
+Each round starts one subprocess per contender, in shuffled order: DeepCTR
+(``MMOE``/``PLE``/``SharedBottom``, under tf_keras: it needs it), mtl_keras under
+Keras 3, mtl_keras under tf_keras, any ``--variant`` (mtl_keras with extra
+compile or policy settings), and one that measures the machine's float32
+matmul rate. Inside a worker every model is built and warmed up first, then
+timed in shuffled order; a step's time is the median interval between batch
+ends of one ``fit``. The table gives medians over rounds, and the ratios to
+DeepCTR are taken per round (the same round's DeepCTR), then their median.
+
+The machine is shared: besides wall-clock examples/s, each worker reports its
+process CPU time per step ("cpu ms", all threads), which other processes on
+the machine inflate far less; "x (cpu)" is DeepCTR's CPU time per step over
+the contender's (per round, then the median), and "of (cpu)" the step's
+FLOPs per CPU second over the matmul's FLOPs per CPU second.
+
+FLOPs per step count the matmuls only (forward, weight gradients, and input
+gradients where the input is not the data), the same for every contender of
+an architecture; "limit" is the matmul rate / FLOPs per step in examples/s,
+and "of limit" the fraction reached.
+
+    python benchmarks/throughput.py [--rounds 3] [--steps 30] [--quick] [--out FILE]
+    python benchmarks/throughput.py --variant bf16:mixed_bfloat16
+"""
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TASKS = ["t0", "t1", "t2", "t3"]
+SHAPES = {
+    "large": dict(d=256, experts=8, units=256, task_experts=2, shared_experts=2, bottom=(256, 256), batch=1024),
+    "small": dict(d=64, experts=4, units=64, task_experts=1, shared_experts=1, bottom=(64, 64), batch=256),
+}
+ARCHS = ("mmoe", "ple", "shared_bottom")
+TOWER = 64
+
+
+# ---------------------------------------------------------------- FLOPs
+def _dense_flops(batch, fan_in, fan_out, input_is_data=False):
+    """Forward, weight gradient and (unless the input is the data) input gradient."""
+    one = 2 * batch * fan_in * fan_out
+    return one * (2 if input_is_data else 3)
+
+
+def step_flops(arch, shape):
+    """Matmul FLOPs of one training step (biases, activations, gates' softmax left out)."""
+    s = SHAPES[shape]
+    b, d, h, t = s["batch"], s["d"], s["units"], len(TASKS)
+    towers = t * (_dense_flops(b, h if arch != "shared_bottom" else s["bottom"][-1], TOWER)
+                  + _dense_flops(b, TOWER, 1))
+    if arch == "shared_bottom":
+        widths = (d,) + tuple(s["bottom"])
+        bottom = sum(_dense_flops(b, i, o, k == 0) for k, (i, o) in enumerate(zip(widths, widths[1:])))
+        return bottom + towers
+    if arch == "mmoe":
+        e = s["experts"]
+        experts = e * _dense_flops(b, d, h, True)
+        gates = t * _dense_flops(b, d, e, True)
+        mixing = t * 3 * 2 * b * e * h  # weighted sum and its two gradients
+        return experts + gates + mixing + towers
+    # PLE: level 1 reads the data, level 2 the level-1 outputs.
+    m_t, m_s = s["task_experts"], s["shared_experts"]
+    total = 0
+    for level in range(2):
+        last = level == 1
+        fan_in, data = (d, True) if level == 0 else (h, False)
+        n_experts = t * m_t + m_s
+        total += n_experts * _dense_flops(b, fan_in, h, data)
+        total += t * _dense_flops(b, fan_in, m_t + m_s, data)
+        total += t * 3 * 2 * b * (m_t + m_s) * h
+        if not last:
+            total += _dense_flops(b, fan_in, n_experts, data) + 3 * 2 * b * n_experts * h
+    return total + towers
+
+
+# ---------------------------------------------------------------- workers
+def _data(tf, np, shape, deepctr):
+    s = SHAPES[shape]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(s["batch"] * 8, s["d"])).astype("float32")
+    y = {t: (x[:, i : i + 1] + rng.normal(size=(len(x), 1)) > 0).astype("float32") for i, t in enumerate(TASKS)}
+    # DeepCTR: a dict of features, a tuple of labels; mtl_keras: one tensor, a dict by task.
+    features, labels = ({"x": x}, tuple(y[t] for t in TASKS)) if deepctr else (x, y)
+    return tf.data.Dataset.from_tensor_slices((features, labels)).batch(s["batch"]).cache().repeat().prefetch(2)
+
+
+def _build_mtl(arch, shape, compile_kwargs):
+    from mtl_keras import models
+    from mtl_keras.backend import keras
+
+    s = SHAPES[shape]
+    keras.utils.set_random_seed(0)
+    x = keras.Input((s["d"],), name="x")
+    if arch == "mmoe":
+        model = models.mmoe(x, TASKS, num_experts=s["experts"], expert_units=(s["units"],), tower_units=(TOWER,))
+    elif arch == "ple":
+        model = models.ple(x, TASKS, num_levels=2, num_task_experts=s["task_experts"],
+                           num_shared_experts=s["shared_experts"], expert_units=(s["units"],), tower_units=(TOWER,))
+    else:
+        model = models.shared_bottom(x, TASKS, bottom_units=s["bottom"], tower_units=(TOWER,))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss={t: "binary_crossentropy" for t in TASKS},
+                  **compile_kwargs)
+    return model
+
+
+def _build_deepctr(arch, shape):
+    import tensorflow as tf
+    from deepctr.feature_column import DenseFeat
+    from deepctr.models import MMOE, PLE, SharedBottom
+
+    s = SHAPES[shape]
+    tf.keras.utils.set_random_seed(0)
+    columns = [DenseFeat("x", s["d"])]
+    common = dict(tower_dnn_hidden_units=(TOWER,), task_types=["binary"] * len(TASKS), task_names=TASKS)
+    if arch == "mmoe":
+        model = MMOE(columns, num_experts=s["experts"], expert_dnn_hidden_units=(s["units"],), **common)
+    elif arch == "ple":
+        model = PLE(columns, shared_expert_num=s["shared_experts"], specific_expert_num=s["task_experts"],
+                    num_levels=2, expert_dnn_hidden_units=(s["units"],), **common)
+    else:
+        model = SharedBottom(columns, bottom_dnn_hidden_units=s["bottom"], **common)
+    model.compile(tf.keras.optimizers.Adam(1e-3), loss=["binary_crossentropy"] * len(TASKS))
+    return model
+
+
+def worker(kind, shapes, archs, steps, options):
+    """Times every (arch, shape) in this process; prints one JSON line."""
+    import numpy as np
+    import tensorflow as tf
+
+    if kind == "matmul":
+        print(json.dumps(matmul_rate(tf, np)))
+        return
+    if kind == "deepctr":
+        keras = tf.keras
+        build = lambda a, s: _build_deepctr(a, s)  # noqa: E731
+    else:
+        from mtl_keras.backend import keras
+
+        if options.get("policy"):
+            keras.mixed_precision.set_global_policy(options["policy"])
+        compile_kwargs = options.get("compile", {})
+        build = lambda a, s: _build_mtl(a, s, compile_kwargs)  # noqa: E731
+
+    class Clock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.ends = []
+
+            self.cpu = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.ends.append(time.perf_counter())
+            self.cpu.append(time.process_time())
+
+    jobs = [(a, s) for s in shapes for a in archs]
+    built = {}
+    for arch, shape in jobs:
+        model = build(arch, shape)
+        data = _data(tf, np, shape, kind == "deepctr")
+        model.fit(data, steps_per_epoch=5, epochs=1, verbose=0)  # trace, compile, warm up
+        built[arch, shape] = (model, data)
+    results, cpu = {}, {}
+    random.Random(os.getpid()).shuffle(jobs)
+    for arch, shape in jobs:
+        model, data = built[arch, shape]
+        clock = Clock()
+        model.fit(data, steps_per_epoch=steps + 3, epochs=1, verbose=0, callbacks=[clock])
+        results[f"{arch}/{shape}"] = statistics.median(np.diff(clock.ends[3:]))
+        cpu[f"{arch}/{shape}"] = (clock.cpu[-1] - clock.cpu[2]) / (len(clock.cpu) - 3)
+    jit = None
+    if kind != "deepctr":
+        model = built[jobs[0]][0]
+        jit = bool(getattr(model, "jit_compile", False))
+    print(json.dumps({"seconds_per_step": results, "cpu_seconds_per_step": cpu, "jit_compile": jit}))
+
+
+def matmul_rate(tf, np):
+    """The best float32 GFLOP/s over a few matmul shapes like the experts' ([B, d] x [d, E*H])."""
+    rates, cpu_rates = {}, {}
+    for m, k, n in ((1024, 256, 2048), (1024, 1024, 1024), (256, 64, 256)):
+        a = tf.constant(np.random.default_rng(0).normal(size=(m, k)).astype("float32"))
+        b = tf.Variable(np.random.default_rng(1).normal(size=(k, n)).astype("float32"))
+        repeats = max(10, int(2e10 / (2 * m * k * n)))
+
+        @tf.function
+        def run():
+            total = tf.zeros([m, n])
+            for _ in tf.range(repeats):
+                total += tf.matmul(a, b)
+            return total
+
+        run().numpy()
+        samples, cpu = [], []
+        for _ in range(5):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            run().numpy()
+            samples.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+        flops = 2 * m * k * n * repeats
+        rates[f"{m}x{k}x{n}"] = flops / min(samples) / 1e9
+        cpu_rates[f"{m}x{k}x{n}"] = flops / statistics.median(cpu) / 1e9
+    return {"gflops": rates, "peak_gflops": max(rates.values()),
+            "gflop_per_cpu_s": cpu_rates, "peak_gflop_per_cpu_s": max(cpu_rates.values())}
+
+
+# ---------------------------------------------------------------- driver
+def contenders(variants):
+    out = {
+        "deepctr": ("deepctr", {"TF_USE_LEGACY_KERAS": "1"}, {}),
+        "mtl_keras3": ("mtl", {"TF_USE_LEGACY_KERAS": "0"}, {}),
+        "mtl_tf_keras": ("mtl", {"TF_USE_LEGACY_KERAS": "1"}, {}),
+    }
+    for spec in variants:
+        # NAME:POLICY[:KERAS[:COMPILE_JSON]], KERAS "3" (default) or "tf_keras"
+        parts = spec.split(":", 3) + ["", "", ""]
+        name, policy, flavour, compile_json = parts[:4]
+        compile_kwargs = json.loads(compile_json) if compile_json else {}
+        legacy = "1" if flavour == "tf_keras" else "0"
+        policy = policy or None
+        out[name] = ("mtl", {"TF_USE_LEGACY_KERAS": legacy}, {"policy": policy, "compile": compile_kwargs})
+    return out
+
+
+def with_baseline(everyone, source):
+    """Contenders running the mtl_keras package found in ``source`` (e.g. an exported older commit)."""
+    for flavour, legacy in (("keras3", "0"), ("tf_keras", "1")):
+        everyone[f"before_{flavour}"] = ("mtl", {"TF_USE_LEGACY_KERAS": legacy, "PYTHONPATH": source}, {})
+    return everyone
+
+
+def run_worker(kind, env, options, args):
+    command = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--steps", str(args.steps),
+               "--shapes", *args.shapes, "--archs", *args.archs, "--options", json.dumps(options)]
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env)
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=os.path.dirname(HERE))
+    if done.returncode:
+        sys.stderr.write(done.stderr[-4000:])
+        raise SystemExit(f"worker {kind} {env} failed")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
+    parser.add_argument("--only", nargs="+", default=None, help="contenders to run (deepctr always)")
+    parser.add_argument("--variant", action="append", default=[],
+                        help='extra mtl_keras contender NAME:POLICY[:KERAS[:COMPILE_JSON]], KERAS 3 or tf_keras; '
+                             'e.g. bf16:mixed_bfloat16 or nojit::3:{"jit_compile":false}')
+    parser.add_argument("--baseline", default=None,
+                        help="a directory holding another mtl_keras package (git archive REV mtl_keras | "
+                             "tar -x -C DIR): adds contenders before_keras3 and before_tf_keras")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 5 steps, small shape")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "throughput.json"))
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.shapes, args.archs, args.steps, json.loads(args.options))
+        return
+    if args.quick:
+        args.rounds, args.steps, args.shapes = 1, 5, ["small"]
+    everyone = contenders(args.variant)
+    if args.baseline:
+        everyone = with_baseline(everyone, os.path.abspath(args.baseline))
+    if args.only:
+        everyone = {k: v for k, v in everyone.items() if k in args.only or k == "deepctr"}
+    rounds = []
+    for index in range(args.rounds):
+        order = list(everyone) + ["matmul"]
+        random.shuffle(order)
+        record = {}
+        for name in order:
+            if name == "matmul":
+                record[name] = run_worker("matmul", {}, {}, args)
+            else:
+                kind, env, options = everyone[name]
+                record[name] = run_worker(kind, env, options, args)
+            print(f"round {index + 1}: {name} done", file=sys.stderr, flush=True)
+        rounds.append(record)
+    report(rounds, everyone, args)
+
+
+def report(rounds, everyone, args):
+    peak = statistics.median(r["matmul"]["peak_gflops"] for r in rounds)
+    cpu_peak = statistics.median(r["matmul"]["peak_gflop_per_cpu_s"] for r in rounds)
+    rows = []
+    for shape in args.shapes:
+        batch = SHAPES[shape]["batch"]
+        for arch in args.archs:
+            key = f"{arch}/{shape}"
+            flops = step_flops(arch, shape)
+            limit = peak * 1e9 / flops * batch
+            for name in everyone:
+                per_round = [r[name]["seconds_per_step"][key] for r in rounds]
+                ratios = [r["deepctr"]["seconds_per_step"][key] / r[name]["seconds_per_step"][key] for r in rounds]
+                seconds = statistics.median(per_round)
+                cpu = [r[name]["cpu_seconds_per_step"][key] for r in rounds]
+                cpu_ratios = [r["deepctr"]["cpu_seconds_per_step"][key] / c for r, c in zip(rounds, cpu)]
+                rows.append(dict(
+                    arch=arch, shape=shape, contender=name, batch=batch,
+                    examples_per_s=batch / seconds, ms_per_step=seconds * 1000,
+                    examples_per_s_rounds=[batch / s for s in per_round],
+                    ratio_to_deepctr=statistics.median(ratios), ratio_rounds=ratios,
+                    cpu_ms_per_step=statistics.median(cpu) * 1000,
+                    cpu_ratio_to_deepctr=statistics.median(cpu_ratios), cpu_ratio_rounds=cpu_ratios,
+                    gflop_per_step=flops / 1e9, limit_examples_per_s=limit,
+                    fraction_of_limit=batch / seconds / limit,
+                    cpu_fraction_of_limit=flops / statistics.median(cpu) / (cpu_peak * 1e9),
+                    jit_compile=rounds[0][name].get("jit_compile"),
+                ))
+    print(f"\nfloat32 matmul rate (median over rounds of the best shape): {peak:.0f} GFLOP/s, "
+          f"{cpu_peak:.0f} GFLOP per CPU second; "
+          f"{args.rounds} rounds x {args.steps} steps")
+    header = f"{'model':<22} {'contender':<14} {'examples/s':>10} {'ms/step':>8} {'x DeepCTR':>9} " \
+             f"{'rounds':>17} {'GFLOP':>6} {'of limit':>8} {'jit':>5} {'cpu ms':>7} {'x (cpu)':>7}"
+    print(header)
+    for row in rows:
+        rr = "/".join(f"{r:.2f}" for r in row["ratio_rounds"])
+        print(f"{row['arch'] + '/' + row['shape']:<22} {row['contender']:<14} {row['examples_per_s']:10.0f} "
+              f"{row['ms_per_step']:8.2f} {row['ratio_to_deepctr']:9.2f} {rr:>17} {row['gflop_per_step']:6.2f} "
+              f"{row['fraction_of_limit']:8.0%} {str(row['jit_compile']):>5} {row['cpu_ms_per_step']:7.1f} "
+              f"{row['cpu_ratio_to_deepctr']:7.2f} {row['cpu_fraction_of_limit']:8.0%}")
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as handle:
+            json.dump({"matmul_gflops": peak, "matmul_gflop_per_cpu_s": cpu_peak, "matmul_rounds": [r["matmul"] for r in rounds],
+                       "rounds": args.rounds, "steps": args.steps, "rows": rows}, handle, indent=2)
+        print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
