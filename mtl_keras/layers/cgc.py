@@ -2,7 +2,7 @@
 
 from mtl_keras.backend import keras, register, tf
 from mtl_keras.layers import checks
-from mtl_keras.layers.experts import ExpertStack
+from mtl_keras.layers.experts import ExpertStack, call_stacks
 from mtl_keras.layers.gating import ReportsGates, add_gates, gate_probabilities, mix
 
 
@@ -140,13 +140,19 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
         else:
             self._split_shapes(inputs.shape)
             task_inputs, shared_input = [inputs] * self.num_tasks, inputs
-        task_out = [  # T x [B, m_t, H]
-            stack(x, training=training) for stack, x in zip(self.task_experts, task_inputs)
-        ]
-        shared_out = self.shared_experts(shared_input, training=training)  # [B, m_s, H]
+        if isinstance(inputs, (list, tuple)):
+            task_out = [  # T x [B, m_t, H]
+                stack(x, training=training) for stack, x in zip(self.task_experts, task_inputs)
+            ]
+            shared_out = self.shared_experts(shared_input, training=training)  # [B, m_s, H]
+        else:
+            # One input for every stack: their first layers as one matmul.
+            *task_out, shared_out = call_stacks(self.task_experts + [self.shared_experts], inputs, training)
         gates = gate_probabilities(task_inputs, self.task_gate_kernels, self.task_gate_biases)
+        # Each stack mixed apart and the parts summed: no [B, m_t + m_s, H] concatenations.
+        m_t = self.num_task_experts
         outputs = [
-            mix(gate, tf.concat([own, shared_out], axis=1))
+            mix(gate[:, :m_t], own) + mix(gate[:, m_t:], shared_out)
             for gate, own in zip(gates, task_out)
         ]
         level_gates = [self._spread(t, gate) for t, gate in enumerate(gates)]
@@ -154,7 +160,8 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
             (shared_gate,) = gate_probabilities(
                 shared_input, self.shared_gate_kernels, self.shared_gate_biases
             )
-            outputs.append(mix(shared_gate, tf.concat(task_out + [shared_out], axis=1)))
+            parts = [mix(shared_gate[:, t * m_t : (t + 1) * m_t], own) for t, own in enumerate(task_out)]
+            outputs.append(tf.add_n(parts + [mix(shared_gate[:, self.num_tasks * m_t :], shared_out)]))
             level_gates.append(shared_gate)
         self._record_reads(gates, outputs, level_gates)
         return outputs, tf.stack(level_gates, axis=1)

@@ -71,12 +71,10 @@ class ExpertStack(RecordsRepresentation, keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs, training=None):
-        # First layer: a broadcast matmul to [E, B, H], then [B, E, H]. The einsum
-        # "bd,edh->beh" transposes the whole [E, D, H] kernel on every call, which dominates
-        # at serving batch sizes: 0.47x its time at batch 1, 0.93x at 1024 (forward), at a
-        # cost of 1.05-1.11x for training steps at batch 1024-4096 without XLA
-        # (benchmarks/expert_layout.py, 8x256x256 on CPU).
-        hidden = tf.transpose(tf.matmul(inputs[None], self.kernels[0]), [1, 0, 2])
+        return self._from_first_layer(first_layer(inputs, self.kernels[0]), training)
+
+    def _from_first_layer(self, hidden, training):
+        """The stack's output from its first layer's product ``[B, E, units[0]]`` (no bias yet)."""
         for depth in range(len(self.units)):
             if depth:
                 hidden = tf.einsum("beh,ehk->bek", hidden, self.kernels[depth])
@@ -94,3 +92,28 @@ class ExpertStack(RecordsRepresentation, keras.layers.Layer):
             dropout=self.dropout,
         )
         return config
+
+
+def first_layer(inputs, kernel):
+    """``[B, D] x [E, D, H] -> [B, E, H]``, every expert reading the same input.
+
+    A broadcast matmul to [E, B, H], then [B, E, H]. The einsum
+    "bd,edh->beh" transposes the whole [E, D, H] kernel on every call, which
+    dominates at serving batch sizes: 0.47x its time at batch 1, 0.93x at 1024
+    (forward), at a cost of 1.05-1.11x for training steps at batch 1024-4096
+    without XLA (benchmarks/expert_layout.py, 8x256x256 on CPU); under XLA the
+    einsum was 2x slower in training too.
+    """
+    return tf.transpose(tf.matmul(inputs[None], kernel), [1, 0, 2])
+
+
+def call_stacks(stacks, inputs, training=None):
+    """The outputs of expert stacks that all read ``inputs`` [B, D], their first
+    layers run as one matmul over every stack's experts (PLE's first level: each
+    task's stack and the shared one read the features)."""
+    if len(stacks) == 1:
+        return [stacks[0](inputs, training=training)]
+    # tf.convert_to_tensor: tf.concat rejects Keras 3 variables; it keeps their autocast.
+    kernel = tf.concat([tf.convert_to_tensor(s.kernels[0]) for s in stacks], axis=0)
+    parts = tf.split(first_layer(inputs, kernel), [s.num_experts for s in stacks], axis=1)
+    return [stack._from_first_layer(part, training) for stack, part in zip(stacks, parts)]
