@@ -12,7 +12,7 @@ from mtl_keras.features.inputs import prepare_arguments
 from mtl_keras.training import arguments, auxiliary as auxiliary_heads, gradient_modes, labels, optimizers
 from mtl_keras.training import state as state_lib
 from mtl_keras.training.sharing import variable_tasks
-from mtl_keras.training.step import Trainer
+from mtl_keras.training.step import Trainer, resolve_jit_compile
 from mtl_keras.training.task_gradients import replica_sum
 
 
@@ -115,10 +115,14 @@ class _MultiTaskBase(keras.Model):
                 ``nonfinite_steps``. By default ``fit`` stops instead, with an
                 error naming the task and the step.
             **kwargs: passed to ``keras.Model.compile`` (``jit_compile``,
-                ``steps_per_execution``, ``run_eagerly``). Under Keras 3,
-                ``jit_compile="auto"`` (the default) means no XLA when
-                per-task gradients are needed: XLA made those steps slower
-                here (benchmarks/projection_overhead.py).
+                ``steps_per_execution``, ``run_eagerly``). Left unset (Keras
+                3's "auto", tf_keras's None), ``jit_compile`` means XLA, on CPU
+                too, for a step of one backward pass whose layers all compile,
+                and no XLA for per-task gradients (projections, cosines,
+                GradNorm) or under a distribution strategy
+                (``training.step.resolve_jit_compile``). Fallback: pass
+                ``jit_compile=False`` (a layer XLA cannot compile, or a
+                custom op, fails at the first step with an XLA error).
         """
         if kwargs.pop("from_serialized", False):
             # tf_keras's SavedModel loader: the training config carries our arguments.
@@ -137,10 +141,10 @@ class _MultiTaskBase(keras.Model):
         arguments.check_choice("projection_mode", projection_mode, ("exact", "fast"))
         per_task = bool(log_gradient_cosine) or projection is not None
         mode = gradient_modes.get(per_task, projection_mode, self, projection, task_gradient_method)
-        if IS_KERAS3 and kwargs.get("jit_compile", "auto") == "auto" and (
-            per_task or weighting.needs_tape
-        ):
-            kwargs["jit_compile"] = False
+        kwargs["jit_compile"] = resolve_jit_compile(
+            self, kwargs.get("jit_compile", "auto"), per_task or weighting.needs_tape,
+            kwargs.get("run_eagerly", False),
+        )
         main, groups = optimizers.resolve(
             optimizer, self._reaching_tasks(trained), self.trainable_variables,
             weighting.trainable_variables, trained,

@@ -6,7 +6,7 @@ resolved pieces; its methods run inside the traced step, and nothing in it
 branches on the weighting or projection method.
 """
 
-from mtl_keras.backend import tf
+from mtl_keras.backend import IS_KERAS3, keras, tf
 from mtl_keras.callbacks import EpochEnd, NonFiniteBatchLoss, NonFiniteLoss
 from mtl_keras.training import optimizers
 from mtl_keras.training.gradient_modes import TrainStep
@@ -116,3 +116,46 @@ class Trainer:
         if self.starts is None:
             return tf.constant(1.0)
         return tf.cast(tf.convert_to_tensor(self.state.step) >= self.starts, tf.float32)
+
+
+def resolve_jit_compile(model, requested, per_task, run_eagerly=False):
+    """``compile``'s ``jit_compile`` when the user left it to us ("auto", or None under tf_keras).
+
+    XLA when the step is one backward pass (no per-task gradients, no weighting
+    that differentiates twice) and every layer of the model can be compiled:
+    on CPU it took the default MMoE step from 0.8x to 1.4x DeepCTR's
+    (benchmarks/throughput.py); per-task-gradient steps ran slower with it
+    (benchmarks/projection_overhead.py). Never under a distribution strategy
+    (Keras 3 refuses XLA there too), with ``run_eagerly``, or with op
+    determinism on. Keras 3's own "auto" means no XLA on a CPU-only machine.
+    """
+    if requested not in (None, "auto"):
+        return requested
+    distributed = tf.distribute.has_strategy() or getattr(model, "_distribute_strategy", None) or getattr(
+        model, "_distribution_strategy", None
+    )
+    if per_task or run_eagerly or distributed or _op_determinism():
+        return False
+    layers = list(model._flatten_layers())
+    if any(getattr(layer, "compute_dtype", None) == "bfloat16" for layer in layers):
+        # oneDNN's bfloat16 matmuls (AVX512-BF16) beat XLA's: under "mixed_bfloat16" the
+        # MMoE step took 0.87x and PLE 0.76x the CPU time of XLA's (float32 or bfloat16).
+        return False
+    return all(_jit_compatible(layer) for layer in layers)
+
+
+def _op_determinism():
+    """``tf.config.experimental.enable_op_determinism()`` is on (not every op has a deterministic XLA kernel)."""
+    from tensorflow.python.framework import config  # its getter is not public
+
+    return config.is_op_determinism_enabled()
+
+
+def _jit_compatible(layer):
+    """Keras 3 layers say so (``supports_jit``: lookups, hashing and other preprocessing
+    don't); tf_keras has no flag, so its preprocessing layers count as not compatible."""
+    if not getattr(layer, "supports_jit", True):
+        return False
+    if not IS_KERAS3 and isinstance(layer, keras.layers.experimental.preprocessing.PreprocessingLayer):
+        return False
+    return True
