@@ -62,27 +62,52 @@ def export_saved_model(
     """
     inputs = _named_inputs(model)
     fusion = _fusion(model, ranking_score, ranking_fusion)
-    os.makedirs(base_path, exist_ok=True)
-    version = _version(base_path, version)
-    target = os.path.join(base_path, str(version))
     routers = [layer for layer in _all_layers(model) if isinstance(layer, HardConcreteRouter)]
-    temp = tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=base_path)
     try:
         for router in routers:
             router.freeze()
         module, signatures = _serving_module(model, inputs, fusion)
-        tf.saved_model.save(module, temp, signatures=signatures)
-        _write_warmup(temp, inputs, warmup_batch_size, warmup_records)
+        return write_version(
+            base_path, version, lambda folder: tf.saved_model.save(module, folder, signatures=signatures),
+            inputs, warmup_batch_size, warmup_records,
+        )
+    finally:
+        for router in routers:
+            router.unfreeze()
+
+
+def write_version(base_path, version, save, warmup_inputs, warmup_batch_size, warmup_records):
+    """``base_path/<version>``, written whole or not at all: ``save(folder)`` and the warm-up
+    records go to a temporary folder, renamed into place, so a server never sees half a version.
+
+    ``version``: an int, or None for the latest + 1; ``warmup_inputs``: [(name, TensorSpec)].
+    """
+    os.makedirs(base_path, exist_ok=True)
+    version = _version(base_path, version)
+    target = os.path.join(base_path, str(version))
+    temp = tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=base_path)
+    try:
+        save(temp)
+        _write_warmup(temp, warmup_inputs, warmup_batch_size, warmup_records)
         if os.path.exists(target):
             raise FileExistsError(f"`version` {version} appeared in {base_path} during the export.")
         os.rename(temp, target)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    finally:
-        for router in routers:
-            router.unfreeze()
     return target
+
+
+def signature_variables(signatures):
+    """The variables the signatures read, each once: what a serving module keeps (no
+    auxiliary towers, no training state)."""
+    seen, kept = set(), []
+    for concrete in signatures.values():
+        for variable in concrete.variables:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                kept.append(variable)
+    return kept
 
 
 def _named_inputs(model):
@@ -225,14 +250,7 @@ def _serving_module(model, inputs, fusion=None):
     # The lookup tables are resources, not variables: the module must track the layers
     # owning them, else saving fails under tf_keras ("untracked resource").
     module.lookups = [layer for layer in _all_layers(model) if isinstance(layer, IdLookup)]
-    # Only what the signatures read: no auxiliary towers, no training state.
-    seen, kept = set(), []
-    for concrete in signatures.values():
-        for variable in concrete.variables:
-            if id(variable) not in seen:
-                seen.add(id(variable))
-                kept.append(variable)
-    module.serving_variables = kept
+    module.serving_variables = signature_variables(signatures)
     return module, signatures
 
 

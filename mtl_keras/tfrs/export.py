@@ -20,9 +20,6 @@ IdLookup) are tracked so their tables travel. The version is written to a
 temporary folder and renamed into place, as ``mtl_keras.export`` does.
 """
 
-import os
-import shutil
-import tempfile
 
 from mtl_keras import export as mtl_export
 from mtl_keras.backend import keras, tf
@@ -122,25 +119,9 @@ def export_recommender(base_path, features, ranking=None, query=None, query_feat
     if "serving_default" not in signatures:
         signatures["serving_default"] = signatures[TOP_K if candidates is not None else QUERY_EMBEDDING]
     module.lookups = _lookups(ranking, query)
-    kept, seen = [], set()
-    for concrete in signatures.values():
-        for variable in concrete.variables:
-            if id(variable) not in seen:
-                seen.add(id(variable))
-                kept.append(variable)
-    module.serving_variables = kept
-
-    os.makedirs(base_path, exist_ok=True)
-    version = mtl_export._version(base_path, version)
-    target = os.path.join(base_path, str(version))
-    temp = tempfile.mkdtemp(prefix=mtl_export._TEMP_PREFIX, dir=base_path)
-    try:
-        tf.saved_model.save(module, temp, signatures=signatures)
-        mtl_export._write_warmup(temp, list(default_inputs.items()), warmup_batch_size, warmup_records)
-        if os.path.exists(target):
-            raise FileExistsError(f"`version` {version} appeared in {base_path} during the export.")
-        os.rename(temp, target)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
+    module.serving_variables = mtl_export.signature_variables(signatures)
+    target = mtl_export.write_version(
+        base_path, version, lambda folder: tf.saved_model.save(module, folder, signatures=signatures),
+        list(default_inputs.items()), warmup_batch_size, warmup_records,
+    )
     return target
