@@ -5,8 +5,8 @@
 2. features: a ``FeatureSpec`` (lookups and embeddings inside the model), adapted on
    the training rows;
 3. a PLE on ctr and cvr, compiled with uncertainty weighting and PCGrad, trained with
-   Keras's progress bar (TensorBoard logs, task weights, gradient cosines and expert
-   usage recorded);
+   Keras's progress bar and early stopping on the validation loss (TensorBoard logs, task
+   weights, gradient cosines and expert usage recorded);
 4. the same PLE with equal weights, as the baseline;
 5. per-task test AUC and log loss of both;
 6. PNG plots: expert usage per gating layer, task weights, gradient cosine,
@@ -42,7 +42,8 @@ def add_arguments(parser):
                                                     "(default: a new temporary folder)")
     parser.add_argument("--quick", action="store_true", help="a small run (about a minute): fewer rows and epochs")
     parser.add_argument("--samples", type=int, default=None, help="impressions (default 30000; --quick 4000)")
-    parser.add_argument("--epochs", type=int, default=None, help="default 4; --quick 2")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="at most (early stopping on the validation loss); default 5, --quick 2")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--learning-rate", type=float, default=0.005)
     parser.add_argument("--model", choices=["ple", "mmoe"], default="ple")
@@ -68,7 +69,7 @@ def run(args):
 
     warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
     samples = args.samples or (4000 if args.quick else 30000)
-    epochs = args.epochs or (2 if args.quick else 4)
+    epochs = args.epochs or (2 if args.quick else 5)
     out = os.path.abspath(args.out or tempfile.mkdtemp(prefix="mtl-keras-demo-"))
     os.makedirs(out, exist_ok=True)
     step = _Steps(10)
@@ -130,7 +131,9 @@ def run(args):
         steps_per_epoch = -(-len(parts["train"]) // args.batch_size)
         logs[run_name] = plots.BatchLog(every=max(1, steps_per_epoch // 10))
         extra = [logs[run_name],
-                 keras.callbacks.TensorBoard(os.path.join(out, "tensorboard", run_name), write_graph=False)]
+                 keras.callbacks.TensorBoard(os.path.join(out, "tensorboard", run_name), write_graph=False),
+                 # cvr has few labels and overfits the id embeddings within a few epochs
+                 keras.callbacks.EarlyStopping("val_loss", patience=1, restore_best_weights=True)]
         if index == 0:
             sample = {k: v[:1000] for k, v in feeds["validation"].items()}
             usage = callbacks.ExpertUsage(sample)
@@ -140,6 +143,8 @@ def run(args):
             epochs=epochs, batch_size=args.batch_size, verbose=verbose, callbacks=extra,
         )
         histories[run_name], trained[run_name] = history.history, model
+        best = int(np.argmin(history.history["val_loss"])) + 1
+        print(f"  kept the weights of epoch {best} of {len(history.history['val_loss'])} (lowest validation loss)")
 
     step("Evaluate on the test rows (cvr on clicked rows only: its label is unobserved elsewhere)")
     test_x, test_y = feeds["test"], rows["test"][1]

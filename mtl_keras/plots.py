@@ -10,7 +10,7 @@
 
 Training curves come from a ``keras.callbacks.History`` (``history.history``,
 one point an epoch) or, finer, from ``BatchLog`` (one point every ``every``
-training steps). Every function returns the data it drew, so tests and
+training steps: the epoch's running means so far, as Keras reports them). Every function returns the data it drew, so tests and
 notebooks can check it. Needs matplotlib: ``pip install 'mtl_keras[plots]'``.
 
 Example:
@@ -44,9 +44,10 @@ class BatchLog(keras.callbacks.Callback):
 
     Args:
         every: steps between records.
-        keys: the log keys to keep (None: every key). Task weights and gradient
-            cosines are the current values at that step; losses and metrics are
-            Keras's running means over the epoch so far.
+        keys: the log keys to keep (None: every key). Each value is what Keras
+            reports after that step: for a MultiTaskModel's losses, task weights and
+            gradient cosines, the running mean over the epoch so far (so a curve can
+            jump where an epoch starts and the mean restarts).
     """
 
     def __init__(self, every=10, keys=None):
