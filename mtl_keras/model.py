@@ -12,8 +12,7 @@ from mtl_keras.features.inputs import prepare_arguments
 from mtl_keras.training import arguments, auxiliary as auxiliary_heads, gradient_modes, labels, optimizers
 from mtl_keras.training import state as state_lib
 from mtl_keras.training.sharing import variable_tasks
-from mtl_keras.training.step import Trainer, resolve_jit_compile
-from mtl_keras.training.task_gradients import replica_sum
+from mtl_keras.training.step import Trainer, check_strategy, resolve_jit_compile
 
 
 class _MultiTaskBase(keras.Model):
@@ -129,7 +128,7 @@ class _MultiTaskBase(keras.Model):
             for unused in ("weighted_metrics", "sample_weight_mode"):
                 kwargs.pop(unused, None)
             return self.compile(**arguments.from_saved_model(self), **kwargs)
-        self._check_strategy()
+        check_strategy()
         loss_fns = arguments.resolve_losses(loss, self.task_names)
         trained = tuple(task for task in self.task_names if loss_fns[task] is not None)
         object.__setattr__(self, "trained_tasks", trained)
@@ -171,20 +170,6 @@ class _MultiTaskBase(keras.Model):
             skip_nonfinite_steps=bool(skip_nonfinite_steps),
         ))
         object.__setattr__(self, "_mtl_loss_fns", loss_fns)
-
-    def _check_strategy(self):
-        strategy = tf.distribute.get_strategy()
-        unsupported = {
-            tf.distribute.MultiWorkerMirroredStrategy: "tf.distribute.MultiWorkerMirroredStrategy",
-            tf.distribute.experimental.ParameterServerStrategy: "tf.distribute.experimental.ParameterServerStrategy",
-        }
-        names = [name for kind, name in unsupported.items() if isinstance(strategy, kind)]
-        if IS_KERAS3 and names:
-            raise ValueError(
-                f"Keras 3 does not train under {names[0]} (its own keras.Model "
-                "fails the same way); run mtl_keras under tf_keras for it: set "
-                "TF_USE_LEGACY_KERAS=1 before importing TensorFlow."
-            )
 
     @property
     def metrics(self):
@@ -233,8 +218,10 @@ class _MultiTaskBase(keras.Model):
 
     def _assemble_loss(self, y, y_pred, sample_weight):
         return self._mtl_trainer.assemble(
-            self.compute_task_losses(y, y_pred, sample_weight, replica_share=True),
-            self.compute_task_losses(y, y_pred, sample_weight, replica_share=True, auxiliary=True),
+            labels.loss_shares(self._mtl_loss_fns, self.trained_tasks, y, y_pred, sample_weight),
+            labels.loss_shares(
+                self._mtl_loss_fns, self.trained_tasks, y, y_pred, sample_weight, auxiliary_heads.SUFFIX
+            ),
             self._regularization(),
         )
 
@@ -242,30 +229,6 @@ class _MultiTaskBase(keras.Model):
         if not self.losses:
             return tf.constant(0.0)
         return tf.add_n([tf.cast(x, tf.float32) for x in self.losses])
-
-    def compute_task_losses(self, y, y_pred, sample_weight=None, replica_share=False, auxiliary=False):
-        """A list of scalar losses, one per trained task, labelled rows only.
-
-        With ``replica_share=True`` (inside a train/test step) each replica
-        returns its share, local sum / global label count, so that the sum over
-        replicas, which the optimizer takes, is the global mean exactly. With
-        ``auxiliary=True``, the losses of the auxiliary heads on the same labels
-        (0 for a task without one).
-        """
-        losses = []
-        for task in self.trained_tasks:
-            key = task + auxiliary_heads.SUFFIX if auxiliary else task
-            if key not in y_pred:
-                losses.append(tf.constant(0.0))
-                continue
-            task_weight = sample_weight.get(task) if isinstance(sample_weight, dict) else sample_weight
-            total, count = labels.masked_loss_terms(
-                self._mtl_loss_fns[task], y[task], y_pred[key], task_weight
-            )
-            if replica_share:
-                count = replica_sum(tf.stop_gradient(count))
-            losses.append(tf.math.divide_no_nan(total, count))
-        return losses
 
     # --------------------------------------------------------------- structure
     def _reaching_tasks(self, tasks):

@@ -10,6 +10,7 @@ pair so the caller can normalise by the *global* count under tf.distribute.
 """
 
 from mtl_keras.backend import keras, tf
+from mtl_keras.training.task_gradients import replica_sum
 
 
 def per_example_loss(identifier, task):
@@ -61,6 +62,25 @@ def masked_loss_terms(loss_fn, y_true, y_pred, sample_weight=None):
     # tf.where keeps a NaN/inf prediction on a masked row out of the sum and its gradient.
     contribution = tf.where(weight > 0, per_example * weight, tf.zeros_like(per_example))
     return tf.reduce_sum(contribution), tf.reduce_sum(weight)
+
+
+def loss_shares(loss_fns, tasks, y, y_pred, sample_weight=None, suffix=""):
+    """Each task's loss share on this replica, labelled rows only: local sum / global label
+    count, so the sum over replicas, which the optimizer takes, is the global mean exactly.
+
+    ``suffix``: read the heads ``<task><suffix>`` (the auxiliary heads) on the same labels;
+    a task without such a head gets 0.
+    """
+    shares = []
+    for task in tasks:
+        key = task + suffix
+        if key not in y_pred:
+            shares.append(tf.constant(0.0))
+            continue
+        weight = sample_weight.get(task) if isinstance(sample_weight, dict) else sample_weight
+        total, count = masked_loss_terms(loss_fns[task], y[task], y_pred[key], weight)
+        shares.append(tf.math.divide_no_nan(total, replica_sum(tf.stop_gradient(count))))
+    return shares
 
 
 def check_targets(y, model):

@@ -159,3 +159,19 @@ def _jit_compatible(layer):
     if not IS_KERAS3 and isinstance(layer, keras.layers.experimental.preprocessing.PreprocessingLayer):
         return False
     return True
+
+
+def check_strategy():
+    """Refuses, at compile, the strategies Keras 3 itself cannot train under."""
+    strategy = tf.distribute.get_strategy()
+    unsupported = {
+        tf.distribute.MultiWorkerMirroredStrategy: "tf.distribute.MultiWorkerMirroredStrategy",
+        tf.distribute.experimental.ParameterServerStrategy: "tf.distribute.experimental.ParameterServerStrategy",
+    }
+    names = [name for kind, name in unsupported.items() if isinstance(strategy, kind)]
+    if IS_KERAS3 and names:
+        raise ValueError(
+            f"Keras 3 does not train under {names[0]} (its own keras.Model "
+            "fails the same way); run mtl_keras under tf_keras for it: set "
+            "TF_USE_LEGACY_KERAS=1 before importing TensorFlow."
+        )
