@@ -20,6 +20,7 @@ import numpy as np
 
 from mtl_keras import datasets, models
 from mtl_keras import features as F
+from mtl_keras.features.recsys import synthetic_recsys_spec
 from mtl_keras.backend import keras
 
 
@@ -41,17 +42,6 @@ def auc(labels, scores):
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def recsys_spec(x):
-    spec = F.FeatureSpec([
-        F.Numeric("price"),
-        F.Categorical("user_id", embedding_dim=8),
-        F.Categorical("item_id", embedding_dim=8),
-        F.Categorical("category", embedding_dim=4),
-        F.Categorical("device", vocabulary=list(datasets.DEVICES), embedding_dim=2),
-        F.Sequence("clicked_items", embedding_of="item_id", max_length=20),
-    ])
-    spec.adapt(x)
-    return spec
 
 
 def split(x, y, fraction=0.8):
@@ -70,7 +60,7 @@ def run(seed, args, tasks):
     clicked = y_test["ctr"].ravel() == 1
     labels = y_test["cvr"].ravel()[clicked]
     oracle = auc(labels, split(x, truth)[1][1]["cvr"].ravel()[clicked])
-    model = models.mmoe(recsys_spec(x_train), tasks, num_experts=4, expert_units=(32,), tower_units=(16,))
+    model = models.mmoe(synthetic_recsys_spec(x_train), tasks, num_experts=4, expert_units=(32,), tower_units=(16,))
     model.compile(optimizer=keras.optimizers.Adam(0.002), loss={t: "binary_crossentropy" for t in tasks})
     model.fit(F.prepare_inputs(model, x_train), {t: y_train[t] for t in tasks},
               batch_size=256, epochs=args.epochs, verbose=0)

@@ -65,6 +65,7 @@ def run(args):
     """Runs the demo; returns the exit status."""
     from mtl_keras import callbacks, datasets, export, models, plots
     from mtl_keras import features as F
+    from mtl_keras.features.recsys import synthetic_recsys_spec
     from mtl_keras.backend import keras
 
     warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
@@ -84,15 +85,7 @@ def run(args):
           f"{np.mean(~np.isnan(train_y['cvr'])):.1%} of rows, NaN elsewhere (masked out of the cvr loss)")
 
     step("Features: a FeatureSpec (ids -> lookups -> embeddings inside the model), adapted on the training rows")
-    spec = F.FeatureSpec([
-        F.Numeric("price"),
-        F.Categorical("user_id", embedding_dim=8),
-        F.Categorical("item_id", embedding_dim=8),
-        F.Categorical("category", embedding_dim=4),
-        F.Categorical("device", vocabulary=list(datasets.DEVICES), embedding_dim=2),
-        F.Sequence("clicked_items", embedding_of="item_id", max_length=20),
-    ])
-    spec.adapt(rows["train"][0])
+    spec = synthetic_recsys_spec(rows["train"][0])
     print("  price (standardised), user_id, item_id, category, device (embeddings), "
           "clicked_items (mean of item_id's embeddings)")
 
