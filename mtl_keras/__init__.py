@@ -4,7 +4,7 @@ import os as _os
 import sys as _sys
 
 if _sys.argv and _os.path.basename(_sys.argv[0]) == "mtl-keras":  # the command: no TensorFlow start-up noise
-    from mtl_keras._quiet import quiet_tensorflow as _quiet_tensorflow
+    from mtl_keras.cli import quiet_tensorflow as _quiet_tensorflow
 
     _quiet_tensorflow()
 
