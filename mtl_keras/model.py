@@ -116,12 +116,11 @@ class _MultiTaskBase(keras.Model):
             **kwargs: passed to ``keras.Model.compile`` (``jit_compile``,
                 ``steps_per_execution``, ``run_eagerly``). Left unset (Keras
                 3's "auto", tf_keras's None), ``jit_compile`` means XLA, on CPU
-                too, for a step of one backward pass whose layers all compile,
-                and no XLA for per-task gradients (projections, cosines,
-                GradNorm) or under a distribution strategy
-                (``training.step.resolve_jit_compile``). Fallback: pass
-                ``jit_compile=False`` (a layer XLA cannot compile, or a
-                custom op, fails at the first step with an XLA error).
+                too, when every layer compiles, and no XLA under a
+                distribution strategy (``training.step.resolve_jit_compile``).
+                Fallback: pass ``jit_compile=False`` (a layer XLA cannot
+                compile, or a custom op, fails at the first step with an XLA
+                error).
         """
         if kwargs.pop("from_serialized", False):
             # tf_keras's SavedModel loader: the training config carries our arguments.
@@ -141,8 +140,7 @@ class _MultiTaskBase(keras.Model):
         per_task = bool(log_gradient_cosine) or projection is not None
         mode = gradient_modes.get(per_task, projection_mode, self, projection, task_gradient_method)
         kwargs["jit_compile"] = resolve_jit_compile(
-            self, kwargs.get("jit_compile", "auto"), per_task or weighting.needs_tape,
-            kwargs.get("run_eagerly", False),
+            self, kwargs.get("jit_compile", "auto"), kwargs.get("run_eagerly", False)
         )
         main, groups = optimizers.resolve(
             optimizer, self._reaching_tasks(trained), self.trainable_variables,

@@ -181,6 +181,22 @@ def test_jit_compiled_step_matches_the_plain_step():
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"gradient_projection": "pcgrad"}, {"gradient_projection": "mgda", "projection_mode": "fast"},
+     {"task_weighting": "gradnorm"}, {"log_gradient_cosine": True}],
+    ids=["plain", "exact", "fast", "gradnorm", "cosine"],
+)
+def test_xla_is_the_default_for_every_step_and_can_be_refused(options):
+    model = models.mmoe(keras.Input((6,), name="x"), ["ctr", "cvr"], num_experts=3)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=BCE, **options)
+    assert model.jit_compile is True
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=BCE, jit_compile=False, **options)
+    assert model.jit_compile is False
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=BCE, run_eagerly=True, **options)
+    assert not model.jit_compile
+
+
 class TestBadInput:
     def compiled(self, **kwargs):
         model = two_tower_model()

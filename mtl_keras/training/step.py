@@ -118,23 +118,25 @@ class Trainer:
         return tf.cast(tf.convert_to_tensor(self.state.step) >= self.starts, tf.float32)
 
 
-def resolve_jit_compile(model, requested, per_task, run_eagerly=False):
+def resolve_jit_compile(model, requested, run_eagerly=False):
     """``compile``'s ``jit_compile`` when the user left it to us ("auto", or None under tf_keras).
 
-    XLA when the step is one backward pass (no per-task gradients, no weighting
-    that differentiates twice) and every layer of the model can be compiled:
-    on CPU it took the default MMoE step from 0.8x to 1.4x DeepCTR's
-    (benchmarks/throughput.py); per-task-gradient steps ran slower with it
-    (benchmarks/projection_overhead.py). Never under a distribution strategy
-    (Keras 3 refuses XLA there too), with ``run_eagerly``, or with op
-    determinism on. Keras 3's own "auto" means no XLA on a CPU-only machine.
+    XLA when every layer of the model can be compiled, whatever the
+    weighting and projection: on CPU it took the default MMoE step from 0.8x
+    to 1.5x DeepCTR's (benchmarks/throughput.py), and per-task-gradient
+    steps gained too (benchmarks/projection_overhead.py, CPU ms per step
+    without -> with XLA: equal weights 68 -> 44, fast PCGrad/MGDA/CAGrad
+    62-68 -> 47-50, GradNorm 133 -> 101, cosines 121 -> 96, exact PCGrad
+    102 -> 102). Never under a distribution strategy (Keras 3 refuses XLA
+    there too), with ``run_eagerly``, or with op determinism on. Keras 3's
+    own "auto" means no XLA on a CPU-only machine.
     """
     if requested not in (None, "auto"):
         return requested
     distributed = tf.distribute.has_strategy() or getattr(model, "_distribute_strategy", None) or getattr(
         model, "_distribution_strategy", None
     )
-    if per_task or run_eagerly or distributed or _op_determinism():
+    if run_eagerly or distributed or _op_determinism():
         return False
     layers = list(model._flatten_layers())
     if any(getattr(layer, "compute_dtype", None) == "bfloat16" for layer in layers):
