@@ -108,6 +108,8 @@ def test_a_full_queue_is_refused_with_unavailable():
     with pytest.raises(RequestError) as refused:
         batcher.run("m", slow, {"x": np.ones((1, 1))})
     assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+    assert refused.value.message == ("The batch scheduling queue to which this task was submitted is full; "
+                                     "currently 1 batches enqueued and max_enqueued_batches is 1")
     release.set()
     for thread in [first, *waiting]:
         thread.join()
@@ -173,3 +175,43 @@ def test_parse_batching_parameters_reads_tf_serving_text():
     parsed = parse_batching_parameters(text)
     assert parsed["max_batch_size"] == 16 and parsed["batch_timeout_micros"] == 0
     assert parsed["allowed_batch_sizes"] == [8, 16]
+
+
+def test_requests_tf_servings_batching_session_cannot_batch_are_refused_with_its_errors():
+    """batching_util.h and shared_batch_scheduler.h: INVALID_ARGUMENT, the model never called."""
+    calls = []
+    batcher = Batcher(max_batch_size=4, batch_timeout_micros=0)
+    cases = [
+        ({"x": np.float32(1.0)}, "Batching Run() input tensors must have at least one dimension"),
+        ({"x": np.ones((2, 1)), "z": np.ones((3, 1))}, "Batching Run() input tensors must have equal 0th-dimension size"),
+        ({"x": np.ones((5, 1))}, "Task size 5 is larger than maximum input batch size 4"),
+    ]
+    for inputs, message in cases:
+        with pytest.raises(RequestError) as refused:
+            batcher.run("m", doubling(calls), inputs)
+        assert (refused.value.code, refused.value.message) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+    assert calls == []
+    batcher.stop()
+    splitting = Batcher(**parse_batching_parameters(
+        "max_batch_size { value: 4 }\nenable_large_batch_splitting { value: true }\n"))
+    assert splitting.run("m", doubling(calls), {"x": np.ones((5, 1))})["y"].shape == (5, 1)
+    splitting.stop()
+
+
+@pytest.mark.parametrize("rows", [1, 3], ids=["alone", "merged"])
+def test_outputs_without_the_batch_dimension_fail_with_failed_precondition(rows):
+    """batching_session.cc SplitOutputTensors, for a request run alone (a full batch) or merged."""
+    batcher = Batcher(max_batch_size=3, batch_timeout_micros=20000)
+    statistics = lambda x: {"y": 2 * x, "mean": np.mean(x)}  # noqa: E731
+    fixed = lambda x: {"y": 2 * x, "scale": np.ones(7)}  # noqa: E731
+    for function, message in ((statistics, "Batched output tensor has 0 dimensions"),
+                              (fixed, "Batched output tensor's 0th dimension does not equal the sum of the "
+                                      "0th dimension sizes of the input tensors")):
+        jobs = [("m", function, {"x": np.ones((rows, 2))})] if rows == 3 else \
+            [("m", function, {"x": np.ones((1, 2))}) for _ in range(3)]
+        for result in run_concurrently(batcher, jobs):
+            assert isinstance(result, RequestError), result
+            assert (result.code, result.message) == (grpc.StatusCode.FAILED_PRECONDITION, message)
+    assert batcher.run("m", doubling([]), {"x": np.ones((1, 2))})["y"].tolist() == [[2.0, 2.0]]
+    batcher.stop()
+

@@ -267,6 +267,39 @@ def test_rest_errors_map_to_http_codes(rest_served):
     assert rest_call(port, "/v1/models/ranker/versions/4")[0] == 404
 
 
+def test_batching_server_refuses_what_tf_servings_batching_session_refuses(tmp_path):
+    """Over gRPC: more rows than max_batch_size (INVALID_ARGUMENT), and a signature with an output
+    lacking the batch dimension (FAILED_PRECONDITION), which the plain server answers."""
+
+    class Stats(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": 2 * x, "mean": tf.reduce_mean(x)}
+
+    module = Stats()
+    tf.saved_model.save(module, str(tmp_path / "stats" / "1"), signatures={"serving_default": module.serve})
+    batching = parse_batching_parameters("max_batch_size { value: 4 }\nbatch_timeout_micros { value: 1000 }\n")
+    x = np.ones((2, 2), "float32")
+    with_batching = Server([ModelVersions("stats", str(tmp_path / "stats"))], port=0, batching=batching).start()
+    plain = Server([ModelVersions("stats", str(tmp_path / "stats"))], port=0).start()
+    try:
+        client = PredictClient(f"localhost:{with_batching.port}", "stats")
+        with pytest.raises(ServingError) as failed:
+            client.predict({"x": x})
+        assert failed.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert failed.value.message == "Batched output tensor has 0 dimensions"
+        with pytest.raises(ServingError) as refused:
+            client.predict({"x": np.ones((5, 2), "float32")})
+        assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.value.message == "Task size 5 is larger than maximum input batch size 4"
+        client.close()
+        answer = PredictClient(f"localhost:{plain.port}", "stats").predict({"x": x})
+        assert float(answer["mean"]) == 1.0 and answer["y"].tolist() == [[2.0, 2.0]] * 2
+    finally:
+        with_batching.stop(grace=1)
+        plain.stop(grace=1)
+
+
 def test_batching_merges_concurrent_requests_and_splits_results(tmp_path):
     model = models.mmoe(keras.Input((6,), name="features"), ["ctr", "cvr"], num_experts=3)
     base = str(tmp_path / "ranker")
@@ -274,6 +307,7 @@ def test_batching_merges_concurrent_requests_and_splits_results(tmp_path):
     parameters = parse_batching_parameters(
         "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 20000 }\n"
         "max_enqueued_batches { value: 10 }\nallowed_batch_sizes: 32\nallowed_batch_sizes: 64\n"
+        "enable_large_batch_splitting { value: true }\n"
     )
     server = Server([ModelVersions("ranker", base)], port=0, batching=parameters).start()
     calls = []
@@ -301,7 +335,8 @@ def test_batching_merges_concurrent_requests_and_splits_results(tmp_path):
     for thread in threads:
         thread.join()
     merged = list(calls)
-    # A full batch runs on its own: 64 rows fit the event loop's path, 3000 rows (72 kB) the thread pool's.
+    # A full batch runs on its own: 64 rows fit the event loop's path, 3000 rows (72 kB, more than
+    # max_batch_size: allowed by enable_large_batch_splitting) the thread pool's.
     client = PredictClient(f"localhost:{server.port}", "ranker")
     inputs += [rng.normal(size=(rows, 6)).astype("float32") for rows in (64, 3000)]
     results += [client.predict({"features": x}) for x in inputs[-2:]]

@@ -6,6 +6,13 @@ Mirrors TF Serving's batching parameters: a batch closes when it holds
 ``max_enqueued_batches`` batches wait, beyond which a request is refused with
 UNAVAILABLE. Requests merge only with requests for the same version and
 signature; each gets back its own rows.
+
+Every request is held to TF Serving's batching session, alone or merged
+(``batching_util.h``, ``batching_session.cc``, ``shared_batch_scheduler.h``):
+inputs need a batch dimension of one size (INVALID_ARGUMENT), at most
+``max_batch_size`` rows unless ``enable_large_batch_splitting`` is set (then a
+larger request runs on its own, which answers as TF Serving's split does), and
+every output must have that batch dimension (FAILED_PRECONDITION).
 """
 
 import asyncio
@@ -24,6 +31,7 @@ _FIELDS = {
     "batch_timeout_micros": 1000,
     "max_enqueued_batches": 100,
     "num_batch_threads": 1,
+    "enable_large_batch_splitting": False,
 }
 
 
@@ -32,7 +40,7 @@ def parse_batching_parameters(text):
     parameters = dict(_FIELDS, allowed_batch_sizes=[])
     for name, value in re.findall(r"(\w+)\s*\{\s*value\s*:\s*(\w+)\s*\}", text):
         if name in _FIELDS:
-            parameters[name] = int(value)
+            parameters[name] = value == "true" if isinstance(_FIELDS[name], bool) else int(value)
     parameters["allowed_batch_sizes"] = [int(v) for v in re.findall(r"allowed_batch_sizes\s*:\s*(\d+)", text)]
     sizes = parameters["allowed_batch_sizes"]
     if sizes and (sizes != sorted(sizes) or sizes[-1] != parameters["max_batch_size"]):
@@ -84,12 +92,31 @@ def _rows(inputs):
     return len(next(iter(inputs.values())))
 
 
+def _failed_precondition(message):
+    return RequestError(grpc.StatusCode.FAILED_PRECONDITION, message)
+
+
+def _check_outputs(outputs, rows):
+    """TF Serving's SplitOutputTensors: each output's first dimension is the batch's."""
+    for value in outputs.values():
+        if value.ndim == 0:
+            raise _failed_precondition("Batched output tensor has 0 dimensions")
+        if len(value) != rows:
+            raise _failed_precondition(
+                "Batched output tensor's 0th dimension does not equal the sum of the "
+                "0th dimension sizes of the input tensors"
+            )
+    return outputs
+
+
 class Batcher:
     """Runs ``function(**inputs)`` on merged batches; ``run`` blocks for a request's rows."""
 
     def __init__(self, max_batch_size=32, batch_timeout_micros=1000, max_enqueued_batches=100,
-                 num_batch_threads=1, allowed_batch_sizes=()):
+                 num_batch_threads=1, allowed_batch_sizes=(), enable_large_batch_splitting=False):
         self.max_batch_size = max_batch_size
+        self.max_enqueued_batches = max_enqueued_batches
+        self.large_batch_splitting = bool(enable_large_batch_splitting)
         self.timeout = batch_timeout_micros / 1e6
         self.max_pending_rows = max_enqueued_batches * max_batch_size
         self.allowed = list(allowed_batch_sizes)
@@ -104,7 +131,7 @@ class Batcher:
     def run(self, key, function, inputs):
         """Blocks until the rows of ``inputs`` come back from a merged call of ``function``."""
         if self.bypasses(inputs):
-            return function(**inputs)
+            return self.run_alone(function, inputs)
         task = self._enqueue(key, function, _Task(inputs, _rows(inputs)))
         task.done.acquire()
         if task.error is not None:
@@ -122,12 +149,29 @@ class Batcher:
         self._enqueue(key, function, _Task(inputs, _rows(inputs), future))
         return future
 
+    def run_alone(self, function, inputs):
+        """``function(**inputs)`` for a request that ``bypasses`` the queue, its outputs checked as a batch's."""
+        return _check_outputs({k: np.asarray(v) for k, v in function(**inputs).items()}, _rows(inputs))
+
     def bypasses(self, inputs):
-        """Whether a request runs on its own: empty, already a full batch, or without one batch dimension
-        (a scalar, or inputs whose first dimensions differ, cannot be merged with other rows)."""
-        if not inputs or any(v.ndim == 0 for v in inputs.values()) or len({len(v) for v in inputs.values()}) > 1:
-            return True
+        """Whether a request runs on its own (empty, or already a full batch); refuses, as TF Serving's
+        batching session does, one it cannot batch at all."""
+        if not inputs:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "Batching Run() must have at least one input tensor")
+        if any(v.ndim == 0 for v in inputs.values()):
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT, "Batching Run() input tensors must have at least one dimension"
+            )
+        if len({len(v) for v in inputs.values()}) > 1:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT, "Batching Run() input tensors must have equal 0th-dimension size"
+            )
         rows = _rows(inputs)
+        if rows > self.max_batch_size and not self.large_batch_splitting:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Task size {rows} is larger than maximum input batch size {self.max_batch_size}",
+            )
         return rows == 0 or rows >= self.max_batch_size
 
     @staticmethod
@@ -139,7 +183,12 @@ class Batcher:
     def _enqueue(self, key, function, task):
         with self.condition:
             if self.pending_rows + task.rows > self.max_pending_rows:
-                raise RequestError(grpc.StatusCode.UNAVAILABLE, "The batch scheduling queue is full")
+                enqueued = -(-self.pending_rows // self.max_batch_size)
+                raise RequestError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "The batch scheduling queue to which this task was submitted is full; currently "
+                    f"{enqueued} batches enqueued and max_enqueued_batches is {self.max_enqueued_batches}",
+                )
             # The function is part of the key: a version folder exported again under the same
             # number is a new servable, and its requests must not run on the old one.
             queue = self.queues.get((key, function))
@@ -190,7 +239,7 @@ class Batcher:
                 target = next((size for size in self.allowed if size >= rows), rows)
                 if target > rows:  # pad up to an allowed size, then drop the padding
                     merged = {k: np.concatenate([v, np.repeat(v[-1:], target - rows, 0)]) for k, v in merged.items()}
-                outputs = {k: np.asarray(v) for k, v in function(**merged).items()}
+                outputs = _check_outputs({k: np.asarray(v) for k, v in function(**merged).items()}, target)
                 start = 0
                 for task in tasks:
                     task.outputs = {k: v[start : start + task.rows] for k, v in outputs.items()}
