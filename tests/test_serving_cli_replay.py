@@ -64,6 +64,9 @@ def test_good_model_config_with_every_harness_flag(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics", timeout=10) as page:
             text = page.read().decode()
         assert "# TYPE" in text and 'model_name="half_plus_two",status="OK"' in text
+        # 2 addresses x 2 output filters, gRPC; each request counted once in each histogram.
+        assert ':tensorflow:serving:request_latency_count{model_name="half_plus_two",API="Predict",entrypoint="GRPC"} 4' in text
+        assert ':tensorflow:serving:runtime_latency_count{model_name="half_plus_two",API="Predict",runtime="TF1"} 4' in text
         with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/half_plus_three", timeout=10) as page:
             assert json.loads(page.read())["model_version_status"][0]["version"] == "123"
 

@@ -2,6 +2,7 @@
 json_tensor_test.cc, api_rest.md): same requests on TF Serving's test models, same JSON, codes and words."""
 
 import json
+import re
 import urllib.error
 import urllib.request
 
@@ -202,6 +203,10 @@ def test_prometheus_endpoint(rest):
     assert ':tensorflow:serving:request_count{model_name="default",status="OK"}' in text
     assert '# TYPE :tensorflow:serving:request_latency histogram' in text
     assert ':tensorflow:serving:request_latency_bucket{model_name="default",API="predict",entrypoint="REST",le="+Inf"}' in text
+    # The model call alone, as predict_util.cc's RecordRuntimeLatency (API "Predict", runtime "TF1").
+    assert '# TYPE :tensorflow:serving:runtime_latency histogram' in text
+    runtime = re.search(r':tensorflow:serving:runtime_latency_count\{model_name="default",API="Predict",runtime="TF1"\} (\d+)', text)
+    assert runtime and int(runtime.group(1)) >= 1  # the module's server has answered other tests too
 
 
 def test_b64_strings_reach_a_string_signature(tmp_path):

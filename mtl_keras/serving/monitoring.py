@@ -4,8 +4,12 @@ Same names and labels as tensorflow_model_server's exporter: TensorFlow's
 monitoring path with ``/`` turned into ``:``. ``:tensorflow:serving:request_count``
 counts requests by model and status (``OK`` or the gRPC code name);
 ``:tensorflow:serving:request_latency`` is a histogram in microseconds by
-model, API (Predict, Classify, ...) and entrypoint (GRPC or REST), with TF
-Serving's buckets (10 us times powers of 1.8, 33 of them).
+model, API (Predict, Classify, ...) and entrypoint (GRPC or REST), and
+``:tensorflow:serving:runtime_latency`` one of the model call alone (batching
+wait included, as TF Serving's session run includes it) by model, API and
+runtime ("TF1", TF Serving's name for a session), both with TF Serving's
+buckets (10 us times powers of 1.8, 33 of them). TF Serving labels none of
+them by signature, so neither do we.
 """
 
 import bisect
@@ -15,6 +19,8 @@ import threading
 BOUNDS = [10 * 1.8**i for i in range(33)]
 COUNT = ":tensorflow:serving:request_count"
 LATENCY = ":tensorflow:serving:request_latency"
+RUNTIME = ":tensorflow:serving:runtime_latency"
+_HISTOGRAMS = {LATENCY: ("model_name", "API", "entrypoint"), RUNTIME: ("model_name", "API", "runtime")}
 
 
 _CONFIG = re.compile(
@@ -53,32 +59,43 @@ class Metrics:
     def __init__(self):
         self._lock = threading.Lock()
         self._counts = {}  # (model, status) -> n
-        self._latency = {}  # (model, api, entrypoint) -> [bucket counts..., sum, count]
+        self._histograms = {name: {} for name in _HISTOGRAMS}  # name -> labels -> [buckets..., sum, count]
 
     def record(self, model, api, entrypoint, status, seconds):
-        micros = seconds * 1e6
+        """A finished request: its count by status and its latency."""
         with self._lock:
             key = (model, status)
             self._counts[key] = self._counts.get(key, 0) + 1
-            cell = self._latency.setdefault((model, api, entrypoint), [0] * (len(BOUNDS) + 3))
-            cell[bisect.bisect_left(BOUNDS, micros)] += 1
-            cell[-2] += micros
-            cell[-1] += 1
+            self._add(LATENCY, (model, api, entrypoint), seconds)
+
+    def record_runtime(self, model, api, seconds, runtime="TF1"):
+        """A successful model call."""
+        with self._lock:
+            self._add(RUNTIME, (model, api, runtime), seconds)
+
+    def _add(self, name, labels, seconds):
+        micros = seconds * 1e6
+        cell = self._histograms[name].setdefault(labels, [0] * (len(BOUNDS) + 3))
+        cell[bisect.bisect_left(BOUNDS, micros)] += 1
+        cell[-2] += micros
+        cell[-1] += 1
 
     def prometheus(self):
         with self._lock:
-            counts, latency = dict(self._counts), {k: list(v) for k, v in self._latency.items()}
+            counts = dict(self._counts)
+            histograms = {name: {k: list(v) for k, v in cells.items()} for name, cells in self._histograms.items()}
         lines = [f"# TYPE {COUNT} counter"]
         for key, value in sorted(counts.items()):
             lines.append(f"{COUNT}{{{_labels(('model_name', 'status'), key)}}} {value}")
-        lines.append(f"# TYPE {LATENCY} histogram")
-        for key, cell in sorted(latency.items()):
-            labels = _labels(("model_name", "API", "entrypoint"), key)
-            total = 0
-            for bound, count in zip(BOUNDS + [float("inf")], cell):
-                total += count
-                le = "+Inf" if bound == float("inf") else f"{bound:.6g}"
-                lines.append(f'{LATENCY}_bucket{{{labels},le="{le}"}} {total}')
-            lines.append(f"{LATENCY}_sum{{{labels}}} {cell[-2]:.6g}")
-            lines.append(f"{LATENCY}_count{{{labels}}} {cell[-1]}")
+        for name, cells in histograms.items():
+            lines.append(f"# TYPE {name} histogram")
+            for key, cell in sorted(cells.items()):
+                labels = _labels(_HISTOGRAMS[name], key)
+                total = 0
+                for bound, count in zip(BOUNDS + [float("inf")], cell):
+                    total += count
+                    le = "+Inf" if bound == float("inf") else f"{bound:.6g}"
+                    lines.append(f'{name}_bucket{{{labels},le="{le}"}} {total}')
+                lines.append(f"{name}_sum{{{labels}}} {cell[-2]:.6g}")
+                lines.append(f"{name}_count{{{labels}}} {cell[-1]}")
         return "\n".join(lines) + "\n"
