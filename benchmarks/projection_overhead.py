@@ -5,7 +5,14 @@ Every configuration is timed in this one process, in interleaved rounds of
 shuffled order (the median of the rounds is kept), so the ratios compare like with like on a
 shared, noisy machine. Prints a table and writes JSON.
 
-    python benchmarks/projection_overhead.py [--steps 20] [--rounds 3] [--jit] [--out FILE]
+"x FLOPs" is the configuration's matmul FLOPs per step over the equal-weights
+step's: what its ratio would be if both ran at the same matmul rate. Exact
+per-task gradients take one expert weight gradient per task (every task reaches
+every expert) where one backward pass takes one, so with 4 tasks they cannot
+cost less than about 2.2x; fast mode adds only the tasks' backward passes down
+to the gated mixes (towers and mixing, under 1 % of the FLOPs).
+
+    python benchmarks/projection_overhead.py [--steps 20] [--rounds 3] [--jit | --no-jit] [--out FILE]
 """
 
 import argparse
@@ -41,6 +48,28 @@ CONFIGS = {
 }
 
 
+def step_gflop(batch, expert_weight_gradients):
+    """Matmul GFLOP of one step of the benchmark MMoE: experts (forward, then
+    ``expert_weight_gradients`` weight gradients: 1 for one backward pass, one per
+    task for exact per-task gradients), gates, mixing, towers (input gradients
+    where the input is not the data)."""
+    b, d, e, h, t, tower = batch, 256, 8, 256, len(TASKS), 64
+    experts = 2 * b * d * e * h * (1 + expert_weight_gradients)
+    gates = t * 2 * (2 * b * d * e)
+    mixing = t * 3 * 2 * b * e * h
+    towers = t * 3 * (2 * b * h * tower + 2 * b * tower)
+    return (experts + gates + mixing + towers) / 1e9
+
+
+def flop_ratio(config, batch):
+    """Matmul FLOPs over the equal-weights step's; None for GradNorm (second-order terms not counted)."""
+    if config.get("task_weighting") is losses.GradNorm:
+        return None
+    exact = ("gradient_projection" in config and config.get("projection_mode") != "fast") or config.get(
+        "log_gradient_cosine")
+    return step_gflop(batch, len(TASKS) if exact else 1) / step_gflop(batch, 1)
+
+
 class StepClock(keras.callbacks.Callback):
     """Median time between batch ends, after ``skip`` batches (a fit call may retrace)."""
 
@@ -62,8 +91,7 @@ class StepClock(keras.callbacks.Callback):
 
 
 def build(config, jit):
-    """jit False: no XLA; True: XLA everywhere; None: compile's default (XLA for the
-    one-backward steps, none for per-task gradients)."""
+    """jit False: no XLA; True: XLA everywhere; None: compile's default (XLA here)."""
     keras.utils.set_random_seed(0)
     model = models.mmoe(
         keras.Input((256,), name="features"), TASKS, num_experts=8, expert_units=(256,), tower_units=(64,)
@@ -84,9 +112,11 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=1024)
-    parser.add_argument("--jit", action="store_true", help="jit_compile=True (XLA) for every configuration")
-    parser.add_argument("--default-jit", action="store_true",
-                        help="compile's default jit_compile for each configuration (else False for all)")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--jit", dest="jit", action="store_const", const=True,
+                        help="jit_compile=True (XLA) for every configuration")
+    choice.add_argument("--no-jit", dest="jit", action="store_const", const=False,
+                        help="jit_compile=False for every configuration (default: compile's own choice)")
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -97,7 +127,7 @@ def main():
     names = args.only or list(CONFIGS)
     trained = {}
     for name in names:
-        trained[name] = build(CONFIGS[name], None if args.default_jit else args.jit)
+        trained[name] = build(CONFIGS[name], args.jit)
         trained[name].fit(data, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up
     seconds = {name: [] for name in names}
     cpu = {name: [] for name in names}
@@ -112,18 +142,20 @@ def main():
     cpu_base = statistics.median(cpu.get("equal") or cpu[names[0]])
     rows = []
     print(f"MMoE d=256, 8x256 experts, 4 tasks, batch {args.batch}, "
-          f"{'Keras 3' if IS_KERAS3 else 'tf_keras'}, jit_compile={'default' if args.default_jit else args.jit}")
-    print(f"{'configuration':<18} {'ms/step':>9} {'x equal':>8} {'jit':>5} {'cpu ms':>8} {'x (cpu)':>8}")
+          f"{'Keras 3' if IS_KERAS3 else 'tf_keras'}, jit_compile={'default' if args.jit is None else args.jit}")
+    print(f"{'configuration':<18} {'ms/step':>9} {'x equal':>8} {'jit':>5} {'cpu ms':>8} {'x (cpu)':>8} {'x FLOPs':>8}")
     for name in names:
         ms = statistics.median(seconds[name]) * 1000
         jit = bool(trained[name].jit_compile)
         cpu_ms = statistics.median(cpu[name]) * 1000
+        flops = flop_ratio(CONFIGS[name], args.batch)
         rows.append({"configuration": name, "ms_per_step": ms, "ratio": ms / (base * 1000), "jit_compile": jit,
-                     "cpu_ms_per_step": cpu_ms, "cpu_ratio": cpu_ms / (cpu_base * 1000)})
-        print(f"{name:<18} {ms:9.1f} {ms / (base * 1000):8.2f} {str(jit):>5} {cpu_ms:8.1f} {cpu_ms / (cpu_base * 1000):8.2f}")
+                     "cpu_ms_per_step": cpu_ms, "cpu_ratio": cpu_ms / (cpu_base * 1000), "flop_ratio": flops})
+        print(f"{name:<18} {ms:9.1f} {ms / (base * 1000):8.2f} {str(jit):>5} {cpu_ms:8.1f} "
+              f"{cpu_ms / (cpu_base * 1000):8.2f} {'-' if flops is None else f'{flops:.2f}':>8}")
     if args.out:
         with open(args.out, "w") as handle:
-            json.dump({"jit_compile": "default" if args.default_jit else args.jit, "keras3": IS_KERAS3, "rows": rows}, handle, indent=2)
+            json.dump({"jit_compile": "default" if args.jit is None else args.jit, "keras3": IS_KERAS3, "rows": rows}, handle, indent=2)
 
 
 if __name__ == "__main__":
