@@ -69,7 +69,7 @@ def serve(args):
 
     from mtl_keras.serving.batching import parse_batching_parameters
     from mtl_keras.serving.servables import ModelVersions, from_model_config
-    from mtl_keras.serving.server import Server
+    from mtl_keras.serving.server import Server, StartError
 
     # Before the first TensorFlow op: thread pools are fixed once the runtime starts.
     tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
@@ -104,7 +104,12 @@ def serve(args):
         max_workers=args.grpc_max_threads, channel_arguments=_channel_arguments(args.grpc_channel_arguments),
         socket_path=args.grpc_socket_path or None, monitoring_path=monitoring_path,
         rest_timeout_ms=args.rest_api_timeout_in_ms, prefer_tflite=args.prefer_tflite_model,
-    ).start()
+    )
+    try:
+        server.start()
+    except StartError as error:  # tensorflow_model_server's main.cc: this line on stdout, exit status 255
+        print(f"Failed to start server. Error: UNKNOWN: {error}", flush=True)
+        return 255
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
         server.watch_config_file(args.model_config_file, args.model_config_file_poll_wait_seconds, config_text)
     rest = f", REST on {server.rest.port}" if server.rest else ""

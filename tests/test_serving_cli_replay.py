@@ -71,6 +71,20 @@ def test_good_model_config_with_every_harness_flag(tmp_path):
             assert json.loads(page.read())["model_version_status"][0]["version"] == "123"
 
 
+def test_bad_model_fails_the_start_as_tf_servings_server_core():
+    """_TestBadModel's model (bad_half_plus_two: a SessionBundle, no SavedModel): tensorflow_model_server
+    does not start (ServerCore::WaitUntilModelsAvailable, main.cc), and says why on stdout."""
+    process = subprocess.run(
+        [sys.executable, "-m", "mtl_keras.cli", "serve", "--port", "0", "--model_name", "default",
+         f"--model_base_path={TESTDATA / 'bad_half_plus_two'}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert process.returncode == 255
+    assert ("Failed to start server. Error: UNKNOWN: 1 model(s) did not become available: "
+            "{{{name: default version: 123} due to error: NOT_FOUND: Could not find SavedModel .pb or .pbtxt "
+            "at supplied export directory path: ") in process.stdout
+
+
 def test_bad_model_config_fails_with_tf_servings_message(tmp_path):
     """testBadModelConfig: the start fails and stderr names the text-format parse error."""
     process = subprocess.run(

@@ -21,6 +21,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from mtl_keras.serving import inference
 from mtl_keras.serving.session_bundle import SessionBundle, spec_of
 from mtl_keras.serving.tflite import TFLITE_FILE, TfLiteBundle
+from mtl_keras.serving.validation import from_tensorflow
 
 log = logging.getLogger(__name__)
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -79,6 +80,8 @@ class Servable:
             self.signature_defs = self.bundle.signature_defs
             self.signatures = {key: Signature(*s) for key, s in self.bundle.signatures.items()}
             return
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            raise FileNotFoundError(f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}")
         proto = saved_model_pb2.SavedModel()
         with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
             proto.ParseFromString(handle.read())
@@ -128,6 +131,16 @@ class Servable:
                 getattr(inference, _REPLAYS[kind])(self, getattr(log, kind).request)
 
 
+def _status(error):
+    """A load failure as TF Serving prints a servable's health: CODE: message."""
+    if isinstance(error, tf.errors.OpError):
+        failure = from_tensorflow(error)
+        return f"{failure.code.name}: {failure.message}"
+    if isinstance(error, FileNotFoundError):
+        return f"NOT_FOUND: {error}"
+    return f"{type(error).__name__}: {error}"
+
+
 class ModelVersions:
     """The versions of one model that are loaded, kept current by ``poll``."""
 
@@ -144,15 +157,16 @@ class ModelVersions:
         self.prefer_tflite = prefer_tflite
         self.loaded = {}  # version -> Servable; replaced as a whole, never mutated
         self._lock = threading.Lock()
-        self._failed = set()
+        self.failed = {}  # version -> why it did not load, until it loads or the policy changes
 
     def on_disk(self):
+        """{version: folder} for every integer-named folder, as TF Serving's FileSystemStoragePathSource
+        lists them: one without a loadable model fails to load (logged, retried each poll)."""
         found = {}
         if os.path.isdir(self.base_path):
             for entry in os.listdir(self.base_path):
                 path = os.path.join(self.base_path, entry)
-                model_files = ["saved_model.pb"] + ([TFLITE_FILE] if self.prefer_tflite else [])
-                if entry.isdigit() and any(os.path.exists(os.path.join(path, f)) for f in model_files):
+                if entry.isdigit() and os.path.isdir(path):
                     found[int(entry)] = path
         return found
 
@@ -173,10 +187,11 @@ class ModelVersions:
                 try:
                     current[version] = Servable(version, found[version], self.prefer_tflite)
                 except Exception as error:  # a corrupt or half-copied folder must not stop serving
-                    if version not in self._failed:
+                    if version not in self.failed:
                         log.error("skipping %s version %s: %s", self.name, version, error)
-                    self._failed.add(version)
+                    self.failed[version] = _status(error)
                     continue
+                self.failed.pop(version, None)
                 self.loaded = dict(current)  # the new version serves before any old one leaves
             # Keep what the policy wants among the versions that did load: when the newest
             # fails to load, the one before it keeps serving.
@@ -194,7 +209,7 @@ class ModelVersions:
         with self._lock:
             self.policy, self.num_versions, self.wanted = other.policy, other.num_versions, other.wanted
             self.labels, self.prefer_tflite = other.labels, other.prefer_tflite
-            self._failed = set()
+            self.failed = {}
 
     def get(self, version=None):
         """The newest loaded version, or ``version``; None when absent."""

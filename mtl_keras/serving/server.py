@@ -68,6 +68,17 @@ class _Models:
         return servable
 
 
+class StartError(RuntimeError):
+    """The models that did not load, in the words of TF Serving's ServerCore::WaitUntilModelsAvailable."""
+
+    def __init__(self, models):
+        parts = "".join(
+            f"{{{{name: {m.name} version: {version}}} due to error: {error}}}, "
+            for m in models for version, error in sorted(m.failed.items())[-1:]
+        )
+        super().__init__(f"{len(models)} model(s) did not become available: {{{parts}}}")
+
+
 class Server:
     """gRPC server plus the pollers of its models' base paths."""
 
@@ -113,8 +124,17 @@ class Server:
         self._poller = threading.Thread(target=self._poll_loop, daemon=True)
 
     def start(self):
+        """Loads every model, then serves; raises ``StartError`` as TF Serving fails to start when a
+        model has versions on disk and none of them loads (an empty base path still starts, and
+        answers NOT_FOUND until a version appears)."""
         for model in self.models.by_name.values():
             model.poll()
+        unavailable = [m for m in self.models.by_name.values() if m.failed and not m.loaded]
+        if unavailable:
+            self.executor.shutdown(wait=False)
+            if self.batcher is not None:
+                self.batcher.stop()
+            raise StartError(unavailable)
         self.grpc.start()
         if self.rest is not None:
             self.rest.start()
