@@ -66,6 +66,19 @@ def np_gate(x, kernel, bias):
     return softmax(x @ np.asarray(kernel) + np.asarray(bias))
 
 
+def outputs_and_gradients(layer, x, jit_compile):
+    """(outputs, gradients of sum_t (t + 1) * sum(output_t) on the layer's variables), in a
+    tf.function with or without XLA: the same differentiable formula both ways."""
+
+    def run(inputs):
+        with tf.GradientTape() as tape:
+            outputs = layer(inputs)
+            loss = tf.add_n([tf.reduce_sum(o * (t + 1.0)) for t, o in enumerate(outputs)])
+        return outputs, tape.gradient(loss, layer.trainable_variables)
+
+    return to_numpy(tf.function(run, jit_compile=jit_compile)(x))
+
+
 @contextlib.contextmanager
 def cli_server(*args):
     """``mtl-keras serve --port 0 *args`` in a subprocess: yields (gRPC port, start-up line); it must stop with 0 on SIGTERM."""

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import np_experts, np_gate, save_and_load, to_numpy
+from conftest import np_experts, np_gate, outputs_and_gradients, save_and_load, to_numpy
 from mtl_keras.backend import keras, tf
 from mtl_keras.layers import PLE, CGCLayer
 
@@ -77,15 +77,8 @@ def test_xla_compiled_ple_equals_the_paper_formula_and_its_gradients():
     """Under XLA the mixes are matmuls (gating.mix); outputs and gradients stay those of the formula."""
     ple = PLE(num_levels=2, num_tasks=2, num_task_experts=2, num_shared_experts=1, expert_units=4)
     x = tf.constant(np.random.default_rng(4).normal(size=(5, 6)).astype("float32"))
-
-    def loss_and_gradients(inputs):
-        with tf.GradientTape() as tape:
-            outputs = ple(inputs)
-            loss = tf.add_n([tf.reduce_sum(o * (t + 1.0)) for t, o in enumerate(outputs)])
-        return outputs, tape.gradient(loss, ple.trainable_variables)
-
-    compiled, compiled_grads = to_numpy(tf.function(loss_and_gradients, jit_compile=True)(x))
-    plain, plain_grads = to_numpy(tf.function(loss_and_gradients)(x))
+    compiled, compiled_grads = outputs_and_gradients(ple, x, jit_compile=True)
+    _, plain_grads = outputs_and_gradients(ple, x, jit_compile=False)
     level_in = ([x.numpy()] * 2, x.numpy())
     for level in ple.levels:
         want = cgc_numpy(level, *level_in)

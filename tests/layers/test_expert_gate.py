@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import np_experts, np_gate, save_and_load, to_numpy
+from conftest import np_experts, np_gate, outputs_and_gradients, save_and_load, to_numpy
 from mtl_keras.backend import keras, tf
 from mtl_keras.layers import ExpertGate, ExpertStack
 
@@ -55,15 +55,8 @@ def test_xla_compiled_mixes_equal_the_paper_formula_and_its_gradients():
     """Under XLA the mixes are matmuls (gating.mix); outputs and gradients stay those of the formula."""
     layer = ExpertGate(num_experts=5, expert_units=(7, 4), num_tasks=3)
     x = tf.constant(np.random.default_rng(5).normal(size=(6, 9)).astype("float32"))
-
-    def loss_and_gradients(inputs):
-        with tf.GradientTape() as tape:
-            outputs = layer(inputs)
-            loss = tf.add_n([tf.reduce_sum(o * (t + 1.0)) for t, o in enumerate(outputs)])
-        return outputs, tape.gradient(loss, layer.trainable_variables)
-
-    compiled, compiled_grads = to_numpy(tf.function(loss_and_gradients, jit_compile=True)(x))
-    plain, plain_grads = to_numpy(tf.function(loss_and_gradients)(x))
+    compiled, compiled_grads = outputs_and_gradients(layer, x, jit_compile=True)
+    _, plain_grads = outputs_and_gradients(layer, x, jit_compile=False)
     for got, want in zip(compiled, mmoe_numpy(layer, x.numpy())[0]):
         np.testing.assert_allclose(got, want, atol=1e-5)
     for got, want in zip(compiled_grads, plain_grads):
