@@ -7,12 +7,14 @@ MMoE, PLE and Shared-Bottom with 4 binary tasks and towers of 64 at two shapes:
 - "small": d = 64, 4 experts x 64 (PLE: 2 levels, 1 task + 1 shared expert
   of 64), shared bottom (64, 64), batch 256.
 
-Each round starts one subprocess per contender, in shuffled order: DeepCTR
-(``MMOE``/``PLE``/``SharedBottom``, under tf_keras: it needs it), mtl_keras under
-Keras 3, mtl_keras under tf_keras, any ``--variant`` (mtl_keras with extra
-compile or policy settings), and one that measures the machine's float32
-matmul rate. Inside a worker every model is built and warmed up first, then
-timed in shuffled order; a step's time is the median interval between batch
+Each round starts one subprocess per contender and model, in shuffled order:
+DeepCTR (``MMOE``/``PLE``/``SharedBottom``, under tf_keras: it needs it),
+mtl_keras under Keras 3, mtl_keras under tf_keras, any ``--variant`` (mtl_keras
+with extra compile or policy settings), and one that measures the machine's
+float32 matmul rate. One model a process, as a training job runs: with all six
+models alive in one process, the small shapes' steps took 1.5-2x longer under
+Keras 3 (Shared-Bottom small 3.1-4.0 ms against 2.0 ms alone). A worker builds
+its model, warms it up, and a step's time is the median interval between batch
 ends of one ``fit``. The table gives medians over rounds, and the ratios to
 DeepCTR are taken per round (the same round's DeepCTR), then their median.
 
@@ -249,9 +251,11 @@ def with_baseline(everyone, source):
     return everyone
 
 
-def run_worker(kind, env, options, args):
+def run_worker(kind, env, options, args, shapes=(), archs=()):
+    """One worker process timing the models of ``archs`` x ``shapes`` (the matmul worker: none)."""
     command = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--steps", str(args.steps),
-               "--shapes", *args.shapes, "--archs", *args.archs, "--options", json.dumps(options)]
+               "--shapes", *(shapes or args.shapes), "--archs", *(archs or args.archs),
+               "--options", json.dumps(options)]
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env)
     done = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=os.path.dirname(HERE))
     if done.returncode:
@@ -290,16 +294,20 @@ def main():
         everyone = {k: v for k, v in everyone.items() if k in args.only or k == "deepctr"}
     rounds = []
     for index in range(args.rounds):
-        order = list(everyone) + ["matmul"]
-        random.shuffle(order)
-        record = {}
-        for name in order:
+        jobs = [(name, arch, shape) for name in everyone for shape in args.shapes for arch in args.archs]
+        jobs.append(("matmul", None, None))
+        random.shuffle(jobs)
+        record = {name: {"seconds_per_step": {}, "cpu_seconds_per_step": {}} for name in everyone}
+        for name, arch, shape in jobs:
             if name == "matmul":
                 record[name] = run_worker("matmul", {}, {}, args)
-            else:
-                kind, env, options = everyone[name]
-                record[name] = run_worker(kind, env, options, args)
-            print(f"round {index + 1}: {name} done", file=sys.stderr, flush=True)
+                continue
+            kind, env, options = everyone[name]
+            result = run_worker(kind, env, options, args, [shape], [arch])
+            for key in ("seconds_per_step", "cpu_seconds_per_step"):
+                record[name][key].update(result[key])
+            record[name]["jit_compile"] = result["jit_compile"]
+            print(f"round {index + 1}: {name} {arch}/{shape} done", file=sys.stderr, flush=True)
         rounds.append(record)
     report(rounds, everyone, args)
 
