@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -195,6 +199,25 @@ def test_xla_is_the_default_for_every_step_and_can_be_refused(options):
     assert model.jit_compile is False
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=BCE, run_eagerly=True, **options)
     assert not model.jit_compile
+
+
+def test_tf_keras_traces_the_step_without_autograph_failures():
+    """tf_keras traces train_step with AutoGraph; a method it cannot convert logs a warning
+    (once per process, hence a fresh one) and runs unconverted."""
+    code = (
+        "import numpy as np\n"
+        "from mtl_keras import models\n"
+        "from mtl_keras.backend import keras\n"
+        "m = models.mmoe(keras.Input((6,), name='x'), ['a', 'b'], num_experts=2)\n"
+        "m.compile(optimizer='sgd', loss={'a': 'binary_crossentropy', 'b': 'binary_crossentropy'})\n"
+        "x = np.random.rand(32, 6).astype('float32')\n"
+        "m.fit(x, {'a': x[:, :1] > .5, 'b': x[:, 1:2] > .5}, epochs=1, verbose=0)\n"
+        "print('trained')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
+    assert "trained" in done.stdout, done.stderr[-2000:]
+    assert "AutoGraph could not transform" not in done.stderr
 
 
 class TestBadInput:

@@ -51,6 +51,8 @@ class TaskWeighting(StatefulObject):
     def regularization(self):
         return tf.constant(0.0)
 
+    # Not converted: AutoGraph (tf_keras traces the step with it) fails on a body that is only a docstring.
+    @tf.autograph.experimental.do_not_convert
     def update(self, step):
         """Called every training step after the forward pass (see ``training.gradient_modes.TrainStep``)."""
 
