@@ -72,6 +72,7 @@ class StartError(RuntimeError):
     """The models that did not load, in the words of TF Serving's ServerCore::WaitUntilModelsAvailable."""
 
     def __init__(self, models):
+        # TF Serving waits for each model's latest version: name the newest that failed.
         parts = "".join(
             f"{{{{name: {m.name} version: {version}}} due to error: {error}}}, "
             for m in models for version, error in sorted(m.failed.items())[-1:]
