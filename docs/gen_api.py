@@ -17,12 +17,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 MODULES = [
     "mtl_keras", "mtl_keras.models", "mtl_keras.layers", "mtl_keras.losses", "mtl_keras.weighting",
-    "mtl_keras.projection", "mtl_keras.callbacks", "mtl_keras.plots", "mtl_keras.features",
+    "mtl_keras.projection", "mtl_keras.core.stateful", "mtl_keras.core.gram", "mtl_keras.core.step",
+    "mtl_keras.core.task_gradients", "mtl_keras.callbacks", "mtl_keras.plots", "mtl_keras.features",
     "mtl_keras.datasets", "mtl_keras.export", "mtl_keras.serving", "mtl_keras.backend",
     "mtl_keras.training.arguments", "mtl_keras.training.auxiliary", "mtl_keras.training.gradient_modes",
     "mtl_keras.training.labels", "mtl_keras.training.logs", "mtl_keras.training.optimizers",
     "mtl_keras.training.sharing", "mtl_keras.training.state", "mtl_keras.training.step",
-    "mtl_keras.training.task_gradients", "mtl_keras.tfrs",
+    "mtl_keras.tfrs",
 ]
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "api.md")
 

@@ -63,4 +63,66 @@ def state_variable(initial_value, name, trainable=False):
     )
 
 
-__all__ = ["keras", "tf", "IS_KERAS3", "USE_LEGACY_KERAS", "register", "state_variable", "to_tensor"]
+# Private TensorFlow/Keras/TFRS names: this module is the only one that touches them, so an
+# upgrade that moves one breaks here, in one place (a test greps the rest of the package).
+
+# Trackable without being a Keras layer: checkpoints and SavedModels follow its attributes,
+# Keras's weight tracking does not (training state must not be one of ``model.weights``).
+AutoTrackable = tf.__internal__.tracking.AutoTrackable
+
+
+def all_layers(layer, include_self=False):
+    """Every layer under ``layer``, nested ones included, in Keras's own order."""
+    return list(layer._flatten_layers(include_self=include_self, recursive=True))
+
+
+def op_determinism_enabled():
+    """Whether ``tf.config.experimental.enable_op_determinism()`` is on (its getter is not public)."""
+    from tensorflow.python.framework import config
+
+    return config.is_op_determinism_enabled()
+
+
+def in_xla_context():
+    """Whether the op being built will be compiled by XLA (a ``jit_compile`` function, nested or
+    not): TensorFlow's own test of it; False on a TensorFlow without it."""
+    try:
+        from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
+    except ImportError:  # pragma: no cover - the broadcast forms everywhere
+        return False
+    return GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def strategy_supports_no_merge_call():
+    """Whether the current strategy lets a replica apply updates without a merge call."""
+    return tf.__internal__.distribute.strategy_supports_no_merge_call()
+
+
+def create_optimizer_slots(optimizer, variables):
+    """A tf_keras legacy optimizer's slots for ``variables`` (it has no public ``build``)."""
+    optimizer._create_all_weights(variables)
+
+
+def saved_training_config(model):
+    """The training config a tf_keras SavedModel was saved with (a revived model's metadata)."""
+    return model._serialized_attributes["metadata"]["training_config"]
+
+
+def tfrs_task_loss(task):
+    """The Keras loss a TFRS ``Ranking`` task computes (TFRS keeps it private), or None."""
+    return getattr(task, "_loss", None)
+
+
+def tflite_schema():
+    """TensorFlow Lite's flatbuffer schema module (shipped with TensorFlow, not public)."""
+    from tensorflow.lite.python import schema_py_generated
+
+    return schema_py_generated
+
+
+__all__ = [
+    "keras", "tf", "IS_KERAS3", "USE_LEGACY_KERAS", "register", "state_variable", "to_tensor",
+    "AutoTrackable", "all_layers", "op_determinism_enabled", "in_xla_context",
+    "strategy_supports_no_merge_call", "create_optimizer_slots", "saved_training_config",
+    "tfrs_task_loss", "tflite_schema",
+]

@@ -33,7 +33,7 @@ import tempfile
 
 import numpy as np
 
-from mtl_keras.backend import keras, tf
+from mtl_keras.backend import all_layers, keras, tf
 from mtl_keras.features.layers import IdLookup, pad_value
 from mtl_keras.layers import HardConcreteRouter
 
@@ -151,7 +151,7 @@ def _version(base_path, version):
 
 
 def _all_layers(model):
-    return model._flatten_layers(include_self=False, recursive=True)
+    return all_layers(model)
 
 
 def _structure(model, tensors):

@@ -6,7 +6,7 @@ task's output, so it is a task-specific variable, absent from
 ``MultiTaskModel.shared_variables``, and gradient projections leave it alone.
 """
 
-from mtl_keras.backend import tf
+from mtl_keras.backend import in_xla_context, tf
 
 
 def add_gates(layer, name, num_gates, input_dim, num_choices):
@@ -53,21 +53,9 @@ def mix(gate, expert_outputs):
     ``einsum("be,beh->bh")``) as B tiny matmuls, plus as many for each
     gradient, which took half the op time of a default MMoE step there.
     """
-    if _compiling_with_xla():
+    if in_xla_context():
         return tf.squeeze(tf.matmul(gate[:, None, :], expert_outputs), axis=1)
     return tf.reduce_sum(gate[:, :, None] * expert_outputs, axis=1)
-
-
-def _compiling_with_xla():
-    """Whether the op being built will be compiled by XLA (a ``jit_compile`` function, nested or not)."""
-    graph = tf.compat.v1.get_default_graph()
-    return _in_xla_context is not None and _in_xla_context(graph)
-
-
-try:  # TensorFlow's own test of it (tf.function sets the context for jit_compile); not public
-    from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext as _in_xla_context
-except ImportError:  # pragma: no cover - a TensorFlow without it: the broadcast form everywhere
-    _in_xla_context = None
 
 
 class ReportsGates:

@@ -1,12 +1,13 @@
 """Gradient projections: a base class (Gram matrix -> coefficients) and one method a module."""
 
-from mtl_keras.projection.base import GradientProjection, gram_matrix
+from mtl_keras.core.gram import gram_matrix
+from mtl_keras.core.stateful import resolve
+from mtl_keras.projection.base import GradientProjection
 from mtl_keras.projection.cagrad import CAGrad
 from mtl_keras.projection.gradvac import GradVac
 from mtl_keras.projection.mgda import MGDA
 from mtl_keras.projection.pareto import ParetoEfficient
 from mtl_keras.projection.pcgrad import PCGrad
-from mtl_keras.training.state import resolve
 
 # String identifiers, as Keras has for optimizers ("adam").
 BY_NAME = {

@@ -8,13 +8,8 @@ method's own logic.
 """
 
 from mtl_keras.backend import register, tf
-from mtl_keras.training.state import StatefulObject
-
-
-def gram_matrix(gradients):
-    """K = G G^T for the [T, P] task gradients, in float32 whatever their dtype."""
-    gradients = tf.cast(gradients, tf.float32)
-    return tf.matmul(gradients, gradients, transpose_b=True)
+from mtl_keras.core.gram import gram_matrix
+from mtl_keras.core.stateful import StatefulObject
 
 
 @register

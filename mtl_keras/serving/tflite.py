@@ -15,6 +15,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
+from mtl_keras.backend import tflite_schema
+
 TFLITE_FILE = "model.tflite"
 SIGNATURES_METADATA = b"signature_defs_metadata"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -30,10 +32,9 @@ def _info(detail):
 def embedded_signature_defs(path):
     """{key: SignatureDef} stored in a .tflite file's metadata, {} when it has none."""
     from flatbuffers import flexbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
 
     with open(path, "rb") as handle:
-        model = schema.Model.GetRootAsModel(handle.read(), 0)
+        model = tflite_schema().Model.GetRootAsModel(handle.read(), 0)
     for index in range(model.MetadataLength()):
         metadata = model.Metadata(index)
         if metadata.Name() == SIGNATURES_METADATA:

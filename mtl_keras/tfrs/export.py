@@ -22,7 +22,7 @@ temporary folder and renamed into place, as ``mtl_keras.export`` does.
 
 
 from mtl_keras import export as mtl_export
-from mtl_keras.backend import keras, tf
+from mtl_keras.backend import all_layers, keras, tf
 from mtl_keras.features.layers import IdLookup
 
 QUERY_EMBEDDING = "query_embedding"
@@ -48,7 +48,7 @@ def _lookups(*objects):
         owner = getattr(value, "__self__", value)
         if not isinstance(owner, keras.layers.Layer):
             continue
-        for layer in owner._flatten_layers(include_self=True, recursive=True):
+        for layer in all_layers(owner, include_self=True):
             if isinstance(layer, kinds) and id(layer) not in seen:
                 seen.add(id(layer))
                 lookups.append(layer)

@@ -30,7 +30,7 @@ Example (``examples/tfrs_multitask.py`` runs a whole one)::
     model.compile(optimizer="adam", task_weighting="uncertainty", gradient_projection="pcgrad")
 """
 
-from mtl_keras.backend import keras, tf
+from mtl_keras.backend import keras, tf, tfrs_task_loss
 from mtl_keras.training import arguments, gradient_modes, optimizers
 from mtl_keras.training.step import Trainer
 from mtl_keras.tfrs.sharing import batch_spec, features_of, task_variables
@@ -53,8 +53,8 @@ def default_loss_kinds(model, tasks):
         value = found.get(task)
         if isinstance(value, tfrs.tasks.Retrieval):
             kinds[task] = "classification"
-        elif value is not None and getattr(value, "_loss", None) is not None:
-            kinds[task] = arguments.loss_kinds({task: value._loss})[task]
+        elif value is not None and tfrs_task_loss(value) is not None:
+            kinds[task] = arguments.loss_kinds({task: tfrs_task_loss(value)})[task]
         else:
             kinds[task] = "regression"
     return kinds

@@ -5,7 +5,7 @@ import json
 
 from mtl_keras import projection as projection_lib
 from mtl_keras import weighting as weighting_lib
-from mtl_keras.backend import keras, tf
+from mtl_keras.backend import keras, saved_training_config, tf
 from mtl_keras.training.labels import check_task_keys, per_example_loss
 
 
@@ -151,7 +151,7 @@ def for_saved_model(optimizer, config):
 
 def from_saved_model(model):
     """The compile arguments a tf_keras SavedModel was saved with."""
-    training_config = model._serialized_attributes["metadata"]["training_config"]
+    training_config = saved_training_config(model)
     return deserialize(json.loads(training_config["mtl_keras"]))
 
 

@@ -26,13 +26,9 @@ gradients returned are divided by it again, so projections and the Gram
 matrix see the true float32 gradients.
 """
 
-import collections
-
 from mtl_keras.backend import tf
-from mtl_keras.layers.representation import Mixing
-from mtl_keras.projection.base import gram_matrix
-from mtl_keras.training.sharing import representation_layers
-from mtl_keras.training.task_gradients import (
+from mtl_keras.core.gram import gram_matrix
+from mtl_keras.core.task_gradients import (
     ZERO,
     flatten,
     num_replicas,
@@ -42,12 +38,8 @@ from mtl_keras.training.task_gradients import (
     unflatten,
     unscaled_gradient,
 )
-
-# What a weighting's ``update`` and the gradient modes see of a train step.
-TrainStep = collections.namedtuple(
-    "TrainStep",
-    "tape task_losses task_loss_shares weighted weighted_vector extra loss weights aux_losses",
-)
+from mtl_keras.layers.representation import Mixing
+from mtl_keras.training.sharing import representation_layers
 
 
 def get(per_task, projection_mode, model, projection, method):

@@ -10,7 +10,7 @@ pair so the caller can normalise by the *global* count under tf.distribute.
 """
 
 from mtl_keras.backend import keras, tf
-from mtl_keras.training.task_gradients import replica_sum
+from mtl_keras.core.task_gradients import replica_sum
 
 
 def per_example_loss(identifier, task):

@@ -8,7 +8,7 @@ with its own rate while the shared experts use another.
 
 import numpy as np
 
-from mtl_keras.backend import IS_KERAS3, keras, tf
+from mtl_keras.backend import IS_KERAS3, create_optimizer_slots, keras, strategy_supports_no_merge_call, tf
 
 LossScaleOptimizer = (
     keras.optimizers.LossScaleOptimizer if IS_KERAS3 else keras.mixed_precision.LossScaleOptimizer
@@ -68,7 +68,7 @@ def build(groups):
             if not getattr(inner, "_built", False) and not getattr(inner, "built", False):
                 optimizer.build(variables)
         else:
-            optimizer._create_all_weights(variables)
+            create_optimizer_slots(optimizer, variables)
 
 
 def with_loss_scaling(main, groups):
@@ -150,7 +150,7 @@ def _rescale(gradient, optimizer):
 def _apply_if(condition, apply_fn):
     """``apply_fn()`` when ``condition``; optimizers that merge across replicas need the
     cond in a cross-replica context (as Keras's LossScaleOptimizer does it)."""
-    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+    if strategy_supports_no_merge_call():
         tf.cond(condition, apply_fn, lambda: None)
         return
 

@@ -1,6 +1,6 @@
 """What the tasks share: which tasks reach which variables, and the shared representation."""
 
-from mtl_keras.backend import tf
+from mtl_keras.backend import all_layers, tf
 from mtl_keras.layers.representation import RecordsRepresentation
 
 
@@ -45,7 +45,7 @@ def representation_layers(model):
     shared = {id(v) for v in model.shared_variables}
     layers = [
         layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
+        for layer in all_layers(model)
         if isinstance(layer, RecordsRepresentation)
         and all(id(v) in shared for v in layer.trainable_variables)
     ]

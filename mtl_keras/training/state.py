@@ -15,45 +15,12 @@ as Keras skips an optimizer it has not built.
 
 import numpy as np
 
-from mtl_keras.backend import keras, state_variable, tf
+from mtl_keras.backend import AutoTrackable, state_variable, tf
 
 PREFIX = "mtl:"
 
 
-class StatefulObject(tf.__internal__.tracking.AutoTrackable):
-    """Base of weightings and projections: a Keras-serializable object with training state.
-
-    Subclasses take their hyper-parameters in ``__init__``, return them from
-    ``get_config`` (``from_config`` calls ``cls(**config)``), and create their
-    state in ``build`` with ``add_state``; the model saves and restores it.
-    """
-
-    def add_state(self, name, initial_value, trainable=False):
-        """A variable kept across steps and saved with the model (created in ``build``)."""
-        variable = state_variable(initial_value, name, trainable=trainable)
-        states = dict(getattr(self, "_mtl_state", {}))
-        states[name] = variable
-        self._mtl_state = states
-        return variable
-
-    @property
-    def state_variables(self):
-        """{name: variable}, in creation order."""
-        return dict(getattr(self, "_mtl_state", {}))
-
-    @property
-    def trainable_variables(self):
-        return [v for v in self.state_variables.values() if v.trainable]
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-
-class TrainingState(tf.__internal__.tracking.AutoTrackable):
+class TrainingState(AutoTrackable):
     """What a compiled MultiTaskModel trains with, beside its weights and main optimizer.
 
     Attributes: ``weighting``, ``projection`` (or None), ``step`` (training
@@ -108,25 +75,3 @@ def load(state, saved):
                 "was compiled when saved (same tasks, weighting, projection and optimizers)."
             )
         variable.assign(value)
-
-
-def resolve(identifier, argument, base, by_name, accepted):
-    """A ``base`` instance from an instance, a name of ``by_name`` (as Keras takes
-    optimizer="adam") or a Keras-serialized config; a ValueError naming ``argument``
-    and what it ``accepted`` otherwise."""
-    if isinstance(identifier, base):
-        return identifier
-    if isinstance(identifier, str):
-        if identifier.lower() in by_name:
-            return by_name[identifier.lower()]()
-        raise ValueError(
-            f"`{argument}` {identifier!r} is not a known {base.__name__}; expected one of "
-            f"{sorted(by_name)}, {accepted}."
-        )
-    if isinstance(identifier, dict) and "class_name" in identifier:
-        value = keras.saving.deserialize_keras_object(identifier)
-        if isinstance(value, base):
-            return value
-    raise ValueError(
-        f"`{argument}` must be a name among {sorted(by_name)}, {accepted}; got {identifier!r}."
-    )

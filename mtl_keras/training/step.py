@@ -6,13 +6,13 @@ resolved pieces; its methods run inside the traced step, and nothing in it
 branches on the weighting or projection method.
 """
 
-from mtl_keras.backend import IS_KERAS3, keras, tf
+from mtl_keras.backend import IS_KERAS3, all_layers, keras, op_determinism_enabled, tf
 from mtl_keras.callbacks import EpochEnd, NonFiniteBatchLoss, NonFiniteLoss
+from mtl_keras.core.step import TrainStep
+from mtl_keras.core.task_gradients import num_replicas, replica_sum
 from mtl_keras.training import optimizers
-from mtl_keras.training.gradient_modes import TrainStep
 from mtl_keras.training.logs import TaskTrackers
 from mtl_keras.training.state import TrainingState
-from mtl_keras.training.task_gradients import num_replicas, replica_sum
 
 
 class Trainer:
@@ -136,21 +136,14 @@ def resolve_jit_compile(model, requested, run_eagerly=False):
     distributed = tf.distribute.has_strategy() or getattr(model, "_distribute_strategy", None) or getattr(
         model, "_distribution_strategy", None
     )
-    if run_eagerly or distributed or _op_determinism():
+    if run_eagerly or distributed or op_determinism_enabled():
         return False
-    layers = list(model._flatten_layers())
+    layers = all_layers(model, include_self=True)
     if any(getattr(layer, "compute_dtype", None) == "bfloat16" for layer in layers):
         # oneDNN's bfloat16 matmuls (AVX512-BF16) beat XLA's: under "mixed_bfloat16" the
         # MMoE step took 0.87x and PLE 0.76x the CPU time of XLA's (float32 or bfloat16).
         return False
     return all(_jit_compatible(layer) for layer in layers)
-
-
-def _op_determinism():
-    """``tf.config.experimental.enable_op_determinism()`` is on (not every op has a deterministic XLA kernel)."""
-    from tensorflow.python.framework import config  # its getter is not public
-
-    return config.is_op_determinism_enabled()
 
 
 def _jit_compatible(layer):

@@ -1,11 +1,11 @@
 """Task weightings: a base class and one method a module."""
 
+from mtl_keras.core.stateful import resolve
 from mtl_keras.weighting.base import TaskWeighting
 from mtl_keras.weighting.dwa import DynamicWeightAverage
 from mtl_keras.weighting.gradnorm import GradNorm
 from mtl_keras.weighting.static import StaticWeighting
 from mtl_keras.weighting.uncertainty import UncertaintyWeighting
-from mtl_keras.training.state import resolve
 
 # String identifiers, as Keras has for optimizers ("adam").
 BY_NAME = {

@@ -15,7 +15,7 @@ and ``on_epoch_end()`` between epochs (called by MultiTaskModel.fit).
 """
 
 from mtl_keras.backend import register, tf
-from mtl_keras.training.state import StatefulObject
+from mtl_keras.core.stateful import StatefulObject
 
 
 @register
@@ -54,7 +54,7 @@ class TaskWeighting(StatefulObject):
     # Not converted: AutoGraph (tf_keras traces the step with it) fails on a body that is only a docstring.
     @tf.autograph.experimental.do_not_convert
     def update(self, step):
-        """Called every training step after the forward pass (see ``training.gradient_modes.TrainStep``)."""
+        """Called every training step after the forward pass (see ``mtl_keras.core.step.TrainStep``)."""
 
     def on_epoch_end(self):
         """Called by MultiTaskModel.fit after each epoch."""

@@ -1,7 +1,7 @@
 """GradNorm: weights that balance the tasks' gradient norms on the last shared layer."""
 
 from mtl_keras.backend import register, tf
-from mtl_keras.training.task_gradients import ZERO, replica_sum, sources
+from mtl_keras.core.task_gradients import ZERO, replica_sum, sources
 from mtl_keras.weighting.base import TaskWeighting
 
 
