@@ -140,44 +140,64 @@ def _flag(value):
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="mtl-keras", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo_parser = commands.add_parser("demo", help=demo.__doc__, description=demo.__doc__)
-    from mtl_keras import demo as demo_module
+def _serve_parser(commands):
+    """``serve``'s flags: TF Serving's names and defaults, each with its help and default shown."""
+    parser = commands.add_parser("serve", help=serve.__doc__, description=serve.__doc__,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    flag = parser.add_argument
+    flag("--model_name", default=None, help="the model's name in requests (with --model_base_path)")
+    flag("--model_base_path", default=None,
+         help="the model's folder, holding one numbered folder per version (e.g. base/1/saved_model.pb)")
+    flag("--model_config_file", default=None,
+         help="a ModelServerConfig text proto naming several models (instead of the two flags above)")
+    flag("--model_config_file_poll_wait_seconds", type=float, default=0,
+         help="re-read --model_config_file this often (0: read once)")
+    flag("--port", type=int, default=8500, help="gRPC port (0: a free one, printed at start)")
+    flag("--rest_api_port", type=int, default=None, help="HTTP/REST port (unset: no REST API)")
+    flag("--grpc_max_threads", type=int, default=16,
+         help="threads running calls (with batching: model calls and other blocking work)")
+    flag("--enable_batching", type=_flag, nargs="?", const=True, default=False,
+         help="batch concurrent Predict calls into one model call")
+    flag("--batching_parameters_file", default=None,
+         help="a BatchingParameters text proto (unset: TF Serving's defaults)")
+    flag("--file_system_poll_wait_seconds", type=float, default=1.0,
+         help="look for new versions under the base paths this often")
+    flag("--tensorflow_intra_op_parallelism", type=int, default=0,
+         help="threads for one op (0: TensorFlow picks, one per core)")
+    flag("--tensorflow_inter_op_parallelism", type=int, default=0, help="ops run at once (0: TensorFlow picks)")
+    flag("--rest_api_timeout_in_ms", type=int, default=30000,
+         help="drop a REST client that stalls mid-request after this long")
+    flag("--grpc_socket_path", default="", help="also serve gRPC on this Unix socket (empty: none)")
+    flag("--grpc_channel_arguments", default="", help="gRPC server options, name=value,... (integers as integers)")
+    flag("--monitoring_config_file", default=None,
+         help="a MonitoringConfig text proto: Prometheus metrics on the REST port")
+    flag("--prefer_tflite_model", type=_flag, nargs="?", const=True, default=False,
+         help="serve a version's model.tflite, where it has one, with tf.lite")
+    flag("--enable_model_warmup", type=_flag, nargs="?", const=True, default=True,
+         help="accepted for TF Serving compatibility; warm-up records are always replayed")
+    parser.set_defaults(run=serve)
+    return parser
 
-    demo_module.add_arguments(demo_parser)
+
+def build_parser():
+    """The ``mtl-keras`` argument parser (no TensorFlow import: ``demo`` and ``serve`` import it when they run)."""
+    from mtl_keras import __version__
+    from mtl_keras.demo import add_arguments
+
+    parser = argparse.ArgumentParser(prog="mtl-keras", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"mtl-keras {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo_parser = commands.add_parser("demo", help=demo.__doc__, description=demo.__doc__,
+                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(demo_parser)
     demo_parser.set_defaults(run=demo)
-    serve_parser = commands.add_parser("serve", help=serve.__doc__)
-    serve_parser.add_argument("--model_name")
-    serve_parser.add_argument("--model_base_path")
-    serve_parser.add_argument("--model_config_file", help="a ModelServerConfig text proto, as TF Serving's")
-    serve_parser.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
-                              help="re-read --model_config_file this often (0: read once)")
-    serve_parser.add_argument("--port", type=int, default=8500)
-    serve_parser.add_argument("--rest_api_port", type=int, default=None)
-    serve_parser.add_argument("--grpc_max_threads", type=int, default=16,
-                              help="threads running calls (with batching: model calls and other blocking work)")
-    serve_parser.add_argument("--enable_batching", type=_flag, nargs="?", const=True, default=False)
-    serve_parser.add_argument("--batching_parameters_file", default=None)
-    serve_parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
-    serve_parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
-                              help="threads for one op (0: TensorFlow picks, one per core)")
-    serve_parser.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
-                              help="ops run at once (0: TensorFlow picks)")
-    serve_parser.add_argument("--rest_api_timeout_in_ms", type=int, default=30000,
-                              help="drop a REST client that stalls mid-request after this long")
-    serve_parser.add_argument("--grpc_socket_path", default="", help="also serve gRPC on this Unix socket")
-    serve_parser.add_argument("--grpc_channel_arguments", default="",
-                              help="gRPC server options, name=value,... (integers as integers)")
-    serve_parser.add_argument("--monitoring_config_file", default=None,
-                              help="a MonitoringConfig text proto: Prometheus metrics on the REST port")
-    serve_parser.add_argument("--prefer_tflite_model", type=_flag, nargs="?", const=True, default=False,
-                              help="serve a version's model.tflite, where it has one, with tf.lite")
-    serve_parser.add_argument("--enable_model_warmup", type=_flag, nargs="?", const=True, default=True,
-                              help="accepted for TF Serving compatibility; warm-up records are always replayed")
-    serve_parser.set_defaults(run=serve)
-    args = parser.parse_args(argv)
+    _serve_parser(commands)
+    return parser
+
+
+def main(argv=None):
+    """The ``mtl-keras`` command; ``--help`` and ``--version`` answer in a fraction of a second."""
+    args = build_parser().parse_args(argv)
     return args.run(args)
 
 

@@ -24,6 +24,8 @@ from mtl_keras.serving.tflite import TFLITE_FILE, TfLiteBundle
 from mtl_keras.serving.validation import from_tensorflow
 
 log = logging.getLogger(__name__)
+NO_VERSIONS = ("No versions of servable %s found under base path %s. "
+               "Did you forget to name your leaf directory as a number (eg. '/1/')?")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
@@ -181,6 +183,8 @@ class ModelVersions:
         """Loads the versions the policy wants, then unloads the others."""
         with self._lock:
             found = self.on_disk()
+            if not found:  # file_system_storage_path_source.cc's warning, on every poll as there
+                log.warning(NO_VERSIONS, self.name, self.base_path)
             desired = self._desired(found)
             current = dict(self.loaded)
             for version in sorted(desired - set(current)):
