@@ -9,10 +9,10 @@ training state: saved like the optimizer, never one of ``model.weights``.
 
 from mtl_keras.backend import IS_KERAS3, keras, register, tf
 from mtl_keras.features.inputs import prepare_arguments
-from mtl_keras.training import arguments, auxiliary as auxiliary_heads, gradient_modes, labels, optimizers
+from mtl_keras.training import arguments, auxiliary as auxiliary_heads, factory, labels
 from mtl_keras.training import state as state_lib
-from mtl_keras.training.sharing import variable_tasks
-from mtl_keras.training.step import Trainer, check_strategy, resolve_jit_compile
+from mtl_keras.training.sharing import shared_variables, variable_tasks
+from mtl_keras.training.step import check_strategy, resolve_jit_compile
 
 
 class _MultiTaskBase(keras.Model):
@@ -132,37 +132,25 @@ class _MultiTaskBase(keras.Model):
         trained = tuple(task for task in self.task_names if loss_fns[task] is not None)
         object.__setattr__(self, "trained_tasks", trained)
         metric_ids = arguments.check_metrics(metrics, self.task_names)
-        weighting = arguments.weighting(task_weighting, loss_weights)
-        weighting.build(trained, arguments.loss_kinds(loss), self)
-        projection = arguments.projection(gradient_projection, self.shared_variables, trained)
-        arguments.check_choice("task_gradient_method", task_gradient_method, ("loop", "jacobian"))
-        arguments.check_choice("projection_mode", projection_mode, ("exact", "fast"))
-        per_task = bool(log_gradient_cosine) or projection is not None
-        mode = gradient_modes.get(per_task, projection_mode, self, projection, task_gradient_method)
+        weighting = factory.resolve_weighting(task_weighting, loss_weights, projection_mode, task_gradient_method)
         kwargs["jit_compile"] = resolve_jit_compile(
             self, kwargs.get("jit_compile", "auto"), kwargs.get("run_eagerly", False)
         )
-        main, groups = optimizers.resolve(
-            optimizer, self._reaching_tasks(trained), self.trainable_variables,
-            weighting.trainable_variables, trained,
-        )
-        super().compile(optimizer=main, **kwargs)
-        # Keras may have wrapped the main optimizer in a LossScaleOptimizer.
-        trainer = Trainer(
-            trained, weighting, projection, mode, self.optimizer,
-            [(self.optimizer if o is main else o, vs) for o, vs in groups],
-            starts=arguments.task_starts(task_start_steps, trained),
-            auxiliary_weight=arguments.non_negative("auxiliary_loss_weight", auxiliary_loss_weight),
-            skip_nonfinite=bool(skip_nonfinite_steps),
-            metric_ids=metric_ids,
+        auxiliary_weight = arguments.non_negative("auxiliary_loss_weight", auxiliary_loss_weight)
+        trainer = factory.build_trainer(
+            self, trained, self._reaching_tasks(trained), weighting,
+            optimizer=optimizer, gradient_projection=gradient_projection,
+            loss_kinds=arguments.loss_kinds(loss), log_gradient_cosine=log_gradient_cosine,
+            projection_mode=projection_mode, task_gradient_method=task_gradient_method,
+            task_start_steps=task_start_steps, skip_nonfinite_steps=skip_nonfinite_steps,
+            compile_keras=lambda main: super(_MultiTaskBase, self).compile(optimizer=main, **kwargs),
+            auxiliary_weight=auxiliary_weight, metric_ids=metric_ids,
             head_units={task: shape[-1] for task, shape in self.task_output_shapes.items()},
             auxiliary_tasks=self.auxiliary_tasks,
         )
-        self._mtl_state = trainer.state
-        object.__setattr__(self, "_mtl_trainer", trainer)
         object.__setattr__(self, "_mtl_compiled", dict(
             optimizer=optimizer, loss=loss, metrics=metric_ids, task_weighting=weighting,
-            gradient_projection=projection, auxiliary_loss_weight=auxiliary_loss_weight,
+            gradient_projection=trainer.state.projection, auxiliary_loss_weight=auxiliary_loss_weight,
             task_start_steps=task_start_steps, log_gradient_cosine=log_gradient_cosine,
             projection_mode=projection_mode, task_gradient_method=task_gradient_method,
             skip_nonfinite_steps=bool(skip_nonfinite_steps),
@@ -220,13 +208,8 @@ class _MultiTaskBase(keras.Model):
             labels.loss_shares(
                 self._mtl_loss_fns, self.trained_tasks, y, y_pred, sample_weight, auxiliary_heads.SUFFIX
             ),
-            self._regularization(),
+            factory.regularization(self),
         )
-
-    def _regularization(self):
-        if not self.losses:
-            return tf.constant(0.0)
-        return tf.add_n([tf.cast(x, tf.float32) for x in self.losses])
 
     # --------------------------------------------------------------- structure
     def _reaching_tasks(self, tasks):
@@ -244,8 +227,7 @@ class _MultiTaskBase(keras.Model):
         The tasks are the trained ones once compiled, else every head.
         """
         tasks = self.trained_tasks or self.task_names
-        reached = self._reaching_tasks(tasks)
-        return [v for v, by in zip(self.trainable_variables, reached) if len(by) >= 2]
+        return shared_variables(self.trainable_variables, self._reaching_tasks(tasks))
 
     # ----------------------------------------------------------- serialization
     def get_compile_config(self):

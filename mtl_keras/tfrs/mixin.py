@@ -31,8 +31,8 @@ Example (``examples/tfrs_multitask.py`` runs a whole one)::
 """
 
 from mtl_keras.backend import keras, tf, tfrs_task_loss
-from mtl_keras.training import arguments, gradient_modes, optimizers
-from mtl_keras.training.step import Trainer
+from mtl_keras.training import arguments, factory
+from mtl_keras.training.sharing import shared_variables
 from mtl_keras.tfrs.sharing import batch_spec, features_of, task_variables
 
 
@@ -98,13 +98,11 @@ class MultiTaskMixin:
             main = optimizer.get("default") or optimizer.get("shared") or next(iter(optimizer.values()))
         else:
             optimizer = main = keras.optimizers.get(optimizer)
-        arguments.check_choice("task_gradient_method", task_gradient_method, ("loop", "jacobian"))
-        arguments.check_choice("projection_mode", projection_mode, ("exact", "fast"))
-        weighting = arguments.weighting(task_weighting, loss_weights)
+        weighting = factory.resolve_weighting(task_weighting, loss_weights, projection_mode, task_gradient_method)
         super().compile(optimizer=main, **kwargs)
         object.__setattr__(self, "_mtl_trainer", None)
         object.__setattr__(self, "_mtl_pending", dict(
-            optimizer=optimizer, main=main, weighting=weighting, gradient_projection=gradient_projection,
+            optimizer=optimizer, weighting=weighting, gradient_projection=gradient_projection,
             log_gradient_cosine=log_gradient_cosine, projection_mode=projection_mode,
             task_gradient_method=task_gradient_method, task_start_steps=task_start_steps,
             skip_nonfinite_steps=bool(skip_nonfinite_steps), loss_kinds=loss_kinds, task_names=task_names,
@@ -122,27 +120,15 @@ class MultiTaskMixin:
         tasks, reached = task_variables(self, batch_spec(sample_features), pending["task_names"])
         object.__setattr__(self, "task_names", tasks)
         object.__setattr__(self, "_mtl_reached", reached)
-        weighting = pending["weighting"]
         kinds = dict(default_loss_kinds(self, tasks), **(pending["loss_kinds"] or {}))
-        weighting.build(tasks, kinds, self)
-        projection = arguments.projection(pending["gradient_projection"], self.shared_variables, tasks)
-        per_task = bool(pending["log_gradient_cosine"]) or projection is not None
-        mode = gradient_modes.get(per_task, pending["projection_mode"], self, projection,
-                                  pending["task_gradient_method"])
-        main, groups = optimizers.resolve(
-            pending["optimizer"], reached, self.trainable_variables, weighting.trainable_variables, tasks
+        # Keras's compile already ran, with the main optimizer of the same dict.
+        return factory.build_trainer(
+            self, tasks, reached, pending["weighting"], loss_kinds=kinds,
+            **{k: pending[k] for k in (
+                "optimizer", "gradient_projection", "log_gradient_cosine", "projection_mode",
+                "task_gradient_method", "task_start_steps", "skip_nonfinite_steps",
+            )},
         )
-        assert main is pending["main"]
-        trainer = Trainer(
-            tasks, weighting, projection, mode, self.optimizer,
-            [(self.optimizer if o is main else o, vs) for o, vs in groups],
-            starts=arguments.task_starts(pending["task_start_steps"], tasks),
-            skip_nonfinite=pending["skip_nonfinite_steps"],
-        )
-        # Tracked, so tf.train.Checkpoint / SavedModel / BackupAndRestore keep the training state.
-        self._mtl_state = trainer.state
-        object.__setattr__(self, "_mtl_trainer", trainer)
-        return trainer
 
     @property
     def training_state(self):
@@ -155,7 +141,7 @@ class MultiTaskMixin:
         if self._mtl_reached is None:
             raise RuntimeError("`shared_variables` is known once the trainer is built (compile's "
                                "`sample_features`, or the first `fit`).")
-        return [v for v, by in zip(self.trainable_variables, self._mtl_reached) if len(by) >= 2]
+        return shared_variables(self.trainable_variables, self._mtl_reached)
 
     @property
     def metrics(self):
@@ -186,10 +172,7 @@ class MultiTaskMixin:
     def _mtl_assemble(self, losses):
         trainer = self._mtl_trainer
         shares = [tf.cast(losses[task], tf.float32) for task in trainer.tasks]
-        regularization = (
-            tf.add_n([tf.cast(x, tf.float32) for x in self.losses]) if self.losses else tf.constant(0.0)
-        )
-        return trainer.assemble(shares, [tf.constant(0.0)] * len(shares), regularization)
+        return trainer.assemble(shares, [tf.constant(0.0)] * len(shares), factory.regularization(self))
 
     def _mtl_logs(self, logs):
         # The model's own metrics (the TFRS tasks'), under names ours do not take.

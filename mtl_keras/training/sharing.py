@@ -29,6 +29,11 @@ def variable_tasks(model, tasks):
     return reached
 
 
+def shared_variables(variables, reached):
+    """The variables reached by two or more tasks (``reached``: a set of tasks per variable)."""
+    return [v for v, by in zip(variables, reached) if len(by) >= 2]
+
+
 def trace_once(fn, spec, autograph=False):
     """Traces ``fn(spec)`` in a tf.function that is never run; under a strategy, in a
     replica context, where alone distributed variables (one replica or many) are read."""

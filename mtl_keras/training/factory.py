@@ -1,0 +1,65 @@
+"""One way to turn compile's arguments into a ``Trainer``, for every model that trains with one.
+
+``MultiTaskModel.compile`` and the TFRS ``MultiTaskMixin`` differ only in when
+they know their tasks and which variables each task reaches (at compile from
+the functional graph; at the first ``fit`` from a trace of ``compute_loss``)
+and in when Keras's own ``compile`` runs. Everything else, from the weighting
+to the optimizer groups, is built here, in this order.
+"""
+
+from mtl_keras.backend import tf
+from mtl_keras.training import arguments, gradient_modes, optimizers
+from mtl_keras.training.step import Trainer
+
+
+def resolve_weighting(task_weighting, loss_weights, projection_mode, task_gradient_method):
+    """Checks compile's choices and returns the (unbuilt) TaskWeighting, so bad
+    arguments fail at compile even where the trainer is built later."""
+    arguments.check_choice("task_gradient_method", task_gradient_method, ("loop", "jacobian"))
+    arguments.check_choice("projection_mode", projection_mode, ("exact", "fast"))
+    return arguments.weighting(task_weighting, loss_weights)
+
+
+def build_trainer(model, tasks, reached, weighting, *, optimizer, gradient_projection, loss_kinds,
+                  log_gradient_cosine, projection_mode, task_gradient_method, task_start_steps,
+                  skip_nonfinite_steps, compile_keras=None, **trainer_options):
+    """Builds the weighting, projection, gradient mode and optimizer groups, and the Trainer.
+
+    Args:
+        model: the Keras model; it gets ``_mtl_trainer`` and ``_mtl_state``
+            (tracked, so checkpoints and SavedModels keep the training state).
+        tasks: the trained tasks in order; reached: for each of
+            ``model.trainable_variables``, the set of tasks that reach it.
+        weighting: from ``resolve_weighting``.
+        compile_keras: called with the main optimizer once it is resolved
+            (Keras's own compile, which may wrap it in a LossScaleOptimizer);
+            None when Keras's compile already ran with it.
+        The other arguments are ``MultiTaskModel.compile``'s; ``trainer_options``
+        go to ``Trainer`` (auxiliary weight, metrics, heads).
+    """
+    weighting.build(tasks, loss_kinds, model)
+    projection = arguments.projection(gradient_projection, model.shared_variables, tasks)
+    per_task = bool(log_gradient_cosine) or projection is not None
+    mode = gradient_modes.get(per_task, projection_mode, model, projection, task_gradient_method)
+    main, groups = optimizers.resolve(
+        optimizer, reached, model.trainable_variables, weighting.trainable_variables, tasks
+    )
+    if compile_keras is not None:
+        compile_keras(main)
+    trainer = Trainer(
+        tasks, weighting, projection, mode, model.optimizer,
+        [(model.optimizer if o is main else o, vs) for o, vs in groups],
+        starts=arguments.task_starts(task_start_steps, tasks),
+        skip_nonfinite=bool(skip_nonfinite_steps),
+        **trainer_options,
+    )
+    model._mtl_state = trainer.state
+    object.__setattr__(model, "_mtl_trainer", trainer)
+    return trainer
+
+
+def regularization(model):
+    """The sum of the model's regularization losses (added once, unweighted), float32."""
+    if not model.losses:
+        return tf.constant(0.0)
+    return tf.add_n([tf.cast(x, tf.float32) for x in model.losses])
