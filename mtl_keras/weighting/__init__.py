@@ -3,8 +3,14 @@
 from mtl_keras.core.stateful import resolve
 from mtl_keras.weighting.base import TaskWeighting
 from mtl_keras.weighting.dwa import DynamicWeightAverage
+from mtl_keras.weighting.excess_mtl import ExcessMTL
+from mtl_keras.weighting.famo import FAMO
+from mtl_keras.weighting.gls import GeometricLossWeighting
 from mtl_keras.weighting.gradnorm import GradNorm
+from mtl_keras.weighting.imtl_l import IMTLLossScaling
+from mtl_keras.weighting.rlw import RandomLossWeighting
 from mtl_keras.weighting.static import StaticWeighting
+from mtl_keras.weighting.stch import SmoothTchebycheff
 from mtl_keras.weighting.uncertainty import UncertaintyWeighting
 
 # String identifiers, as Keras has for optimizers ("adam").
@@ -13,6 +19,12 @@ BY_NAME = {
     "uncertainty": UncertaintyWeighting,
     "gradnorm": GradNorm,
     "dwa": DynamicWeightAverage,
+    "famo": FAMO,
+    "rlw": RandomLossWeighting,
+    "gls": GeometricLossWeighting,
+    "stch": SmoothTchebycheff,
+    "imtl_l": IMTLLossScaling,
+    "excess_mtl": ExcessMTL,
 }
 
 
@@ -28,4 +40,18 @@ def get(identifier):
     )
 
 
-__all__ = ["BY_NAME", "DynamicWeightAverage", "GradNorm", "StaticWeighting", "TaskWeighting", "UncertaintyWeighting", "get"]
+__all__ = [
+    "BY_NAME",
+    "DynamicWeightAverage",
+    "ExcessMTL",
+    "FAMO",
+    "GeometricLossWeighting",
+    "GradNorm",
+    "IMTLLossScaling",
+    "RandomLossWeighting",
+    "SmoothTchebycheff",
+    "StaticWeighting",
+    "TaskWeighting",
+    "UncertaintyWeighting",
+    "get",
+]

@@ -58,3 +58,10 @@ class TaskWeighting(StatefulObject):
 
     def on_epoch_end(self):
         """Called by MultiTaskModel.fit after each epoch."""
+
+
+def require(valid, method, argument, expected, value):
+    """Raises the ValueError of a hyper-parameter out of range: the method, the argument, what
+    it must be and what it got."""
+    if not valid:
+        raise ValueError(f"{method}: `{argument}` must be {expected}; got {value!r}.")

@@ -1,0 +1,43 @@
+"""Geometric Loss Strategy: the geometric mean of the task losses as the training loss."""
+
+from mtl_keras.backend import register, tf
+from mtl_keras.weighting.base import TaskWeighting, require
+
+
+@register
+class GeometricLossWeighting(TaskWeighting):
+    """Geometric Loss Strategy (GLS): minimise the geometric mean of the task losses.
+
+    Chennupati et al., "MultiNet++: Multi-Stream Feature Aggregation and
+    Geometric Loss Strategy for Multi-Task Learning", CVPR Workshops 2019.
+    The loss is G = (prod_t L_t)^(1/T). Its gradient is sum_t w_t grad L_t with
+    w_t = dG/dL_t = G / (T L_t), so the step weights each task by w_t (held
+    constant in the backward pass) and the weighted sum sum_t w_t L_t equals G:
+    the logged ``<task>_weight`` is the weight the gradient really uses
+    (LibMTL logs L_t / (T prod L) instead).
+
+    A loss <= 0 has no logarithm: each L_t is clamped to ``max(L_t, epsilon)``
+    first, so a zero or negative loss (e.g. a regression loss that can be
+    negative) gives a large but finite weight, never a NaN step.
+
+    Args:
+        epsilon: the clamp, > 0.
+
+    Example:
+    >>> gls = GeometricLossWeighting()
+    >>> gls.build(["ctr", "cvr"])
+    >>> [round(w, 4) for w in gls.weights(tf.constant([4.0, 1.0])).numpy().tolist()]
+    [0.25, 1.0]
+    """
+
+    def __init__(self, epsilon=1e-8):
+        require(epsilon > 0, "GeometricLossWeighting", "epsilon", "> 0", epsilon)
+        self.epsilon = float(epsilon)
+
+    def weights(self, task_losses):
+        losses = tf.maximum(tf.stop_gradient(task_losses), self.epsilon)
+        geometric_mean = tf.exp(tf.reduce_mean(tf.math.log(losses)))
+        return geometric_mean / (len(self.task_names) * losses)
+
+    def get_config(self):
+        return {"epsilon": self.epsilon}
