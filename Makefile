@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PYTEST_ARGS ?= -n 2 -q
 
-.PHONY: venv demo test test-keras3 test-tf-keras clean reliability
+.PHONY: venv demo test test-keras3 test-tf-keras clean reliability wheel-check docs-check
 
 venv: $(STAMP)
 
@@ -29,6 +29,16 @@ test-keras3: $(STAMP)
 
 test-tf-keras: $(STAMP)
 	TF_USE_LEGACY_KERAS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# What CI runs after `make test` (.ci/run). wheel-check: the sdist and wheel built, the wheel installed
+# (not editable) in a fresh venv and checked from outside the checkout under both Kerases, the quick
+# demo included (.ci/wheel_check.sh; about 4 minutes on 2 cores). docs-check: docs/api.md matches
+# the docstrings.
+wheel-check: $(STAMP)
+	.ci/wheel_check.sh
+
+docs-check: $(STAMP)
+	$(BIN)/python docs/gen_api.py --check
 
 clean:
 	rm -rf $(VENV) *.egg-info

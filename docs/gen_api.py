@@ -8,6 +8,7 @@ not start with an underscore. Classes list their public methods defined in
 mtl_keras (Keras's own methods are left out).
 """
 
+import argparse
 import importlib
 import inspect
 import os
@@ -121,11 +122,15 @@ def render():
 
 
 def main(argv):
-    if "--module" in argv:
-        print(render_module(argv[argv.index("--module") + 1]))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if docs/api.md is out of date")
+    parser.add_argument("--module", help=argparse.SUPPRESS)  # one module's section (render_legacy's subprocess)
+    args = parser.parse_args(argv)
+    if args.module:
+        print(render_module(args.module))
         return 0
     text = render()
-    if "--check" in argv:
+    if args.check:
         with open(OUT) as handle:
             same = handle.read() == text
         print("docs/api.md is up to date" if same else "docs/api.md is out of date: run docs/gen_api.py")
