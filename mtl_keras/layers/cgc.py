@@ -3,7 +3,7 @@
 from mtl_keras.backend import keras, register, tf
 from mtl_keras.layers import checks
 from mtl_keras.layers.experts import ExpertStack, call_stacks
-from mtl_keras.layers.gating import ReportsGates, add_gates, gate_probabilities, mix
+from mtl_keras.layers.gating import ReportsGates, add_gates, gate_probabilities
 
 
 @register
@@ -133,7 +133,9 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
     def _num_level_experts(self):
         return self.num_tasks * self.num_task_experts + self.num_shared_experts
 
-    def _forward(self, inputs, training):
+    def outputs_and_gates(self, inputs, training=None):
+        """(outputs, gates) of one call of this built level; ``call`` returns one or both,
+        and PLE chains its levels through it."""
         if isinstance(inputs, (list, tuple)):
             self._split_shapes([x.shape for x in inputs])
             task_inputs, shared_input = list(inputs[:-1]), inputs[-1]
@@ -151,31 +153,23 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
         gates = gate_probabilities(task_inputs, self.task_gate_kernels, self.task_gate_biases)
         # Each stack mixed apart and the parts summed: no [B, m_t + m_s, H] concatenations.
         m_t = self.num_task_experts
+        shared = self.shared_experts
         outputs = [
-            mix(gate[:, :m_t], own) + mix(gate[:, m_t:], shared_out)
-            for gate, own in zip(gates, task_out)
+            stack.mix(gate[:, :m_t], own) + shared.mix(gate[:, m_t:], shared_out)
+            for stack, gate, own in zip(self.task_experts, gates, task_out)
         ]
         level_gates = [self._spread(t, gate) for t, gate in enumerate(gates)]
         if not self.is_last_level:
             (shared_gate,) = gate_probabilities(
                 shared_input, self.shared_gate_kernels, self.shared_gate_biases
             )
-            parts = [mix(shared_gate[:, t * m_t : (t + 1) * m_t], own) for t, own in enumerate(task_out)]
-            outputs.append(tf.add_n(parts + [mix(shared_gate[:, self.num_tasks * m_t :], shared_out)]))
+            parts = [
+                stack.mix(shared_gate[:, t * m_t : (t + 1) * m_t], own)
+                for t, (stack, own) in enumerate(zip(self.task_experts, task_out))
+            ]
+            outputs.append(tf.add_n(parts + [shared.mix(shared_gate[:, self.num_tasks * m_t :], shared_out)]))
             level_gates.append(shared_gate)
-        self._record_reads(gates, outputs, level_gates)
         return outputs, tf.stack(level_gates, axis=1)
-
-    def _record_reads(self, gates, outputs, level_gates):
-        """Each expert stack's output is read only by the mixes: each gate's columns over its experts."""
-        m_t = self.num_task_experts
-        for task, stack in enumerate(self.task_experts):
-            stack._record_mixing(gates[task][:, :m_t], outputs[task])
-            self.shared_experts._record_mixing(gates[task][:, m_t:], outputs[task])
-            if not self.is_last_level:
-                stack._record_mixing(level_gates[-1][:, task * m_t : (task + 1) * m_t], outputs[-1])
-        if not self.is_last_level:
-            self.shared_experts._record_mixing(level_gates[-1][:, self.num_tasks * m_t :], outputs[-1])
 
     def _spread(self, task, gate):
         """Task ``task``'s gate [B, m_t + m_s] over all experts of the level, 0 elsewhere."""
@@ -265,10 +259,11 @@ class PLE(ReportsGates, keras.layers.Layer):
             level_shape = [width] * (level.num_tasks + 1)
         super().build(inputs_shape)
 
-    def _forward(self, inputs, training):
+    def outputs_and_gates(self, inputs, training=None):
+        """(the last level's outputs, every level's gates) of one call."""
         all_gates = []
         for level in self.levels:
-            inputs, gates = level._forward(inputs, training)
+            inputs, gates = level.outputs_and_gates(inputs, training)
             all_gates.append(gates)
         return inputs, all_gates
 

@@ -3,7 +3,7 @@
 from mtl_keras.backend import IS_KERAS3, keras, register, tf
 from mtl_keras.layers import checks
 from mtl_keras.layers.experts import ExpertStack
-from mtl_keras.layers.gating import add_gates, gate_probabilities, mix
+from mtl_keras.layers.gating import add_gates, gate_probabilities
 
 
 @register
@@ -101,9 +101,7 @@ class ExpertGate(keras.layers.Layer):
         gates = gate_probabilities(
             gate_inputs, self.gate_kernels, self.gate_biases, self.gate_temperature
         )
-        outputs = [mix(gate, expert_outputs) for gate in gates]
-        for gate, output in zip(gates, outputs):
-            self.experts._record_mixing(gate, output)
+        outputs = [self.experts.mix(gate, expert_outputs) for gate in gates]
         return (outputs, tf.stack(gates, axis=1)) if self.return_gates else outputs
 
     def gate_weights(self, inputs, gate_inputs=None):

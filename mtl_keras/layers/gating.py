@@ -59,13 +59,13 @@ def mix(gate, expert_outputs):
 
 
 class ReportsGates:
-    """``call`` and ``gate_weights`` for a layer whose ``_forward(inputs, training)``
+    """``call`` and ``gate_weights`` for a layer whose ``outputs_and_gates(inputs, training)``
     returns (outputs, gates); ``return_gates`` picks what ``call`` returns."""
 
     def call(self, inputs, training=None):
-        outputs, gates = self._forward(inputs, training)
+        outputs, gates = self.outputs_and_gates(inputs, training)
         return (outputs, gates) if self.return_gates else outputs
 
     def gate_weights(self, inputs):
         """The gates alone (see the layer's docstring for their layout), for diagnostics."""
-        return self._forward(inputs, training=False)[1]
+        return self.outputs_and_gates(inputs, training=False)[1]

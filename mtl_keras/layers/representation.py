@@ -3,7 +3,8 @@
 import collections
 import threading
 
-from mtl_keras.backend import keras, register
+from mtl_keras.backend import keras, register, tf
+from mtl_keras.layers import gating
 
 
 Mixing = collections.namedtuple("Mixing", "gates mixes")
@@ -16,10 +17,14 @@ class RecordsRepresentation:
     The layer keeps its latest output (a tensor of the graph being traced) so
     a train step with ``projection_mode="fast"`` can take each task's gradient
     with respect to it, a much smaller job than with respect to the weights.
-    A layer that reads an expert stack's output only through gated mixtures
-    (ExpertGate, CGCLayer) records those mixtures too, and the task Gram
+    A layer that reads an expert stack's output through gated mixtures
+    calls ``stack.mix(gate, stack_output)`` (ExpertGate, CGCLayer, a user's
+    own gate), which mixes and records the read in one call; the task Gram
     matrix is then formed from the gates and the gradients of the mixtures
-    (``shared_gradients.mixing_gram``), never the [B, E, H] gradients.
+    (``training.gradient_modes.mixing_gram``), never the [B, E, H] gradients.
+    Once a call's output is mixed, every read of it must go through ``mix``:
+    fast mode refuses an output that is also read some other way (the Gram
+    matrix would miss that path).
     The record is per thread: MirroredStrategy traces each replica's step in
     its own thread, and each must read back its own tensor.
     """
@@ -35,16 +40,38 @@ class RecordsRepresentation:
     def _record(self, outputs):
         store = self._store()
         store.output, store.mixing = outputs, Mixing([], [])
+        store.readers = _consumers(outputs)
+        store.mix_ops = set()
         return outputs
 
-    def _record_mixing(self, gate, mixed):
-        """Records that the latest output is read through ``mixed = sum_e gate[b, e] output[b, e, :]``.
+    def mix(self, gate, outputs):
+        """``sum_e gate[b, e] outputs[b, e, :]`` -> [B, H], recorded for fast projections.
 
-        The caller must record every read of the output: the Gram matrix counts no other path.
+        Args:
+            gate: [B, E] mixing weights (a gate's probabilities, or a slice of
+                them over this stack's experts).
+            outputs: this layer's output of the same call, [B, E, H].
+
+        Example:
+        >>> from mtl_keras.layers import ExpertStack
+        >>> stack = ExpertStack(num_experts=2, units=(3,))
+        >>> h = stack(tf.ones([4, 5]))
+        >>> stack.mix(tf.fill([4, 2], 0.5), h).shape
+        TensorShape([4, 3])
         """
-        mixing = self._store().mixing
-        mixing.gates.append(gate)
-        mixing.mixes.append(mixed)
+        store = self._store()
+        if getattr(store, "output", None) is not outputs:
+            raise ValueError(
+                f"{type(self).__name__}.mix: `outputs` must be this layer's output of the "
+                "current call (the tensor it returned), so fast projections see the read."
+            )
+        mixed = gating.mix(gate, outputs)
+        readers = _consumers(outputs)
+        store.mixing.gates.append(gate)
+        store.mixing.mixes.append(mixed)
+        store.mix_ops = getattr(store, "mix_ops", set()) | (readers - getattr(store, "readers", set()))
+        store.readers = readers
+        return mixed
 
     @property
     def recorded_output(self):
@@ -53,9 +80,30 @@ class RecordsRepresentation:
 
     @property
     def recorded_representation(self):
-        """The latest call's Mixing when its reads were recorded, else its output."""
+        """The latest call's Mixing when its reads were recorded, else its output.
+
+        Raises a ValueError when the output was mixed through ``mix`` and also read
+        by an op ``mix`` did not make: that read's gradient would be missing.
+        """
         store = self.__dict__["_representation_store"]
-        return store.mixing if store.mixing.mixes else store.output
+        if not store.mixing.mixes:
+            return store.output
+        unrecorded = _consumers(store.output) - store.mix_ops
+        if unrecorded:
+            raise ValueError(
+                f"Layer {self.name!r}: its output is mixed through `mix` and also read by "
+                f"{sorted(op.name for op in unrecorded)}, which `mix` did not record; "
+                "projection_mode='fast' would miss that read. Read the output only through "
+                f"`{type(self).__name__}.mix(gate, outputs)`, or use projection_mode='exact'."
+            )
+        return store.mixing
+
+
+def _consumers(tensor):
+    """The ops of the graph being traced that read ``tensor`` (none when eager)."""
+    if tf.executing_eagerly() or not hasattr(tensor, "consumers"):
+        return set()
+    return set(tensor.consumers())
 
 
 @register

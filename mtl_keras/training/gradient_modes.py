@@ -105,8 +105,9 @@ class Fast(_Projected):
         self.layers = representation_layers
 
     def gradients(self, tape, step, variables, scale):
-        gradients = self.others(tape, step, variables, scale)
+        # Read before any backward pass: gradient ops also consume the recorded outputs.
         representations = [layer.recorded_representation for layer in self.layers]
+        gradients = self.others(tape, step, variables, scale)
         gram = replica_sum(representation_gram(tape, step.weighted, representations, scale))
         if self.projection is not None:
             coefficients = tf.stop_gradient(self.projection.coefficients(gram, step.task_losses))
