@@ -2,6 +2,7 @@ import contextlib
 import os
 import pathlib
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -87,6 +88,9 @@ def cli_server(*args):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
+        # a server that hangs before its start-up line fails the test instead of blocking readline
+        ready, _, _ = select.select([process.stdout], [], [], 120)
+        assert ready, "mtl-keras serve wrote no start-up line within 120 s"
         line = process.stdout.readline()
         yield int(re.search(r"gRPC on (\d+)", line).group(1)), line
         process.send_signal(signal.SIGTERM)
@@ -94,6 +98,16 @@ def cli_server(*args):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def wait_until(condition, what, timeout=30.0):
+    """Polls ``condition()`` until true; fails naming ``what`` after ``timeout`` seconds (no test waits forever)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.001)
 
 
 def free_ports(count):

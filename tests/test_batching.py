@@ -7,6 +7,7 @@ import threading
 import grpc
 import numpy as np
 import pytest
+from conftest import wait_until
 
 from mtl_keras.serving.batching import Batcher, parse_batching_parameters
 from mtl_keras.serving.validation import RequestError
@@ -98,13 +99,11 @@ def test_a_full_queue_is_refused_with_unavailable():
     batcher = Batcher(max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=1)
     first = threading.Thread(target=batcher.run, args=("m", slow, {"x": np.ones((1, 1))}))
     first.start()  # taken by the batch thread, which then blocks in `slow`
-    while batcher.pending_rows:
-        pass
+    wait_until(lambda: not batcher.pending_rows, "the batch thread takes the first task")
     waiting = [threading.Thread(target=batcher.run, args=("m", slow, {"x": np.ones((1, 1))})) for _ in range(2)]
     for thread in waiting:
         thread.start()
-    while batcher.pending_rows < 2:
-        pass
+    wait_until(lambda: batcher.pending_rows >= 2, "two tasks wait in the queue")
     with pytest.raises(RequestError) as refused:
         batcher.run("m", slow, {"x": np.ones((1, 1))})
     assert refused.value.code == grpc.StatusCode.UNAVAILABLE
