@@ -20,7 +20,7 @@ import numpy as np
 
 from mtl_keras import datasets, models
 from mtl_keras import features as F
-from mtl_keras.features.recsys import synthetic_recsys_spec
+from mtl_keras.datasets import synthetic_recsys_spec
 from mtl_keras.backend import keras
 
 

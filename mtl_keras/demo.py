@@ -65,7 +65,7 @@ def run(args):
     """Runs the demo; returns the exit status."""
     from mtl_keras import callbacks, datasets, export, models, plots
     from mtl_keras import features as F
-    from mtl_keras.features.recsys import synthetic_recsys_spec
+    from mtl_keras.datasets import synthetic_recsys_spec
     from mtl_keras.backend import keras
 
     warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")

@@ -6,6 +6,8 @@ import gzip
 
 import numpy as np
 
+from mtl_keras.features.frames import is_frame, is_missing
+
 CENSUS_COLUMNS = (
     "age class_worker det_ind_code det_occ_code education wage_per_hour hs_college marital_stat "
     "major_ind_code major_occ_code race hisp_origin sex union_member unemp_reason full_or_part_emp "
@@ -53,7 +55,10 @@ def census_income(
     arrays are identical under Keras 3 and tf_keras.
 
     Args:
-        path: the gzip (or plain) comma-separated file, no header, 42 columns.
+        path: the gzip (or plain) comma-separated file, no header, 42 columns;
+            or a pandas DataFrame of those columns (named as ``CENSUS_COLUMNS``,
+            or 0..41 as ``pd.read_csv(path, header=None)`` names them; a
+            missing value is the file's own "?").
         group: 1 or 2.
         seed: seeds the train / validation / test split.
         one_hot: x is ``{"features": float32 [N, D]}`` (numeric then one-hot
@@ -75,7 +80,7 @@ def census_income(
             "`validation_fraction` and `test_fraction` must be >= 0 and sum to < 1; "
             f"got {validation_fraction}, {test_fraction}."
         )
-    rows = _read_rows(path)
+    rows = _frame_rows(path) if is_frame(path) else _read_rows(path)
     columns_by_name = {name: np.array([row[i] for row in rows]) for i, name in enumerate(CENSUS_COLUMNS)}
     tasks = _GROUPS[group]
     labels = {}
@@ -131,6 +136,22 @@ def census_income(
         feature_names if one_hot else numeric_names + categorical_names,
         dict(zip(categorical_names, sizes)),
     )
+
+
+def _frame_rows(frame):
+    """The DataFrame's rows as the file's: 42 stripped strings each, in ``CENSUS_COLUMNS`` order."""
+    names = list(frame.columns)
+    if names == list(range(len(CENSUS_COLUMNS))):
+        names = list(CENSUS_COLUMNS)
+        frame = frame.set_axis(names, axis=1)
+    missing = [c for c in CENSUS_COLUMNS if c not in names]
+    if missing:
+        raise ValueError(
+            f"`path` is a DataFrame without the census columns {missing[:5]}{'...' if len(missing) > 5 else ''}; "
+            "name them as CENSUS_COLUMNS (or read the file with header=None)."
+        )
+    text = lambda v: "?" if is_missing(v) else str(v).strip()  # noqa: E731
+    return [[text(v) for v in row] for row in frame[list(CENSUS_COLUMNS)].itertuples(index=False)]
 
 
 def _read_rows(path):

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from mtl_keras.features import Categorical, FeatureSpec, Numeric, Sequence
+
 
 DEVICES = ("ios", "android", "web")
 
@@ -131,3 +133,26 @@ def _histories(rng, affinity, user, length):
     kept = rng.integers(1, length + 1, len(user))
     history[np.arange(length)[None, :] >= kept[:, None]] = -1
     return history
+
+
+def synthetic_recsys_spec(x):
+    """The FeatureSpec of ``synthetic_recsys``'s columns, adapted on the rows ``x``.
+
+    Every column is shared by the tasks: ids with learnt vocabularies, the
+    device from its known values, the click history pooled from the item table.
+
+    Example:
+    >>> x, _ = synthetic_recsys(200, seed=0)
+    >>> list(synthetic_recsys_spec(x).features)
+    ['price', 'user_id', 'item_id', 'category', 'device', 'clicked_items']
+    """
+    spec = FeatureSpec([
+        Numeric("price"),
+        Categorical("user_id", embedding_dim=8),
+        Categorical("item_id", embedding_dim=8),
+        Categorical("category", embedding_dim=4),
+        Categorical("device", vocabulary=list(DEVICES), embedding_dim=2),
+        Sequence("clicked_items", embedding_of="item_id", max_length=20),
+    ])
+    spec.adapt(x)
+    return spec
