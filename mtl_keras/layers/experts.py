@@ -99,10 +99,7 @@ def first_layer(inputs, kernel):
 
     A broadcast matmul to [E, B, H], then [B, E, H]. The einsum
     "bd,edh->beh" transposes the whole [E, D, H] kernel on every call, which
-    dominates at serving batch sizes: 0.47x its time at batch 1, 0.93x at 1024
-    (forward), at a cost of 1.05-1.11x for training steps at batch 1024-4096
-    without XLA (benchmarks/expert_layout.py, 8x256x256 on CPU); under XLA the
-    einsum was 2x slower in training too.
+    dominates at serving batch sizes (docs/benchmarks.md, "Why the defaults").
     """
     return tf.transpose(tf.matmul(inputs[None], kernel), [1, 0, 2])
 

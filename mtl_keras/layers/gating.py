@@ -46,12 +46,9 @@ def mix(gate, expert_outputs):
     """sum_e gate[b, e] * expert_outputs[b, e, :] -> [B, H].
 
     Compiled by XLA: a batched [1, E] x [E, H] matmul, which XLA emits as one
-    contraction (the step's CPU time 0.86x / 0.94x that of the broadcast form
-    for MMoE under Keras 3 / tf_keras, 0.91x / 0.98x for PLE, at
-    benchmarks/throughput.py's large shape, three interleaved rounds). Otherwise
-    a broadcast product and a sum: TensorFlow runs a batched matmul (or
-    ``einsum("be,beh->bh")``) as B tiny matmuls, plus as many for each
-    gradient, which took half the op time of a default MMoE step there.
+    contraction. Otherwise a broadcast product and a sum: TensorFlow runs a
+    batched matmul (or ``einsum("be,beh->bh")``) as B tiny matmuls, plus as
+    many for each gradient (docs/benchmarks.md, "Why the defaults").
     """
     if in_xla_context():
         return tf.squeeze(tf.matmul(gate[:, None, :], expert_outputs), axis=1)

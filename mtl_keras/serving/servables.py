@@ -41,9 +41,8 @@ def _flat_call(function, inputs):
     that happens once, at load: the signature is traced into one concrete
     function, and each request calls that function's graph with flat tensors
     (inputs in sorted alias order, then the captured variables), as TF
-    Serving's C++ server feeds a session. For the benchmark MMoE at batch 1
-    this is 0.3 to 0.5 ms less than calling the restored signature
-    (``benchmarks/serving.py`` prints both). Same graph, same outputs; the
+    Serving's C++ server feeds a session, without the restored signature's
+    per-call packing (docs/benchmarks.md, "Why the defaults"). Same graph, same outputs; the
     batch dimension stays dynamic. ``AtomicFunction.call_flat`` is TF-internal,
     which is one reason the TensorFlow requirement is pinned to a minor version.
     """

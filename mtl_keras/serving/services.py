@@ -5,9 +5,8 @@ The services' methods take a request, return a response and raise
 calls the same methods. Two hosts run them (``hosts``), chosen by the server:
 
 - ``ThreadedGrpc`` (batching off): each call runs on a pool thread, one
-  hand-off from gRPC's completion queue. Lowest latency for a lone request:
-  a no-op call answers in 0.45-0.53 ms here, against +0.05 ms on an asyncio
-  server and +0.15 ms when that server sends the work to a pool thread.
+  hand-off from gRPC's completion queue. Lowest latency for a lone request
+  (docs/benchmarks.md, "Why the defaults").
 - ``AsyncioGrpc`` (batching on): an asyncio event loop in a thread of its
   own. Small Predict requests are checked on the loop and await the batcher,
   which answers a whole batch with one wake-up of the loop; a thread-pool

@@ -14,8 +14,8 @@ shared ones there are two modes:
   approximation of the exact combination (LibMTL's ``rep_grad`` idea), as
   MGDA-UB is of MGDA. Expert outputs read only through gated mixtures give
   their part of K from the mixtures' gradients and the gates
-  (``mixing_gram``): on the benchmark MMoE this took the fast step from
-  1.2-1.5x to 1.04-1.16x an equal-weights step.
+  (``mixing_gram``), which spares T copies of the [B, E, H] gradient
+  (docs/benchmarks.md, "Why the defaults").
 
 A third, "plain", takes one backward of the weighted loss when nothing needs
 per-task gradients. Each mode is an object with one method,
