@@ -4,12 +4,17 @@ The methods live in ``mtl_keras.weighting`` and ``mtl_keras.projection``, one a 
 """
 
 from mtl_keras.projection import (
+    IMTL,
     MGDA,
+    AlignedMTL,
     CAGrad,
+    FairGrad,
     GradientProjection,
     GradVac,
+    NashMTL,
     ParetoEfficient,
     PCGrad,
+    UPGrad,
 )
 from mtl_keras.weighting import (
     FAMO,
@@ -26,21 +31,26 @@ from mtl_keras.weighting import (
 )
 
 __all__ = [
+    "AlignedMTL",
     "CAGrad",
     "DynamicWeightAverage",
     "ExcessMTL",
     "FAMO",
+    "FairGrad",
     "GeometricLossWeighting",
     "GradNorm",
     "GradVac",
     "GradientProjection",
+    "IMTL",
     "IMTLLossScaling",
     "MGDA",
+    "NashMTL",
     "PCGrad",
     "ParetoEfficient",
     "RandomLossWeighting",
     "SmoothTchebycheff",
     "StaticWeighting",
     "TaskWeighting",
+    "UPGrad",
     "UncertaintyWeighting",
 ]

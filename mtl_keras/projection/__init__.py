@@ -2,12 +2,17 @@
 
 from mtl_keras.core.gram import gram_matrix
 from mtl_keras.core.stateful import resolve
+from mtl_keras.projection.aligned_mtl import AlignedMTL
 from mtl_keras.projection.base import GradientProjection
 from mtl_keras.projection.cagrad import CAGrad
+from mtl_keras.projection.fairgrad import FairGrad
 from mtl_keras.projection.gradvac import GradVac
+from mtl_keras.projection.imtl import IMTL
 from mtl_keras.projection.mgda import MGDA
+from mtl_keras.projection.nash_mtl import NashMTL
 from mtl_keras.projection.pareto import ParetoEfficient
 from mtl_keras.projection.pcgrad import PCGrad
+from mtl_keras.projection.upgrad import UPGrad
 
 # String identifiers, as Keras has for optimizers ("adam").
 BY_NAME = {
@@ -16,14 +21,29 @@ BY_NAME = {
     "mgda": MGDA,
     "cagrad": CAGrad,
     "pareto": ParetoEfficient,
+    "imtl": IMTL,
+    "nash_mtl": NashMTL,
+    "aligned_mtl": AlignedMTL,
+    "upgrad": UPGrad,
+    "fairgrad": FairGrad,
 }
 
 
 def get(identifier):
-    """None, a name from ``BY_NAME``, a serialized config, or a GradientProjection."""
+    """None, a name from ``BY_NAME``, a serialized config, or a GradientProjection.
+
+    Example:
+    >>> type(get("pcgrad")).__name__
+    'PCGrad'
+    >>> get("mgda").normalization
+    'loss+'
+    """
     if identifier is None:
         return None
     return resolve(identifier, "gradient_projection", GradientProjection, BY_NAME, "None or a GradientProjection")
 
 
-__all__ = ["BY_NAME", "CAGrad", "GradVac", "GradientProjection", "MGDA", "PCGrad", "ParetoEfficient", "get", "gram_matrix"]
+__all__ = [
+    "AlignedMTL", "BY_NAME", "CAGrad", "FairGrad", "GradVac", "GradientProjection", "IMTL", "MGDA",
+    "NashMTL", "PCGrad", "ParetoEfficient", "UPGrad", "get", "gram_matrix",
+]
