@@ -34,6 +34,7 @@ import tempfile
 import numpy as np
 
 from mtl_keras.backend import all_layers, keras, tf
+from mtl_keras.features.inputs import raw_features
 from mtl_keras.features.layers import IdLookup, pad_value
 from mtl_keras.layers import HardConcreteRouter
 
@@ -59,6 +60,17 @@ def export_saved_model(
         ranking_score: {task: weight w_t}: adds ``rank_score`` [B, 1] to
             ``serving_default`` and a ``rank`` signature returning it alone.
         ranking_fusion: "linear", sum_t w_t p_t, or "product", prod_t p_t ** w_t.
+
+    Example:
+    >>> from mtl_keras import models
+    >>> model = models.mmoe(keras.Input(shape=(6,), name="features"), ["ctr", "cvr"], num_experts=2,
+    ...                     expert_units=(4,))
+    >>> path = export_saved_model(model, "models/ranker")
+    >>> path.endswith(os.path.join("ranker", "1")), sorted(os.listdir(path))
+    (True, ['assets', 'assets.extra', 'fingerprint.pb', 'saved_model.pb', 'variables'])
+    >>> served = tf.saved_model.load(path).signatures["serving_default"]
+    >>> sorted(served(features=tf.ones([2, 6])))
+    ['ctr', 'cvr']
     """
     inputs = _named_inputs(model)
     fusion = _fusion(model, ranking_score, ranking_fusion)
@@ -81,6 +93,12 @@ def write_version(base_path, version, save, warmup_inputs, warmup_batch_size, wa
     records go to a temporary folder, renamed into place, so a server never sees half a version.
 
     ``version``: an int, or None for the latest + 1; ``warmup_inputs``: [(name, TensorSpec)].
+
+    Example:
+    >>> path = write_version("models/plain", None, lambda folder: tf.saved_model.save(tf.Module(), folder),
+    ...                      warmup_inputs=[], warmup_batch_size=1, warmup_records=0)
+    >>> os.path.basename(path), os.path.exists(os.path.join(path, "saved_model.pb"))
+    ('1', True)
     """
     os.makedirs(base_path, exist_ok=True)
     version = _version(base_path, version)
@@ -100,7 +118,16 @@ def write_version(base_path, version, save, warmup_inputs, warmup_batch_size, wa
 
 def signature_variables(signatures):
     """The variables the signatures read, each once: what a serving module keeps (no
-    auxiliary towers, no training state)."""
+    auxiliary towers, no training state).
+
+    Example:
+    >>> module = tf.Module()
+    >>> module.w = tf.Variable(2.0)
+    >>> module.unused = tf.Variable(5.0)
+    >>> serve = tf.function(lambda x: x * module.w, input_signature=[tf.TensorSpec([None], tf.float32)])
+    >>> [v.numpy() for v in signature_variables({"serving_default": serve.get_concrete_function()})]
+    [2.0]
+    """
     seen, kept = set(), []
     for concrete in signatures.values():
         for variable in concrete.variables:
@@ -192,8 +219,9 @@ def _fusion(model, weights, fusion):
     return fuse
 
 
-def _example_features(inputs):
-    """The tf.Example parsing spec of the inputs: id sequences are variable-length lists."""
+def _example_features(inputs, raw=()):
+    """The tf.Example parsing spec of the inputs: id sequences are variable-length lists; a FeatureSpec
+    feature (named in ``raw``) left out of an example is missing: "", -1 or NaN, its OOV row or default."""
     spec = {}
     for name, tensor_spec in inputs:
         dtype = tf.string if tensor_spec.dtype == tf.string else (
@@ -202,7 +230,9 @@ def _example_features(inputs):
         if None in tensor_spec.shape[1:]:
             spec[name] = tf.io.VarLenFeature(dtype)
         else:
-            spec[name] = tf.io.FixedLenFeature(tensor_spec.shape[1:], dtype)
+            missing = {tf.string: "", tf.float32: np.nan, tf.int64: -1}[dtype] if name in raw else None
+            default = None if missing is None else np.full(tensor_spec.shape[1:], missing, dtype.as_numpy_dtype)
+            spec[name] = tf.io.FixedLenFeature(tensor_spec.shape[1:], dtype, default_value=default)
     return spec
 
 
@@ -238,7 +268,7 @@ def _serving_module(model, inputs, fusion=None):
     for name, output in single.items():
         one = tf.function(lambda *t, output=output: {output: heads(*t)[output]}, input_signature=specs)
         signatures[name] = one.get_concrete_function()
-    feature_spec = _example_features(inputs)
+    feature_spec = _example_features(inputs, raw_features(model))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def predict_examples(examples):

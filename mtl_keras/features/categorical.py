@@ -111,7 +111,9 @@ class Categorical(IdColumn):
         dtype: "string" or "int64"; None = from the vocabulary or adapt data.
         num_oov_buckets: rows for ids outside the vocabulary.
 
-    Unknown ids at serving time go to an OOV row; ids are never negative.
+    Unknown ids at serving time go to an OOV row. Ids are never negative:
+    -1 (and "" for strings) means missing, the OOV row too; a pandas column's
+    missing values become those (``features.frames``).
 
     Example:
     >>> device = Categorical("device", vocabulary=["ios", "android"], embedding_dim=4)

@@ -1,4 +1,4 @@
-"""Raw feature values as users hold them (NumPy, lists, ragged lists, tensors) into checked arrays.
+"""Raw feature values as users hold them (NumPy, lists, ragged lists, tensors, pandas) into checked arrays.
 
 Used by ``FeatureSpec.adapt`` and by ``prepare_inputs``, the hook a
 FeatureSpec model applies to ``x`` before ``fit`` / ``evaluate`` / ``predict``:
@@ -9,6 +9,7 @@ become ``tf.constant``; every error names the feature and what it expected.
 import numpy as np
 
 from mtl_keras.backend import tf
+from mtl_keras.features import frames
 from mtl_keras.features.layers import INT_PAD, RawFeature, pad_value
 
 
@@ -88,10 +89,9 @@ def column_array(feature, kind, value_dtype, values, width=1, max_length=None):
     if expected == "string":
         return array.astype(str)
     array = array.astype(np.int64)
-    lowest = INT_PAD if kind == "sequence" else 0
-    if array.size and array.min() < lowest:
-        allowed = "ids >= 0 (-1 pads a sequence)" if kind == "sequence" else "ids >= 0"
-        raise ValueError(f"Feature {feature!r} expects {allowed}; got {int(array.min())}.")
+    if array.size and array.min() < INT_PAD:
+        allowed = "(-1 pads a sequence)" if kind == "sequence" else "(-1: missing, the OOV row)"
+        raise ValueError(f"Feature {feature!r} expects ids >= 0 {allowed}; got {int(array.min())}.")
     return array
 
 
@@ -104,13 +104,27 @@ def raw_features(model):
 def prepare_inputs(model, x):
     """``x`` ready for ``model``'s fit / evaluate / predict / call.
 
-    A dict of raw columns is checked against the model's features (missing
+    A DataFrame (or dict of Series) becomes NumPy columns first, missing
+    values as each feature's "unknown" (``features.frames``). A dict of raw
+    columns is checked against the model's features (missing
     feature, wrong dtype, negative id: ``ValueError`` naming the feature),
     ragged sequences are padded and every column becomes a ``tf.constant``.
     Columns the model does not read are dropped. Anything else (a
     tf.data.Dataset, a model without features) is returned unchanged.
+
+    Example:
+    >>> from mtl_keras import models
+    >>> from mtl_keras.features import Categorical, FeatureSpec, Numeric
+    >>> spec = FeatureSpec([Numeric("price"), Categorical("device", vocabulary=["ios", "web"])])
+    >>> spec.adapt({"price": np.array([1.0, 2.0]), "device": np.array(["ios", "web"])})
+    >>> model = models.mmoe(spec, ["ctr", "cvr"], num_experts=2, expert_units=(4,))
+    >>> x = prepare_inputs(model, {"price": [3.0], "device": ["web"], "unused": [0]})
+    >>> sorted(x), x["price"].dtype.name
+    (['device', 'price'], 'float32')
     """
     features = raw_features(model)
+    if frames.is_frame(x):
+        x = frames.columns(x, {name: (layer.kind, layer.value_dtype) for name, layer in features.items()})
     if not features or not isinstance(x, dict):
         return x
     prepared = {}  # only the model's features: columns it does not read stay behind
@@ -130,13 +144,29 @@ def prepare_inputs(model, x):
 
 
 def prepare_arguments(model, args, kwargs):
-    """``(args, kwargs)`` of fit / evaluate / predict with ``x`` (and ``validation_data``'s x) prepared."""
+    """``(args, kwargs)`` of fit / evaluate / predict with ``x`` (and ``validation_data``'s x) prepared.
+
+    Example:
+    >>> from mtl_keras import models
+    >>> from mtl_keras.features import FeatureSpec, Numeric
+    >>> spec = FeatureSpec([Numeric("price")])
+    >>> spec.adapt({"price": np.array([1.0, 2.0])})
+    >>> model = models.shared_bottom(spec, ["ctr"], bottom_units=(4,))
+    >>> args, kwargs = prepare_arguments(model, ({"price": [3.0]},), {"validation_data": ({"price": [1.0]}, [1])})
+    >>> tf.is_tensor(args[0]["price"]), tf.is_tensor(kwargs["validation_data"][0]["price"])
+    (True, True)
+    """
     args = list(args)
     if args:
         args[0] = prepare_inputs(model, args[0])
     elif "x" in kwargs:
         kwargs = dict(kwargs, x=prepare_inputs(model, kwargs["x"]))
+    if len(args) > 1:
+        args[1] = frames.labels(args[1])
+    elif "y" in kwargs:
+        kwargs = dict(kwargs, y=frames.labels(kwargs["y"]))
     validation = kwargs.get("validation_data")
     if isinstance(validation, (tuple, list)) and validation:
-        kwargs = dict(kwargs, validation_data=(prepare_inputs(model, validation[0]), *validation[1:]))
+        prepared = (prepare_inputs(model, validation[0]), *(frames.labels(v) for v in validation[1:2]))
+        kwargs = dict(kwargs, validation_data=prepared + tuple(validation[2:]))
     return tuple(args), kwargs

@@ -33,6 +33,8 @@ class RawFeature(keras.layers.Layer):
         value_dtype: "float32", "int64" or "string".
         width: numeric features: values per row.
         max_length: sequences: ids kept per row (the first ``max_length``).
+        default: numeric features: the ``width`` values a missing value (NaN)
+            becomes; None keeps NaN.
 
     Input shape: ``[B]`` (or ``[B, width]`` numeric), sequences ``[B, L]``.
 
@@ -42,19 +44,23 @@ class RawFeature(keras.layers.Layer):
     [[3, 4]]
     """
 
-    def __init__(self, feature, kind, value_dtype, width=1, max_length=None, **kwargs):
+    def __init__(self, feature, kind, value_dtype, width=1, max_length=None, default=None, **kwargs):
         super().__init__(**kwargs)
         if kind not in KINDS:
             raise ValueError(f"`kind` must be one of {KINDS}; got {kind!r}.")
         self.feature, self.kind, self.value_dtype = feature, kind, value_dtype
         self.width, self.max_length = int(width), max_length
+        self.default = None if default is None else [float(v) for v in np.broadcast_to(default, [self.width])]
         # XLA has no string kernels; the model's jit_compile="auto" reads this flag (both Kerases).
         self.supports_jit = value_dtype != "string"
 
     def call(self, inputs):
         x = tf.convert_to_tensor(inputs)
         if self.kind == "numeric":
-            return tf.reshape(tf.cast(x, tf.float32), [-1, self.width])
+            x = tf.reshape(tf.cast(x, tf.float32), [-1, self.width])
+            if self.default is None:
+                return x
+            return tf.where(tf.math.is_nan(x), tf.constant([self.default], tf.float32), x)
         if self.value_dtype != "string":
             x = tf.cast(x, tf.int64)
         if self.kind == "sequence":
@@ -65,7 +71,7 @@ class RawFeature(keras.layers.Layer):
         config = super().get_config()
         config.update(
             feature=self.feature, kind=self.kind, value_dtype=self.value_dtype,
-            width=self.width, max_length=self.max_length,
+            width=self.width, max_length=self.max_length, default=self.default,
         )
         return config
 

@@ -3,6 +3,7 @@
 import numpy as np
 
 from mtl_keras.backend import keras, tf
+from mtl_keras.features import frames
 from mtl_keras.features.categorical import IdColumn
 from mtl_keras.features.inputs import column_array
 from mtl_keras.features.layers import SequencePooling
@@ -21,6 +22,14 @@ class FeatureViews:
         task: {task: [B, D_t']}, ``task_shared`` plus the task's own tables.
         indices: {name: int64 [B]}, lookup rows of each categorical feature.
         sizes: {name: rows}, the row count of each categorical feature's lookup.
+
+    Example:
+    >>> spec = FeatureSpec([Numeric("price"), Categorical("device", vocabulary=["ios", "web"])],
+    ...                    task_features={"ctr": ["price"]})
+    >>> spec.adapt({"price": np.array([1.0, 2.0]), "device": np.array(["ios", "web"])})
+    >>> views = spec.views(["ctr", "cvr"])
+    >>> sorted(views.inputs), sorted(views.task), views.sizes
+    (['device', 'price'], ['ctr', 'cvr'], {'device': 3})
     """
 
     def __init__(self, inputs, shared, task_shared, task, indices, sizes):
@@ -88,7 +97,10 @@ class FeatureSpec:
 
     # ------------------------------------------------------------------ adapt
     def adapt(self, data):
-        """Learns vocabularies and statistics from a dict of arrays or a tf.data.Dataset of dicts."""
+        """Learns vocabularies and statistics from a dict of arrays, a pandas DataFrame (or dict of
+        Series; see ``features.frames`` for missing values) or a tf.data.Dataset of dicts."""
+        if frames.is_frame(data):
+            data = frames.columns(data, self.column_kinds())
         batches = [data] if isinstance(data, dict) else data
         numeric, ids = {}, {}
         seen = False
@@ -121,6 +133,13 @@ class FeatureSpec:
         for feature in self.features.values():
             if isinstance(feature, IdColumn):
                 feature.value_dtype = self.owner(feature).value_dtype
+
+    def column_kinds(self):
+        """{name: (kind, id dtype or None)} of the features, for ``frames.columns``."""
+        return {
+            name: (feature.kind, None if isinstance(feature, Numeric) else self.owner(feature).value_dtype)
+            for name, feature in self.features.items()
+        }
 
     # ------------------------------------------------------------- the model
     def inputs(self):
