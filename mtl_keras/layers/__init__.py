@@ -5,6 +5,7 @@ from mtl_keras.layers.cross_stitch import CrossStitch
 from mtl_keras.layers.expert_gate import ExpertGate
 from mtl_keras.layers.experts import ExpertStack
 from mtl_keras.layers.hard_concrete import HardConcreteRouter
+from mtl_keras.layers.nddr import NDDR
 from mtl_keras.layers.representation import SharedRepresentation
 from mtl_keras.layers.star import PartitionedNorm, StarDense
 
@@ -14,6 +15,7 @@ __all__ = [
     "ExpertGate",
     "ExpertStack",
     "HardConcreteRouter",
+    "NDDR",
     "PLE",
     "PartitionedNorm",
     "SharedRepresentation",
