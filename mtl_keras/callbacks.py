@@ -14,6 +14,13 @@ def expert_usage(model, x):
     Returns {name: (matrix [gates, experts], row labels)}; names are the layer
     names (PLE levels as ``<name>/level_<i>``). Rows are named after the tasks
     when the gates follow the model's task order (as the builders make them).
+
+    Example:
+    >>> from mtl_keras import models
+    >>> model = models.mmoe(keras.Input(shape=(6,)), ["ctr", "cvr"], num_experts=3, expert_units=(4,))
+    >>> matrix, rows = expert_usage(model, np.ones((4, 6), "float32"))["mmoe"]
+    >>> matrix.shape, rows, np.allclose(matrix.sum(axis=1), 1.0)
+    ((2, 3), ['ctr', 'cvr'], True)
     """
     usage = {}
     for layer in model.layers:
@@ -49,6 +56,16 @@ class ExpertUsage(keras.callbacks.Callback):
         x: a batch of model inputs to measure the gates on.
         every: epochs between measurements.
         directory: where to write ``<layer>_epoch<NNN>.png``; None for no files.
+
+    Example:
+    >>> from mtl_keras import models
+    >>> model = models.mmoe(keras.Input(shape=(6,)), ["ctr", "cvr"], num_experts=3, expert_units=(4,))
+    >>> model.compile(optimizer="adam", loss={"ctr": "binary_crossentropy", "cvr": "binary_crossentropy"})
+    >>> x, y = np.ones((8, 6), "float32"), {"ctr": np.ones((8, 1)), "cvr": np.zeros((8, 1))}
+    >>> usage = ExpertUsage(x[:4])
+    >>> _ = model.fit(x, y, epochs=2, verbose=0, callbacks=[usage])
+    >>> [(epoch, matrix.shape) for epoch, matrix in usage.history["mmoe"]]
+    [(0, (2, 3)), (1, (2, 3))]
     """
 
     def __init__(self, x, every=1, directory=None):
@@ -72,7 +89,14 @@ class ExpertUsage(keras.callbacks.Callback):
 
 
 class EpochEnd(keras.callbacks.Callback):
-    """Tells a task weighting where epochs end (DWA); MultiTaskModel.fit adds it itself."""
+    """Tells a task weighting where epochs end (DWA); MultiTaskModel.fit adds it itself.
+
+    Example:
+    >>> from mtl_keras.weighting import DynamicWeightAverage
+    >>> dwa = DynamicWeightAverage()
+    >>> dwa.build(["ctr", "cvr"])
+    >>> EpochEnd(dwa).on_epoch_end(0)  # what fit calls after each epoch
+    """
 
     def __init__(self, weighting):
         super().__init__()
@@ -88,6 +112,14 @@ class NonFiniteLoss(keras.callbacks.Callback):
     MultiTaskModel.fit adds it unless ``compile(skip_nonfinite_steps=True)``:
     this class checks at each epoch end (ParameterServerStrategy allows no
     batch hooks), ``NonFiniteBatchLoss`` after every batch.
+
+    Example:
+    >>> check = NonFiniteLoss(["ctr", "cvr"], step=tf.Variable(7))
+    >>> check.on_epoch_end(0, {"ctr_loss": 0.3, "cvr_loss": 0.2})  # finite: nothing happens
+    >>> check.on_epoch_end(1, {"ctr_loss": 0.3, "cvr_loss": float("nan")})
+    Traceback (most recent call last):
+    ...
+    FloatingPointError: The loss of task 'cvr' is nan at training step 7 (epoch 2). ...
     """
 
     def __init__(self, task_names, step):
@@ -118,7 +150,13 @@ class NonFiniteBatchLoss(NonFiniteLoss):
 
 
 def write_heatmap(matrix, row_labels, title, path):
-    """A PNG heatmap of a [gates, experts] matrix, each cell annotated."""
+    """A PNG heatmap of a [gates, experts] matrix, each cell annotated.
+
+    Example:
+    >>> write_heatmap(np.array([[0.7, 0.3], [0.2, 0.8]]), ["ctr", "cvr"], "gates", "gates.png")
+    >>> os.path.getsize("gates.png") > 0
+    True
+    """
     try:
         import matplotlib
 

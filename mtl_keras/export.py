@@ -125,7 +125,7 @@ def signature_variables(signatures):
     >>> module.w = tf.Variable(2.0)
     >>> module.unused = tf.Variable(5.0)
     >>> serve = tf.function(lambda x: x * module.w, input_signature=[tf.TensorSpec([None], tf.float32)])
-    >>> [v.numpy() for v in signature_variables({"serving_default": serve.get_concrete_function()})]
+    >>> [float(v.numpy()) for v in signature_variables({"serving_default": serve.get_concrete_function()})]
     [2.0]
     """
     seen, kept = set(), []

@@ -14,10 +14,21 @@ training steps: the epoch's running means so far, as Keras reports them). Every 
 notebooks can check it. Needs matplotlib: ``pip install 'mtl_keras[plots]'``.
 
 Example:
->>> log = BatchLog(every=10)                                     # doctest: +SKIP
->>> history = model.fit(x, y, epochs=5, callbacks=[log])         # doctest: +SKIP
->>> task_weights(log.series, "out/task_weights.png")             # doctest: +SKIP
->>> validation_curves({"pcgrad": history.history}, "out/validation.png")  # doctest: +SKIP
+>>> from mtl_keras import models
+>>> model = models.mmoe(keras.Input(shape=(6,)), ["ctr", "cvr"], num_experts=2, expert_units=(4,))
+>>> model.compile(optimizer="adam", loss={"ctr": "binary_crossentropy", "cvr": "binary_crossentropy"},
+...               task_weighting="uncertainty",
+...               gradient_projection="pcgrad")
+>>> x = np.random.default_rng(0).random((32, 6), dtype="float32")
+>>> y = {"ctr": np.ones((32, 1)), "cvr": np.zeros((32, 1))}
+>>> log = BatchLog(every=2)
+>>> history = model.fit(x, y, batch_size=8, epochs=2, validation_split=0.25, verbose=0, callbacks=[log])
+>>> sorted(task_weights(log, "out/task_weights.png"))
+['ctr', 'cvr']
+>>> sorted(gradient_cosine(history, "out/gradient_cosine.png"))
+['ctr__cvr']
+>>> sorted(validation_curves({"pcgrad": history}, "out/validation.png"))
+['ctr', 'cvr']
 """
 
 import os
@@ -48,6 +59,13 @@ class BatchLog(keras.callbacks.Callback):
             reports after that step: for a MultiTaskModel's losses, task weights and
             gradient cosines, the running mean over the epoch so far (so a curve can
             jump where an epoch starts and the mean restarts).
+
+    Example:
+    >>> log = BatchLog(every=2, keys=["loss"])
+    >>> for batch, loss in enumerate([0.9, 0.7, 0.6, 0.5]):
+    ...     log.on_train_batch_end(batch, {"loss": loss, "ctr_loss": loss / 2})
+    >>> log.series
+    {'loss': [(2, 0.7), (4, 0.5)]}
     """
 
     def __init__(self, every=10, keys=None):
@@ -112,6 +130,11 @@ def task_weights(history, path):
     """Plots every ``<task>_weight`` log (validation ones left out) against the epoch or step.
 
     Returns {task: (x, weight)}. Raises ValueError when the history has no weight.
+
+    Example:
+    >>> curves = task_weights({"ctr_weight": [1.0, 1.2], "cvr_weight": [1.0, 0.8], "loss": [0.5, 0.4]}, "weights.png")
+    >>> {task: weights.tolist() for task, (epochs, weights) in curves.items()}
+    {'ctr': [1.0, 1.2], 'cvr': [1.0, 0.8]}
     """
     curves = _curves(history, lambda k: k.endswith("_weight") and not k.startswith("val_"))
     if not curves:
@@ -127,6 +150,12 @@ def gradient_cosine(history, path):
 
     Raises ValueError when none was logged (compile with a gradient projection or
     ``log_gradient_cosine=True``).
+
+    Example:
+    >>> curves = gradient_cosine({"grad_cosine/ctr__cvr": [(10, 0.2), (20, -0.1)]}, "cosine.png")
+    >>> steps, cosines = curves["ctr__cvr"]
+    >>> steps.tolist(), cosines.tolist()
+    ([10.0, 20.0], [0.2, -0.1])
     """
     curves = _curves(history, lambda k: k.startswith("grad_cosine/"))
     if not curves:
@@ -147,6 +176,13 @@ def validation_curves(histories, path, tasks=None):
         tasks: task names (default: every task with a ``val_<task>_loss``).
 
     Returns {task: {metric: {run: (epochs, values)}}}.
+
+    Example:
+    >>> runs = {"equal": {"val_ctr_loss": [0.6, 0.5], "val_ctr_auc": [0.7, 0.8]},
+    ...         "pcgrad": {"val_ctr_loss": [0.55, 0.45], "val_ctr_auc": [0.72, 0.81]}}
+    >>> data = validation_curves(runs, "validation.png")
+    >>> sorted(data["ctr"]), sorted(data["ctr"]["auc"])
+    (['auc', 'loss'], ['equal', 'pcgrad'])
     """
     plt = _pyplot()
     histories = {run: _as_dict(h) for run, h in histories.items()}
@@ -190,6 +226,11 @@ def expert_usage(usage, directory, prefix="expert_usage"):
         directory: where to write ``<prefix>_<layer>.png``.
 
     Returns {path: matrix [gates, experts]}; each row sums to 1 (a softmax gate).
+
+    Example:
+    >>> written = expert_usage({"mmoe": (np.array([[0.7, 0.3], [0.4, 0.6]]), ["ctr", "cvr"])}, "plots")
+    >>> [os.path.basename(path) for path in written]
+    ['expert_usage_mmoe.png']
     """
     from mtl_keras.callbacks import ExpertUsage, _row_labels, write_heatmap
 

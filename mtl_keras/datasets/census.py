@@ -36,9 +36,23 @@ _TASKS = {
 _GROUPS = {1: ("income", "marital"), 2: ("education", "marital")}
 
 CensusSplit = collections.namedtuple("CensusSplit", "x y")
+CensusSplit.__doc__ = """One split of ``census_income``: inputs ``x`` and labels ``y`` ({task: [N, 1]}).
+
+Example:
+>>> split = CensusSplit(x=np.zeros((2, 3), "float32"), y={"income": np.zeros((2, 1), "float32")})
+>>> split.x.shape, sorted(split.y)
+((2, 3), ['income'])
+"""
 CensusIncome = collections.namedtuple(
     "CensusIncome", "train validation test feature_names vocabulary_sizes"
 )
+CensusIncome.__doc__ = """What ``census_income`` returns: three ``CensusSplit`` and the inputs' description
+(``feature_names``; ``vocabulary_sizes`` of the categorical columns).
+
+Example:
+>>> CensusIncome._fields
+('train', 'validation', 'test', 'feature_names', 'vocabulary_sizes')
+"""
 
 
 def census_income(
@@ -72,6 +86,22 @@ def census_income(
     Returns:
         ``CensusIncome(train, validation, test, feature_names, vocabulary_sizes)``,
         each split a ``CensusSplit(x, y)`` with y ``{task: float32 [N, 1]}``.
+
+    Example:
+    A file of 40 made-up rows in the census layout (the real one: the UCI KDD archive):
+
+    >>> rng = np.random.default_rng(0)
+    >>> def row():
+    ...     values = {c: str(rng.integers(0, 60)) if c in CENSUS_NUMERIC else f"c{rng.integers(3)}"
+    ...               for c in CENSUS_COLUMNS}
+    ...     values.update(income_50k=rng.choice(["50000+.", "- 50000."]),
+    ...                   marital_stat=rng.choice(["Never married", "Divorced"]))
+    ...     return ",".join(values[c] for c in CENSUS_COLUMNS)
+    >>> with open("census.csv", "w") as handle:
+    ...     _ = handle.write("\\n".join(row() for _ in range(40)) + "\\n")
+    >>> data = census_income("census.csv", group=1)
+    >>> sorted(data.train.y), sum(len(split.y["income"]) for split in (data.train, data.validation, data.test))
+    (['income', 'marital'], 40)
     """
     if group not in _GROUPS:
         raise ValueError(f"`group` must be 1 or 2; got {group!r}.")

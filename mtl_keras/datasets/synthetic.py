@@ -21,6 +21,13 @@ def synthetic_tasks(num_samples, correlation, dim=100, seed=0, scale=1.0, num_si
 
     Returns:
         ``(x, {"task1": y1, "task2": y2})``, x float32 [N, d], labels float32 [N, 1].
+
+    Example:
+    >>> x, y = synthetic_tasks(200, correlation=0.9, dim=8)
+    >>> x.shape, sorted(y), y["task1"].shape
+    ((200, 8), ['task1', 'task2'], (200, 1))
+    >>> bool(np.corrcoef(y["task1"].ravel(), y["task2"].ravel())[0, 1] > 0.5)
+    True
     """
     if not -1.0 <= correlation <= 1.0:
         raise ValueError(f"`correlation` must be in [-1, 1]; got {correlation!r}.")

@@ -24,6 +24,7 @@ class FeatureViews:
         sizes: {name: rows}, the row count of each categorical feature's lookup.
 
     Example:
+    >>> from mtl_keras.features import Categorical, Numeric
     >>> spec = FeatureSpec([Numeric("price"), Categorical("device", vocabulary=["ios", "web"])],
     ...                    task_features={"ctr": ["price"]})
     >>> spec.adapt({"price": np.array([1.0, 2.0]), "device": np.array(["ios", "web"])})
@@ -57,6 +58,7 @@ class FeatureSpec:
             feature. Shared parts read the union.
 
     Example:
+    >>> from mtl_keras.features import Categorical, Numeric
     >>> spec = FeatureSpec([Numeric("price"), Categorical("device", vocabulary=["ios", "web"])])
     >>> spec.adapt({"price": np.array([1.0, 2.0]), "device": np.array(["ios", "web"])})
     >>> sorted(spec.inputs())

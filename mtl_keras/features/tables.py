@@ -25,6 +25,12 @@ class EmbeddingTables:
         dim: embedding width.
         sharing: "shared", "task" or "both".
         tasks: the tasks that read the feature (task tables are made for these).
+
+    Example:
+    >>> tables = EmbeddingTables("item", rows=10, dim=4, sharing="both", tasks=["ctr", "cvr"])
+    >>> ids = tf.constant([1, 7])
+    >>> tuple(tables.shared(ids).shape), tuple(tables.private(ids, "cvr").shape)
+    ((2, 4), (2, 4))
     """
 
     def __init__(self, name, rows, dim, sharing, tasks):

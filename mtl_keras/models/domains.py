@@ -2,9 +2,11 @@
 
 from mtl_keras.backend import keras
 from mtl_keras.layers import PartitionedNorm, SharedRepresentation, StarDense
-from mtl_keras.layers import checks
+from mtl_keras.layers import checks, conventions
 from mtl_keras.model import MultiTaskModel
-from mtl_keras.models.common import HEAD_ACTIVATION, features_of, head, mlp, task_names_of, task_types_of
+from mtl_keras.models.common import (
+    HEAD_ACTIVATION, dense, features_of, head, mlp, task_names_of, task_types_of,
+)
 
 
 def star(
@@ -17,6 +19,10 @@ def star(
     auxiliary_units=(32, 16),
     domain_embedding_dim=8,
     auxiliary_tower_units=None,
+    kernel_initializer="glorot_uniform",
+    bias_initializer="zeros",
+    kernel_regularizer=None,
+    bias_regularizer=None,
 ):
     """STAR (Sheng et al., CIKM 2021) for several domains and tasks.
 
@@ -37,8 +43,17 @@ def star(
     From a FeatureSpec, the star layers read the shared features and each
     task's auxiliary network reads its task's own features next to the
     domain embedding.
+
+    Example:
+    >>> domain = keras.Input(shape=(), dtype="int32", name="domain")
+    >>> model = star(keras.Input(shape=(6,), name="x"), domain, ["ctr", "cvr"], units=(8,), num_domains=3,
+    ...              auxiliary_units=(4,))
+    >>> predictions = model({"x": np.ones((2, 6), "float32"), "domain": np.array([0, 2])})
+    >>> {task: tuple(p.shape) for task, p in predictions.items()}
+    {'ctr': (2, 1), 'cvr': (2, 1)}
     """
     tasks = task_names_of(task_names)
+    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
     model_inputs, features, views = features_of(inputs, tasks)
     types = task_types_of(task_types, tasks)
     if views is not None:
@@ -49,7 +64,7 @@ def star(
     domains = checks.positive_int("num_domains", num_domains)
     hidden = PartitionedNorm(domains, name="partitioned_norm")(features, domain_ids)
     for depth, width in enumerate(checks.units("units", units)):
-        hidden = StarDense(width, domains, activation="relu", name=f"star_{depth}")(hidden, domain_ids)
+        hidden = StarDense(width, domains, activation="relu", name=f"star_{depth}", **args)(hidden, domain_ids)
     hidden = SharedRepresentation(name="shared_representation")(hidden)
     domain = keras.layers.Flatten(name="domain_flat")(
         keras.layers.Embedding(domains, domain_embedding_dim, name="domain_embedding")(domain_ids)
@@ -62,15 +77,17 @@ def star(
             auxiliary_input = keras.layers.Concatenate(name=f"{task}_auxiliary_input")(
                 [views.task[task], domain]
             )
-        main = StarDense(1, domains, name=f"{task}_star_logit")(hidden, domain_ids)
-        side = mlp(auxiliary_input, checks.units("auxiliary_units", auxiliary_units), f"{task}_auxiliary_net")
-        side = keras.layers.Dense(1, name=f"{task}_auxiliary_logit")(side)
+        main = StarDense(1, domains, name=f"{task}_star_logit", **args)(hidden, domain_ids)
+        side = mlp(
+            auxiliary_input, checks.units("auxiliary_units", auxiliary_units), f"{task}_auxiliary_net", args
+        )
+        side = dense(1, f"{task}_auxiliary_logit", args)(side)
         logit = keras.layers.Add(name=f"{task}_logit")([main, side])
         outputs[task] = keras.layers.Activation(HEAD_ACTIVATION[types[task]] or "linear", name=task)(logit)
     auxiliary_outputs = None
     if auxiliary_tower_units is not None:
         aux_units = checks.units("auxiliary_tower_units", auxiliary_tower_units)
-        auxiliary_outputs = {t: head(hidden, aux_units, f"{t}_aux", types[t]) for t in tasks}
+        auxiliary_outputs = {t: head(hidden, aux_units, f"{t}_aux", types[t], args) for t in tasks}
     return MultiTaskModel(model_inputs, outputs, name="star", auxiliary_outputs=auxiliary_outputs)
 
 

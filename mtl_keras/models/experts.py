@@ -2,8 +2,8 @@
 
 from mtl_keras.backend import keras
 from mtl_keras.layers import PLE, CGCLayer, ExpertGate, SharedRepresentation
-from mtl_keras.layers import checks
-from mtl_keras.models.common import build_model, features_of, mlp, task_names_of
+from mtl_keras.layers import checks, conventions
+from mtl_keras.models.common import build_model, dense, features_of, mlp, task_names_of
 
 
 def shared_bottom(
@@ -13,15 +13,26 @@ def shared_bottom(
     tower_units=(8,),
     task_types="binary",
     auxiliary_tower_units=None,
+    kernel_initializer="glorot_uniform",
+    bias_initializer="zeros",
+    kernel_regularizer=None,
+    bias_regularizer=None,
 ):
-    """Hard parameter sharing: one bottom MLP, one tower per task (Caruana, 1997)."""
+    """Hard parameter sharing: one bottom MLP, one tower per task (Caruana, 1997).
+
+    Example:
+    >>> model = shared_bottom(keras.Input(shape=(6,)), ["ctr", "cvr"], bottom_units=(8,), tower_units=(4,))
+    >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
+    {'ctr': (2, 1), 'cvr': (2, 1)}
+    """
     tasks = task_names_of(task_names)
+    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
     model_inputs, features, views = features_of(inputs, tasks)
-    shared = mlp(features, checks.units("bottom_units", bottom_units), "bottom")
+    shared = mlp(features, checks.units("bottom_units", bottom_units), "bottom", args)
     shared = SharedRepresentation(name="shared_representation")(shared)
     return build_model(
         model_inputs, tasks, [shared] * len(tasks), tower_units, task_types, "shared_bottom",
-        auxiliary_tower_units, views,
+        auxiliary_tower_units, views, args,
     )
 
 
@@ -34,6 +45,10 @@ def mmoe(
     task_types="binary",
     shared_gate=False,
     auxiliary_tower_units=None,
+    kernel_initializer="glorot_uniform",
+    bias_initializer="zeros",
+    kernel_regularizer=None,
+    bias_regularizer=None,
 ):
     """MMoE (Ma et al., KDD 2018); ``shared_gate=True`` gives OMoE, one gate for all tasks.
 
@@ -41,17 +56,25 @@ def mmoe(
     task t's gate the shared tables of task t's ``task_features`` (OMoE's one
     gate, the union), and each task's tower the mixture next to the task's own
     features.
+
+    Example:
+    >>> model = mmoe(keras.Input(shape=(6,)), ["ctr", "cvr"], num_experts=3, expert_units=(4,))
+    >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
+    {'ctr': (2, 1), 'cvr': (2, 1)}
     """
     tasks = task_names_of(task_names)
+    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
     model_inputs, features, views = features_of(inputs, tasks)
     gates, name = (1, "omoe") if shared_gate else (len(tasks), "mmoe")
     gate_inputs = None
     if views is not None and not shared_gate:
         gate_inputs = [views.task_shared[task] for task in tasks]
-    mixed = ExpertGate(num_experts, expert_units, gates, name=name)(features, gate_inputs=gate_inputs)
+    mixed = ExpertGate(num_experts, expert_units, gates, name=name, **args)(
+        features, gate_inputs=gate_inputs
+    )
     per_task = mixed * len(tasks) if shared_gate else mixed
     return build_model(
-        model_inputs, tasks, per_task, tower_units, task_types, name, auxiliary_tower_units, views
+        model_inputs, tasks, per_task, tower_units, task_types, name, auxiliary_tower_units, views, args
     )
 
 
@@ -65,29 +88,40 @@ def ple(
     tower_units=(8,),
     task_types="binary",
     auxiliary_tower_units=None,
+    kernel_initializer="glorot_uniform",
+    bias_initializer="zeros",
+    kernel_regularizer=None,
+    bias_regularizer=None,
 ):
-    """PLE (Tang et al., RecSys 2020): ``num_levels`` CGC levels, then one tower per task."""
+    """PLE (Tang et al., RecSys 2020): ``num_levels`` CGC levels, then one tower per task.
+
+    Example:
+    >>> model = ple(keras.Input(shape=(6,)), ["ctr", "cvr"], num_levels=2, expert_units=(4,))
+    >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
+    {'ctr': (2, 1), 'cvr': (2, 1)}
+    """
     tasks = task_names_of(task_names)
+    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
     model_inputs, features, views = features_of(inputs, tasks)
     if views is None:
         per_task = PLE(
-            num_levels, len(tasks), num_task_experts, num_shared_experts, expert_units, name="ple"
+            num_levels, len(tasks), num_task_experts, num_shared_experts, expert_units, name="ple", **args
         )(features)
     else:
         # The PLE layer reads one tensor; its CGC levels take the task inputs apart.
-        per_task = _cgc_inputs(views, tasks)
+        per_task = _cgc_inputs(views, tasks, args)
         levels = checks.positive_int("num_levels", num_levels)
         for level in range(levels):
             per_task = CGCLayer(
                 len(tasks), num_task_experts, num_shared_experts, expert_units,
-                is_last_level=level == levels - 1, name=f"cgc_{level}",
+                is_last_level=level == levels - 1, name=f"cgc_{level}", **args,
             )(per_task)
     return build_model(
-        model_inputs, tasks, per_task, tower_units, task_types, "ple", auxiliary_tower_units, views
+        model_inputs, tasks, per_task, tower_units, task_types, "ple", auxiliary_tower_units, views, args
     )
 
 
-def _cgc_inputs(views, tasks):
+def _cgc_inputs(views, tasks, args):
     """PLE's first level from a FeatureSpec: task t's experts and gate read task t's shared
     features, the shared experts the union. Task tables stay out: below the last level the
     shared gate mixes every task's experts, so a task table there would reach other tasks.
@@ -96,7 +130,7 @@ def _cgc_inputs(views, tasks):
     width = views.shared.shape[-1]
     if len({x.shape[-1] for x in task_inputs}) > 1:
         task_inputs = [
-            x if x.shape[-1] == width else keras.layers.Dense(width, name=f"{task}_expert_input")(x)
+            x if x.shape[-1] == width else dense(width, f"{task}_expert_input", args)(x)
             for task, x in zip(tasks, task_inputs)
         ]
     return task_inputs + [views.shared]

@@ -2,8 +2,8 @@
 
 from mtl_keras.backend import keras
 from mtl_keras.layers import CrossStitch, HardConcreteRouter
-from mtl_keras.layers import checks
-from mtl_keras.models.common import build_model, features_of, task_names_of
+from mtl_keras.layers import checks, conventions
+from mtl_keras.models.common import build_model, dense, features_of, task_names_of
 
 
 def snr(
@@ -16,6 +16,10 @@ def snr(
     task_types="binary",
     l0_penalty=1e-4,
     auxiliary_tower_units=None,
+    kernel_initializer="glorot_uniform",
+    bias_initializer="zeros",
+    kernel_regularizer=None,
+    bias_regularizer=None,
 ):
     """SNR (Ma et al., AAAI 2019): levels of sub-networks joined by hard-concrete routers.
 
@@ -23,8 +27,14 @@ def snr(
     ``subnetwork_units[k]`` units (one entry serves every level). Level 1 reads
     the input; a ``HardConcreteRouter`` (``mode`` "trans" or "avg") feeds each
     next level, and a last router feeds the task towers.
+
+    Example:
+    >>> model = snr(keras.Input(shape=(6,)), ["ctr", "cvr"], num_subnetworks=(2, 2), subnetwork_units=(4,))
+    >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
+    {'ctr': (2, 1), 'cvr': (2, 1)}
     """
     tasks = task_names_of(task_names)
+    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
     model_inputs, features, views = features_of(inputs, tasks)
     levels = list(checks.units("num_subnetworks", num_subnetworks))
     units = list(checks.units("subnetwork_units", subnetwork_units))
@@ -34,24 +44,26 @@ def snr(
             f"`subnetwork_units` must have one entry or one per level ({len(levels)}); got {units}."
         )
     lower = [
-        keras.layers.Dense(units[0], activation="relu", name=f"subnetwork_0_{i}")(features)
+        dense(units[0], f"subnetwork_0_{i}", args, activation="relu")(features)
         for i in range(levels[0])
     ]
     for level in range(1, len(levels)):
-        routed = _router(levels[level], mode, units[level], l0_penalty, f"router_{level - 1}")(lower)
+        routed = _router(levels[level], mode, units[level], l0_penalty, f"router_{level - 1}", args)(lower)
         lower = [
-            keras.layers.Dense(units[level], activation="relu", name=f"subnetwork_{level}_{i}")(v)
+            dense(units[level], f"subnetwork_{level}_{i}", args, activation="relu")(v)
             for i, v in enumerate(routed)
         ]
-    per_task = _router(len(tasks), mode, units[-1], l0_penalty, f"router_{len(levels) - 1}")(lower)
+    per_task = _router(len(tasks), mode, units[-1], l0_penalty, f"router_{len(levels) - 1}", args)(lower)
     return build_model(
-        model_inputs, tasks, per_task, tower_units, task_types, f"snr_{mode}", auxiliary_tower_units, views
+        model_inputs, tasks, per_task, tower_units, task_types, f"snr_{mode}", auxiliary_tower_units, views,
+        args,
     )
 
 
-def _router(num_outputs, mode, units, l0_penalty, name):
+def _router(num_outputs, mode, units, l0_penalty, name, args):
     return HardConcreteRouter(
-        num_outputs, mode=mode, units=units if mode == "trans" else None, l0_penalty=l0_penalty, name=name
+        num_outputs, mode=mode, units=units if mode == "trans" else None, l0_penalty=l0_penalty, name=name,
+        kernel_initializer=args["kernel_initializer"], kernel_regularizer=args["kernel_regularizer"],
     )
 
 
@@ -62,10 +74,21 @@ def cross_stitch(
     tower_units=(8,),
     task_types="binary",
     auxiliary_tower_units=None,
+    kernel_initializer="glorot_uniform",
+    bias_initializer="zeros",
+    kernel_regularizer=None,
+    bias_regularizer=None,
 ):
     """Cross-stitch network (Misra et al., CVPR 2016): one column per task, a
-    ``CrossStitch`` unit after each layer, then the towers."""
+    ``CrossStitch`` unit after each layer, then the towers.
+
+    Example:
+    >>> model = cross_stitch(keras.Input(shape=(6,)), ["ctr", "cvr"], units=(4,))
+    >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
+    {'ctr': (2, 1), 'cvr': (2, 1)}
+    """
     tasks = task_names_of(task_names)
+    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
     model_inputs, features, views = features_of(inputs, tasks)
     if len(tasks) < 2:
         raise ValueError(f"cross_stitch needs two or more `task_names`; got {tasks}.")
@@ -74,10 +97,11 @@ def cross_stitch(
     columns = [views.task_shared[t] for t in tasks] if views is not None else [features] * len(tasks)
     for depth, width in enumerate(checks.units("units", units)):
         columns = [
-            keras.layers.Dense(width, activation="relu", name=f"{task}_column_{depth}")(x)
+            dense(width, f"{task}_column_{depth}", args, activation="relu")(x)
             for task, x in zip(tasks, columns)
         ]
         columns = CrossStitch(len(tasks), name=f"cross_stitch_{depth}")(columns)
     return build_model(
-        model_inputs, tasks, columns, tower_units, task_types, "cross_stitch", auxiliary_tower_units, views
+        model_inputs, tasks, columns, tower_units, task_types, "cross_stitch", auxiliary_tower_units, views,
+        args,
     )

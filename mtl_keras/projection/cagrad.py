@@ -21,6 +21,10 @@ class CAGrad(GradientProjection):
     Args:
         c: the conflict-aversion radius (>= 0); 0.4 in the paper.
         rescale: divide by 1 + c^2.
+
+    Example:
+    >>> [round(float(g), 4) for g in CAGrad(c=0.4).combine([[1.0, 0.0], [-1.0, 1.0]])]
+    [0.1724, 0.431]
     """
 
     def __init__(self, c=0.4, rescale=True, steps=20, learning_rate=25.0, momentum=0.5):

@@ -19,6 +19,11 @@ class GradVac(GradientProjection):
     Args:
         beta: EMA rate of the targets, in [0, 1].
         shuffle, seed: order of the other tasks, as in PCGrad.
+
+    Example:
+    >>> gradvac = GradVac()
+    >>> gradvac.combine([[1.0, 0.0], [-1.0, 1.0]]).numpy().tolist()  # targets 0: PCGrad's step
+    [0.5, 1.5]
     """
 
     def __init__(self, beta=0.01, shuffle=True, seed=0):

@@ -32,6 +32,11 @@ class MGDA(GradientProjection):
         max_iterations, tolerance: of the projected-gradient solver used for
             more than 10 tasks (stop when the weights move by less than
             ``tolerance`` in L1).
+
+    Example:
+    >>> mgda = MGDA(normalization="none")
+    >>> [round(float(g), 4) for g in mgda.combine([[1.0, 0.0], [-1.0, 1.0]])]  # the min-norm point
+    [0.2, 0.4]
     """
 
     def __init__(self, normalization="loss+", max_iterations=250, tolerance=1e-5):

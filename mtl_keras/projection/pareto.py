@@ -29,6 +29,10 @@ class ParetoEfficient(GradientProjection):
     Args:
         min_weights: the lower bounds c, a dict by task (resolved when the
             model compiles) or a list in task order; tasks not named get 0.
+
+    Example:
+    >>> [round(float(g), 4) for g in ParetoEfficient().combine([[1.0, 0.0], [-1.0, 1.0]])]
+    [0.2, 0.4]
     """
 
     def __init__(self, min_weights=None):
@@ -67,4 +71,7 @@ class ParetoEfficient(GradientProjection):
         return self.last_weights
 
     def get_config(self):
-        return {"min_weights": self.min_weights}
+        # Plain containers: tf_keras's tracking wraps the attribute, and its SavedModel
+        # writes this config as JSON.
+        bounds = self.min_weights
+        return {"min_weights": dict(bounds) if isinstance(bounds, dict) else list(bounds)}

@@ -17,7 +17,14 @@ from mtl_keras.serving.tensors import fill_content, to_array
 
 
 class ServingError(RuntimeError):
-    """A failed call, with the server's gRPC status code and message."""
+    """A failed call, with the server's gRPC status code and message.
+
+    Example:
+    >>> import grpc
+    >>> error = ServingError(grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(ranker)")
+    >>> error.code, str(error)
+    (<StatusCode.NOT_FOUND: (5, 'not found')>, 'NOT_FOUND: Servable not found for request: Latest(ranker)')
+    """
 
     def __init__(self, code, message):
         super().__init__(f"{code.name}: {message}")
@@ -46,8 +53,23 @@ class PredictClient:
         max_message_bytes: the channel's send and receive limits.
 
     Example:
-    >>> with PredictClient("localhost:8500", model_name="ranker") as client:  # doctest: +SKIP
-    ...     client.predict({"price": [9.5, 12.0], "user_id": ["u1", "u7"]})["ctr"]
+    A model exported and served in this process (``mtl-keras serve`` or
+    tensorflow_model_server answer the same way):
+
+    >>> import os
+    >>> from mtl_keras import export, models
+    >>> from mtl_keras.serving.servables import ModelVersions
+    >>> from mtl_keras.serving.server import Server
+    >>> model = models.mmoe(keras.Input(shape=(6,), name="features"), ["ctr", "cvr"], num_experts=2,
+    ...                     expert_units=(4,))
+    >>> _ = export.export_saved_model(model, "models/ranker")
+    >>> server = Server([ModelVersions("ranker", os.path.abspath("models/ranker"))], port=0).start()
+    >>> x = np.random.default_rng(0).random((2, 6), dtype="float32")
+    >>> with PredictClient(f"localhost:{server.port}", model_name="ranker") as client:
+    ...     predictions = client.predict({"features": x})
+    >>> np.allclose(predictions["ctr"], model(x)["ctr"], atol=1e-5)
+    True
+    >>> server.stop(grace=1)
     """
 
     def __init__(self, target, model_name, timeout=10.0, max_message_bytes=256 << 20):

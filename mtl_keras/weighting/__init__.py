@@ -30,7 +30,14 @@ BY_NAME = {
 
 def get(identifier):
     """None (equal weights), a name from ``BY_NAME``, a dict of floats by task,
-    a serialized config, or a TaskWeighting."""
+    a serialized config, or a TaskWeighting.
+
+    Example:
+    >>> type(get("uncertainty")).__name__
+    'UncertaintyWeighting'
+    >>> type(get({"ctr": 1.0, "cvr": 0.5})).__name__
+    'StaticWeighting'
+    """
     if identifier is None:
         return StaticWeighting()
     if isinstance(identifier, dict) and "class_name" not in identifier:

@@ -16,6 +16,12 @@ class DynamicWeightAverage(TaskWeighting):
 
     Args:
         temperature: T > 0 (2 in the paper).
+
+    Example:
+    >>> dwa = DynamicWeightAverage(temperature=2.0)
+    >>> dwa.build(["ctr", "cvr"])
+    >>> dwa.weights(tf.constant([0.3, 0.2])).numpy().tolist()  # equal until two epochs have ended
+    [1.0, 1.0]
     """
 
     def __init__(self, temperature=2.0):

@@ -23,6 +23,12 @@ class GradNorm(TaskWeighting):
         learning_rate: step size of the weight update.
         shared_variable: the W to use; by default the last shared kernel
             (rank >= 2) of ``model.shared_variables``.
+
+    Example:
+    >>> gradnorm = GradNorm(alpha=1.5, shared_variable=tf.Variable(tf.ones([4, 3])))
+    >>> gradnorm.build(["ctr", "cvr"])
+    >>> gradnorm.weights(tf.constant([0.3, 0.2])).numpy().tolist()  # w_i(0) = 1, then trained
+    [1.0, 1.0]
     """
 
     needs_tape = True

@@ -17,6 +17,12 @@ class UncertaintyWeighting(TaskWeighting):
 
     Args:
         task_types: optional dict task -> "regression" | "classification".
+
+    Example:
+    >>> weighting = UncertaintyWeighting()
+    >>> weighting.build(["ctr", "cvr"])
+    >>> weighting.weights(tf.constant([0.3, 0.2])).numpy().tolist()  # log-variances start at 0
+    [0.5, 0.5]
     """
 
     def __init__(self, task_types=None):
