@@ -15,7 +15,13 @@ import numpy as np
 def movielens_like(num_users=300, num_movies=400, num_interactions=8000, dim=4, sharpness=3.0, seed=0):
     """(interactions, user_ids, movie_ids): interactions a dict of arrays
     ``user_id`` (bytes), ``movie_id`` (bytes), ``user_rating`` float32 in 1..5,
-    ``watched`` float32 0/1; the id vocabularies as bytes arrays."""
+    ``watched`` float32 0/1; the id vocabularies as bytes arrays.
+
+    Example:
+    >>> interactions, user_ids, movie_ids = movielens_like(num_users=5, num_movies=7, num_interactions=20)
+    >>> sorted(interactions), len(user_ids), len(movie_ids), interactions["user_rating"].shape
+    (['movie_id', 'user_id', 'user_rating', 'watched'], 5, 7, (20,))
+    """
     rng = np.random.default_rng(seed)
     users = rng.normal(size=(num_users, dim))
     movies = rng.normal(size=(num_movies, dim))

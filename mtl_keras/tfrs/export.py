@@ -86,6 +86,13 @@ def export_recommender(base_path, features, ranking=None, query=None, query_feat
             indexed ``tfrs.layers.factorized_top_k.TopK`` layer; needs ``query``.
         k: the number of candidates ``top_k`` returns.
         version: a non-negative integer; None = the newest + 1.
+
+    Example:
+    >>> ranking = lambda features: {"rating": tf.reduce_sum(features["x"], axis=1, keepdims=True)}
+    >>> path = export_recommender("models/recommender", {"x": tf.TensorSpec([None, 3], tf.float32)}, ranking=ranking)
+    >>> served = tf.saved_model.load(path).signatures["serving_default"]
+    >>> served(x=tf.ones([2, 3]))["rating"].numpy().tolist()
+    [[3.0], [3.0]]
     """
     features = _specs(features, "features")
     query_features = _specs(query_features, "query_features") if query_features is not None else features

@@ -64,6 +64,27 @@ class MultiTaskMixin:
     """Gives a ``tfrs.Model`` (or any Keras model with ``compute_loss``) multi-task training.
 
     Put it first among the bases: ``class M(MultiTaskMixin, tfrs.Model)``.
+
+    Example:
+    >>> import tensorflow_recommenders as tfrs
+    >>> class Ranker(MultiTaskMixin, tfrs.Model):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.bottom = keras.layers.Dense(4, activation="relu")
+    ...         self.rating, self.watched = keras.layers.Dense(1), keras.layers.Dense(1, activation="sigmoid")
+    ...         self.rating_task = tfrs.tasks.Ranking(loss=keras.losses.MeanSquaredError())
+    ...         self.watched_task = tfrs.tasks.Ranking(loss=keras.losses.BinaryCrossentropy())
+    ...     def compute_loss(self, features, training=False):
+    ...         shared = self.bottom(features["x"])
+    ...         return {"rating": self.rating_task(labels=features["rating"], predictions=self.rating(shared)),
+    ...                 "watched": self.watched_task(labels=features["watched"], predictions=self.watched(shared))}
+    >>> model = Ranker()
+    >>> model.compile(optimizer="adam", task_weighting="uncertainty", gradient_projection="pcgrad")
+    >>> data = {"x": np.random.default_rng(0).normal(size=(64, 3)).astype("float32"),
+    ...         "rating": np.full((64, 1), 4.0, "float32"), "watched": np.ones((64, 1), "float32")}
+    >>> history = model.fit(tf.data.Dataset.from_tensor_slices(data).batch(16), epochs=1, verbose=0)
+    >>> sorted(key for key in history.history if key.endswith("_weight"))
+    ['rating_weight', 'watched_weight']
     """
 
     _mtl_trainer = None

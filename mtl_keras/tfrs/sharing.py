@@ -30,6 +30,11 @@ def batch_spec(value):
 
     ``value``: a ``tf.data.Dataset`` (its ``element_spec``), or a nested
     structure of TensorSpecs, tensors or arrays (dim 0 is the batch).
+
+    Example:
+    >>> spec = batch_spec({"x": np.ones((4, 3), "float32"), "user_id": np.array([b"u1", b"u2", b"u1", b"u3"], object)})
+    >>> spec["x"].shape.as_list(), spec["user_id"].dtype.name
+    ([None, 3], 'string')
     """
     if isinstance(value, tf.data.Dataset):
         return value.element_spec
@@ -76,7 +81,20 @@ def check_losses(losses, task_names=None):
 def task_variables(model, spec, task_names=None):
     """(tasks, reached): the task names in order, and for each of
     ``model.trainable_variables`` (after the trace has built the model) the set of
-    tasks whose loss reaches it. ``spec``: ``batch_spec`` of a batch."""
+    tasks whose loss reaches it. ``spec``: ``batch_spec`` of a batch.
+
+    Example:
+    >>> class TwoHeads(keras.Model):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.shared, self.a, self.b = keras.layers.Dense(2), keras.layers.Dense(1), keras.layers.Dense(1)
+    ...     def compute_loss(self, features, training=False):
+    ...         h = self.shared(features["x"])
+    ...         return {"a": tf.reduce_mean(self.a(h)), "b": tf.reduce_mean(self.b(h))}
+    >>> tasks, reached = task_variables(TwoHeads(), batch_spec({"x": np.ones((4, 3), "float32")}))
+    >>> tasks, [sorted(r) for r in reached]  # shared kernel and bias, then each head's
+    (('a', 'b'), [['a', 'b'], ['a', 'b'], ['a'], ['a'], ['b'], ['b']])
+    """
     found = {}
 
     def trace(features):
