@@ -5,6 +5,7 @@ from mtl_keras.layers.cross_stitch import CrossStitch
 from mtl_keras.layers.expert_gate import ExpertGate
 from mtl_keras.layers.experts import ExpertStack
 from mtl_keras.layers.hard_concrete import HardConcreteRouter
+from mtl_keras.layers.mtan import MTANAttention
 from mtl_keras.layers.nddr import NDDR
 from mtl_keras.layers.representation import SharedRepresentation
 from mtl_keras.layers.star import PartitionedNorm, StarDense
@@ -15,6 +16,7 @@ __all__ = [
     "ExpertGate",
     "ExpertStack",
     "HardConcreteRouter",
+    "MTANAttention",
     "NDDR",
     "PLE",
     "PartitionedNorm",

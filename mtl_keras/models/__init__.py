@@ -11,10 +11,11 @@ dict by task. Heads are Dense layers named after their tasks. With
 self-auxiliary tower on the same features and label (``mtl_keras.training.auxiliary``).
 """
 
+from mtl_keras.models.attention import mtan
 from mtl_keras.models.conversion import esmm
 from mtl_keras.models.domains import star
 from mtl_keras.models.experts import mmoe, ple, shared_bottom
 from mtl_keras.models.fusion import nddr
 from mtl_keras.models.routing import cross_stitch, snr
 
-__all__ = ["cross_stitch", "esmm", "mmoe", "nddr", "ple", "shared_bottom", "snr", "star"]
+__all__ = ["cross_stitch", "esmm", "mmoe", "mtan", "nddr", "ple", "shared_bottom", "snr", "star"]
