@@ -4,6 +4,7 @@ per-task validation metric, CSVLogger, ModelCheckpoint, tf.data with per-task sa
 import csv
 
 import numpy as np
+import pytest
 
 from mtl_keras import models
 from mtl_keras.backend import keras, tf
@@ -72,3 +73,40 @@ def test_dataset_with_per_task_sample_weights_equals_arrays():
              epochs=1, batch_size=32, verbose=0)
     for v, b in zip(tower, before):
         np.testing.assert_array_equal(np.array(v), b)
+
+
+def test_sample_weights_follow_kerass_reduction():
+    """A task's loss is sum_i w_i l_i / B, Keras's "sum_over_batch_size": a uniform weight of 2
+    doubles it, as in a single-output Keras model of the same head, and the step's gradient is
+    that loss's gradient."""
+    x, y = data(64)
+    keras.utils.set_random_seed(9)
+    model = models.mmoe(keras.Input((6,), name="x"), list(TASKS), num_experts=2, expert_units=(4,), tower_units=(4,))
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss=LOSS, jit_compile=False)
+    weights = np.linspace(0.25, 3.0, len(x)).astype("float32")
+    ones = np.ones(len(x), "float32")
+    bce = keras.losses.BinaryCrossentropy(reduction="none")
+    per_example = np.asarray(bce(y["ctr"], model.predict(x, verbose=0)["ctr"]), np.float64)
+
+    def scores(ctr_weights):
+        return model.evaluate(x, y, sample_weight={"ctr": ctr_weights, "cvr": ones}, batch_size=64, verbose=0,
+                              return_dict=True)
+
+    plain, doubled, weighted = scores(ones), scores(2 * ones), scores(weights)
+    assert doubled["ctr_loss"] == pytest.approx(2 * plain["ctr_loss"], rel=1e-5)
+    assert doubled["cvr_loss"] == pytest.approx(plain["cvr_loss"], rel=1e-6)
+    assert weighted["ctr_loss"] == pytest.approx((weights * per_example).sum() / len(x), rel=1e-5)
+    single = keras.Model(model.input, model.output["ctr"])
+    single.compile(loss="binary_crossentropy")
+    for sample_weight, got in ((weights, weighted), (2 * ones, doubled)):
+        keras_loss = single.evaluate(x, y["ctr"], sample_weight=sample_weight, batch_size=64, verbose=0)
+        assert got["ctr_loss"] == pytest.approx(keras_loss, rel=1e-5)
+    # Training: with SGD(1) and no weighting or projection, the ctr-only variables move by
+    # minus the gradient of sum_i w_i l_i / B.
+    tower = [v for v, tasks in zip(model.trainable_variables, variable_tasks(model, TASKS)) if tasks == {"ctr"}]
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(weights * bce(y["ctr"], model(x, training=True)["ctr"])) / len(x)
+    want = [np.array(v) - np.asarray(g) for v, g in zip(tower, tape.gradient(loss, tower))]
+    model.fit(x, y, sample_weight={"ctr": weights, "cvr": ones}, epochs=1, batch_size=64, shuffle=False, verbose=0)
+    for v, w in zip(tower, want):
+        np.testing.assert_allclose(np.array(v), w, atol=1e-5)

@@ -6,7 +6,7 @@ import glob
 import numpy as np
 import pytest
 
-from mtl_keras import models
+from mtl_keras import losses, models
 from mtl_keras.backend import IS_KERAS3, keras, tf
 
 TASKS = ("ctr", "cvr")
@@ -59,6 +59,42 @@ def test_explicit_loss_scale_optimizer_trains_as_the_plain_one():
         np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-5)
 
 
+@keras.saving.register_keras_serializable(package="test_training_faults")
+class ScaleSensitive(losses.GradientProjection):
+    """a_t = 1 / (1 + trace K) for every task, keeping the last K it saw.
+
+    Its combination changes when the gradients are scaled; PCGrad's, MGDA's and CAGrad's do not
+    (their coefficients are the same for K and s^2 K), so only such a method shows that the Gram
+    matrix itself, not just the update, is built from unscaled gradients.
+    """
+
+    def build(self, num_tasks, task_names=None):
+        super().build(num_tasks, task_names)
+        # float32: assigning a float16 Gram matrix to it fails the step.
+        self.seen = self.add_state("seen", tf.zeros([num_tasks, num_tasks], tf.float32))
+
+    def coefficients(self, gram, task_losses):
+        self.seen.assign(gram)
+        return tf.fill([gram.shape[0]], 1.0) / (1.0 + tf.linalg.trace(gram))
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_projection_sees_unscaled_gradients_under_a_loss_scale_optimizer(mode):
+    x, y = data()
+    runs = []
+    for optimizer in (keras.optimizers.SGD(0.5), LossScaleOptimizer(keras.optimizers.SGD(0.5))):
+        model = build()
+        model.compile(optimizer=optimizer, loss=LOSS, gradient_projection=ScaleSensitive(), projection_mode=mode,
+                      jit_compile=False)
+        model.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+        runs.append(([np.array(v) for v in model.trainable_variables], np.array(model.training_state.projection.seen)))
+    (plain, plain_gram), (scaled, scaled_gram) = runs
+    assert np.trace(plain_gram) > 1e-4
+    np.testing.assert_allclose(scaled_gram, plain_gram, rtol=1e-4, atol=1e-8)
+    for a, b in zip(plain, scaled):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 @pytest.fixture
 def mixed_float16():
     keras.mixed_precision.set_global_policy("mixed_float16")
@@ -82,6 +118,26 @@ def test_mixed_float16_scales_every_group(mixed_float16):
         counter = optimizer.step_counter if IS_KERAS3 else optimizer.dynamic_counter
         assert int(np.asarray(counter)) == 8
     assert any(np.abs(a - b).max() > 0 for a, b in zip(after, before))
+
+
+def test_mixed_float16_projection_sees_the_float32_gram_of_unscaled_gradients(mixed_float16):
+    model = build()
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=LOSS, gradient_projection=ScaleSensitive(), jit_compile=False)
+    assert isinstance(model.optimizer, LossScaleOptimizer)
+    x, y = data()
+    # Independent of the step: each task's gradient on the shared variables, no loss scale.
+    bce = keras.losses.BinaryCrossentropy()
+    with tf.GradientTape(persistent=True) as tape:
+        pred = model(x, training=True)
+        task_losses = [bce(y[t], tf.cast(pred[t], tf.float32)) for t in TASKS]
+    rows = np.stack([
+        np.concatenate([np.ravel(np.asarray(g, np.float64)) for g in tape.gradient(l, model.shared_variables)])
+        for l in task_losses
+    ])
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    # float16 forward and backward passes: agreement to float16's precision, far from the
+    # loss scale (2**15) or its square that scaled gradients would leave in K.
+    np.testing.assert_allclose(np.array(model.training_state.projection.seen), rows @ rows.T, rtol=2e-2)
 
 
 def bad_data():

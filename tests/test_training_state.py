@@ -111,6 +111,61 @@ def test_backup_and_restore_resumes_exactly(case, tmp_path, uninterrupted):
     assert_same(snapshot(resumed), uninterrupted(case))
 
 
+def resume_from_model_checkpoint(case, tmp_path, weights_only):
+    """Two epochs under ModelCheckpoint, then a fresh process's view: load what it wrote, train one more."""
+    # Keras 3 writes weights to .weights.h5 (optimizer and training state included); tf_keras's
+    # .h5 weights hold no optimizer slots, its TensorFlow-format checkpoint does.
+    name = ("m.weights.h5" if IS_KERAS3 else "ckpt") if weights_only else "m.keras"
+    path = str(tmp_path / name)
+    fit(compiled(case), 2, callbacks=[keras.callbacks.ModelCheckpoint(path, save_weights_only=weights_only)])
+    if weights_only:
+        resumed = compiled(case)
+        resumed.load_weights(path)
+    else:
+        resumed = keras.models.load_model(path)
+    fit(resumed, 1)
+    return resumed
+
+
+# One weighting + projection pair per path (every pair runs through .keras and BackupAndRestore
+# above); DWA is the case whose state moves at the epoch's end, before the checkpoint is written.
+RESUMES = {
+    "model_checkpoint_keras_file": ("dwa+mgda", lambda case, tmp: resume_from_model_checkpoint(case, tmp, False)),
+    "model_checkpoint_weights": ("gradnorm+gradvac", lambda case, tmp: resume_from_model_checkpoint(case, tmp, True)),
+}
+
+
+def resume_from_tf_checkpoint(case, tmp_path):
+    model = compiled(case)
+    fit(model, 2)
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    resumed = compiled(case)
+    tf.train.Checkpoint(model=resumed).restore(path).assert_existing_objects_matched()
+    fit(resumed, 1)
+    return resumed
+
+
+RESUMES["tf_train_checkpoint"] = ("uncertainty+pcgrad", resume_from_tf_checkpoint)
+
+if not IS_KERAS3:  # Keras 3 saves only .keras files (model.save(dir) raises there)
+
+    def resume_from_saved_model_dir(case, tmp_path):
+        model = compiled(case)
+        fit(model, 2)
+        model.save(str(tmp_path / "savedmodel"))
+        resumed = keras.models.load_model(str(tmp_path / "savedmodel"))
+        fit(resumed, 1)
+        return resumed
+
+    RESUMES["tf_keras_saved_model_dir"] = ("uncertainty+pareto", resume_from_saved_model_dir)
+
+
+@pytest.mark.parametrize("path", sorted(RESUMES))
+def test_resumed_training_equals_the_uninterrupted_run(path, tmp_path, uninterrupted):
+    case, resume = RESUMES[path]
+    assert_same(snapshot(resume(case, tmp_path)), uninterrupted(case))
+
+
 def test_weights_file_loads_into_a_fresh_model_for_inference(tmp_path):
     model = compiled("gradnorm+gradvac")
     fit(model, 1)

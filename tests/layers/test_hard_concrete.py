@@ -75,6 +75,27 @@ def test_training_samples_and_inference_is_deterministic():
     np.testing.assert_array_equal(inference[0], inference[1])
 
 
+def test_training_gates_are_the_hard_concrete_sample_of_the_steps_noise():
+    """z = min(1, max(0, sigmoid((log u - log(1 - u) + log_alpha) / beta) (zeta - gamma) + gamma)),
+    u the stateless uniform noise of (step, seed): the layer's noise, the formula in NumPy."""
+    router = HardConcreteRouter(3, mode="avg", seed=7)
+    u = inputs((5, 5))
+    router(u)
+    log_alpha = np.array([[0.5, -1.0], [2.0, -3.0], [0.0, 1.5]])
+    assign(router, log_alpha)
+    inside = 0
+    for step in range(2):  # the counter moves: step 1 draws new noise
+        noise = tf.random.stateless_uniform([3, 2], seed=tf.constant([step, 7], tf.int64), minval=1e-6, maxval=1.0 - 1e-6)
+        noise = np.asarray(noise, np.float64)
+        s = 1 / (1 + np.exp(-(np.log(noise) - np.log(1 - noise) + log_alpha) / BETA))
+        z = np.clip(s * (ZETA - GAMMA) + GAMMA, 0, 1)
+        inside += int(((z > 0) & (z < 1)).sum())
+        got = to_numpy(router(u, training=True))
+        for i in range(3):
+            np.testing.assert_allclose(got[i], z[i, 0] * u[0] + z[i, 1] * u[1], atol=1e-5)
+    assert inside >= 4  # most gates off the clip, where beta and the stretch show
+
+
 def test_gradients_reach_log_alpha_and_a_large_penalty_closes_routes():
     router = HardConcreteRouter(4, units=3, l0_penalty=5.0, log_alpha_init=1.0)
     u = inputs(batch=16)

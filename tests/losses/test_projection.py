@@ -3,6 +3,8 @@ import itertools
 import numpy as np
 import pytest
 
+from mtl_keras import models
+from mtl_keras.backend import keras, tf
 from mtl_keras.losses import CAGrad, GradVac, MGDA, ParetoEfficient, PCGrad
 
 rng = np.random.default_rng(0)
@@ -211,3 +213,90 @@ def test_gradvac_bad_beta_and_bad_shapes():
         GradVac(beta=1.5)
     with pytest.raises(ValueError, match="task_gradients"):
         PCGrad().combine(np.zeros(3, "float32"))
+
+
+# -- inside the train step -------------------------------------------------------------------
+# Each method's coefficients a (combined = sum_t a_t g_t) from the rows it projects, in NumPy
+# and float64, for two tasks on the first step (GradVac's targets still 0).
+
+def np_two_task_min_norm(v1, v2, bounds=(0.0, 0.0)):
+    """argmin ||w1 v1 + w2 v2|| over w1 + w2 = 1, w >= bounds: the unconstrained minimiser, clipped."""
+    gamma = (v2 @ v2 - v1 @ v2) / ((v1 - v2) @ (v1 - v2))
+    gamma = np.clip(gamma, bounds[0], 1.0 - bounds[1])
+    return np.array([gamma, 1 - gamma])
+
+
+def np_step_coefficients(name, rows, task_losses):
+    if name == "gradvac":  # phi < target = 0: the PCGrad-like first step, on coefficient rows
+        total = np.zeros(2)
+        for i, j in ((0, 1), (1, 0)):
+            row = np.eye(2)[i]
+            gi = row @ rows
+            phi = gi @ rows[j] / (np.linalg.norm(gi) * np.linalg.norm(rows[j]) + 1e-8)
+            if phi < 0:
+                row = row + np.linalg.norm(gi) * -phi / (np.linalg.norm(rows[j]) + 1e-8) * np.eye(2)[j]
+            total += row
+        return total
+    if name == "mgda":  # "loss+": each row over loss * norm; the weights act on the raw rows
+        scaled = rows / (task_losses * np.linalg.norm(rows, axis=1))[:, None]
+        return np_two_task_min_norm(*scaled)
+    if name == "pareto":  # min_weights {"ctr": 0.2, "cvr": 0.7}: w_ctr in [0.2, 0.3]
+        free = np_two_task_min_norm(*rows, bounds=(-np.inf, -np.inf))
+        assert not 0.2 < free[0] < 0.3, free  # a bound is active
+        return np_two_task_min_norm(*rows, bounds=(0.2, 0.7))
+    # CAGrad, c = 0.4: w = argmin over the simplex of g_w . g0 + c ||g0|| ||g_w||, on a fine grid.
+    c, g0 = 0.4, rows.mean(0)
+    p = np.linspace(0.0, 1.0, 20001)[:, None]
+    gw = p * rows[0] + (1 - p) * rows[1]
+    w = p[np.argmin(gw @ g0 + c * np.linalg.norm(g0) * np.linalg.norm(gw, axis=1))][0]
+    gw = w * rows[0] + (1 - w) * rows[1]
+    return (0.5 + np.array([w, 1 - w]) * c * np.linalg.norm(g0) / np.linalg.norm(gw)) / (1 + c**2)
+
+
+STEP_PROJECTIONS = {
+    "gradvac": (lambda: GradVac(shuffle=False), 1e-5),
+    "mgda": (lambda: MGDA(), 1e-5),
+    "cagrad": (lambda: CAGrad(), 2e-3),  # its inner problem: 20 steps of SGD, as the authors' code
+    "pareto": (lambda: ParetoEfficient({"ctr": 0.2, "cvr": 0.7}), 1e-5),
+}
+STEP_TASKS = ("ctr", "cvr")
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+@pytest.mark.parametrize("name", sorted(STEP_PROJECTIONS))
+def test_projection_inside_the_train_step_matches_numpy(name, mode):
+    """One SGD(1) step: shared variables move by -sum_t a_t g_t, a from the method in NumPy on the
+    shared variables' gradients (exact) or on the gradients at the shared representation (fast);
+    every other variable by -(g_ctr + g_cvr)."""
+    make, tolerance = STEP_PROJECTIONS[name]
+    data_rng = np.random.default_rng(5)
+    x = data_rng.normal(size=(64, 6)).astype("float32")
+    y = {"ctr": (x[:, :1] > 0).astype("float32"), "cvr": (x[:, :1] < 0.3).astype("float32")}  # conflicting
+    keras.utils.set_random_seed(6)  # conflicting gradients at the first step, both modes
+    model = models.shared_bottom(keras.Input((6,), name="x"), list(STEP_TASKS), bottom_units=(8,), tower_units=(4,))
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss={t: "binary_crossentropy" for t in STEP_TASKS},
+                  gradient_projection=make(), projection_mode=mode,
+                  jit_compile=False)  # cheaper; XLA's step equals this one (tests/test_training.py)
+    # Independent of the step: per-task losses, their gradients on every variable and at the representation.
+    probe = keras.Model(model.input, [model.output[t] for t in STEP_TASKS] + [model.get_layer("shared_representation").output])
+    bce = keras.losses.BinaryCrossentropy()
+    with tf.GradientTape(persistent=True) as tape:
+        *heads, representation = probe(x, training=True)
+        task_losses = [bce(y[t], h) for t, h in zip(STEP_TASKS, heads)]
+    variables = model.trainable_variables
+    grads = [[np.zeros(v.shape) if g is None else np.asarray(g, np.float64) for g, v in zip(tape.gradient(l, variables), variables)]
+             for l in task_losses]
+    shared = {id(v) for v in model.shared_variables}
+    if mode == "exact":
+        rows = np.stack([np.concatenate([np.ravel(g) for g, v in zip(gs, variables) if id(v) in shared]) for gs in grads])
+    else:
+        rows = np.stack([np.ravel(np.asarray(tape.gradient(l, representation), np.float64)) for l in task_losses])
+    cosine = rows[0] @ rows[1] / np.linalg.norm(rows, axis=1).prod()
+    assert cosine < -0.05, cosine  # a conflict for the method to resolve
+    a = np_step_coefficients(name, rows, np.array([float(l) for l in task_losses]))
+    expected = [np.array(v) - (a[0] * g0 + a[1] * g1 if id(v) in shared else g0 + g1)
+                for v, g0, g1 in zip(variables, *grads)]
+    history = model.fit(x, y, epochs=1, batch_size=64, verbose=0, shuffle=False).history
+    for want, var in zip(expected, variables):
+        np.testing.assert_allclose(np.array(var), want, atol=tolerance)
+    assert history["grad_cosine/ctr__cvr"][0] == pytest.approx(cosine, abs=1e-4)

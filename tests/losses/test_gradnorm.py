@@ -1,0 +1,50 @@
+"""GradNorm's weight update inside the train step against the paper's rule in NumPy.
+
+Chen et al. 2018 (PAPERS.md): G_i = ||grad_W w_i L_i|| on the last shared layer W,
+r_i = (L_i / L_i(0)) / mean_j (L_j / L_j(0)), L_grad = sum_i |G_i - mean(G) r_i^alpha| with
+the target held constant, one step of size lr on w, then w renormalised to sum to T.
+"""
+
+import numpy as np
+
+from mtl_keras import losses, models
+from mtl_keras.backend import keras, tf
+
+TASKS = ("ctr", "cvr")
+
+
+def np_gradnorm_step(w, norms, task_losses, initial, alpha, lr):
+    g = w * norms
+    ratios = task_losses / initial
+    target = g.mean() * (ratios / ratios.mean()) ** alpha
+    # d L_grad / d w_i = sign(G_i - target_i) * ||grad_W L_i||
+    w = np.maximum(w - lr * np.sign(g - target) * norms, 1e-6)
+    return w * len(w) / w.sum()
+
+
+def test_gradnorm_update_follows_the_papers_rule_over_steps():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(32, 6)).astype("float32")
+    y = {"ctr": (x[:, :1] > 0).astype("float32"),
+         "cvr": (rng.random((32, 1)) < 0.5).astype("float32")}  # a task that learns slower
+    keras.utils.set_random_seed(11)
+    model = models.mmoe(keras.Input((6,), name="x"), list(TASKS), num_experts=2, expert_units=(4,), tower_units=(4,))
+    weighting = losses.GradNorm(alpha=1.5, learning_rate=0.2)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss={t: "binary_crossentropy" for t in TASKS},
+                  task_weighting=weighting, jit_compile=False)
+    bce = keras.losses.BinaryCrossentropy()
+    w, initial = np.ones(2), None
+    for _ in range(3):
+        # Independent of the step: each task's mean loss and its gradient on W, from the current weights.
+        with tf.GradientTape(persistent=True) as tape:
+            pred = model(x, training=True)
+            task_losses = [bce(y[t], pred[t]) for t in TASKS]
+        norms = np.array([np.linalg.norm(np.asarray(tape.gradient(l, weighting.shared_variable), np.float64))
+                          for l in task_losses])
+        task_losses = np.array([float(l) for l in task_losses])
+        initial = task_losses if initial is None else initial
+        w = np_gradnorm_step(w, norms, task_losses, initial, alpha=1.5, lr=0.2)
+        model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+        np.testing.assert_allclose(np.array(weighting.task_weights), w, rtol=1e-4)
+    assert np.abs(w - 1).max() > 0.05  # the weights moved, and the ratios differ from 1
+    assert abs(task_losses[0] / initial[0] - task_losses[1] / initial[1]) > 1e-3
