@@ -27,10 +27,12 @@ def servers(tmp_path):
         server.stop(grace=1)
 
 
-def test_fuzzed_requests_get_correct_answers_or_tf_serving_errors(servers):
-    figures = fuzz(servers[0], 500)
+def test_fuzzed_requests_get_keras_answers_or_tf_serving_errors(servers):
+    both, _, model = servers
+    figures = fuzz(both, 500, model)
     assert figures["requests"] >= 500
     assert figures["failures"] == 0, figures["problems"]
+    assert figures["codes"]["OK"] >= 20  # enough answers were checked against Keras
     assert figures["valid_request_answered"]
 
 
@@ -44,6 +46,7 @@ def test_load_with_a_hot_reload_has_no_failed_request(servers):
 
 def test_faults_never_leave_half_versions_or_stop_serving():
     figures = faults(trials=2)
+    assert figures["killed_exports"]["killed_mid_export"] == 2, figures["killed_exports"]
     assert figures["killed_exports"]["half_versions_found"] == 0, figures["killed_exports"]["examples"]
     assert figures["killed_exports"]["failed_requests"] == 0
     assert figures["corrupt_version"]["error_logged"] and figures["corrupt_version"]["previous_kept_serving"]

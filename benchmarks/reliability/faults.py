@@ -1,11 +1,13 @@
 """Faults around the version folders: killed exports, a corrupt version, an empty base path.
 
-1. An export process killed (SIGKILL) at a random point of its export, ``trials``
-   times: afterwards every integer-named folder in the base path loads as a
-   whole version (exports go to a temporary folder renamed into place), and
-   the server answers from a complete version throughout.
-2. A version whose variables are truncated: skipped with a logged error while
-   the previous version keeps serving.
+1. An export process killed (SIGKILL) at a random point while it writes its
+   version, ``trials`` times (each kill checked to have landed mid-export: its
+   staging folder is left, its version folder absent): afterwards every
+   integer-named folder in the base path loads as a whole version (exports go
+   to a temporary folder renamed into place), and the server answers from a
+   complete version throughout.
+2. A version whose variables are truncated: the server's next poll skips it
+   with a logged error while the previous version keeps serving.
 3. A base path with no version: NOT_FOUND until one is exported, then served.
 
     python benchmarks/reliability/faults.py --trials 10
@@ -40,13 +42,18 @@ CHILD = (
 )
 
 
-def _wait_for(condition, seconds):
+def _wait_for(condition, seconds, interval=0.05):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
             return True
-        time.sleep(0.05)
+        time.sleep(interval)
     return False
+
+
+def _staging(base_path):
+    """The exports begun and not renamed into place (write_version's temporary ".export-*" folders)."""
+    return {e for e in os.listdir(base_path) if e.startswith(".export-")}
 
 
 def _child(base_path, seed, version):
@@ -59,8 +66,10 @@ def _child(base_path, seed, version):
 
 
 def _child_export_seconds(base_path):
-    """How long an export process takes from "ready" to "done", the span the kills are spread over."""
+    """How long an export process writes, from its staging folder's appearance to "done": the span
+    the kills are spread over."""
     child = _child(base_path, 0, 1)
+    assert _wait_for(lambda: _staging(base_path), 120, interval=0.005)
     started = time.perf_counter()
     assert child.stdout.readline().strip() == "done"
     seconds = time.perf_counter() - started
@@ -75,13 +84,16 @@ def killed_exports(base_path, client, trials, seed=0):
     half_versions, failed_requests, killed_mid_export, completed = [], 0, 0, 0
     for trial in range(trials):
         version = 100 + trial
+        earlier = _staging(base_path)  # left by the trials before
         child = _child(base_path, trial, version)
-        time.sleep(rng.uniform(0, export_seconds))  # a random point of the export
+        began = _wait_for(lambda: _staging(base_path) - earlier, 120, interval=0.005)
+        # A random point of the write (its first half: exports vary in length on a busy machine).
+        time.sleep(rng.uniform(0, 0.5 * export_seconds))
         child.send_signal(signal.SIGKILL)
         child.wait()
         finished = os.path.isdir(os.path.join(base_path, str(version)))
         completed += finished
-        killed_mid_export += not finished
+        killed_mid_export += began and not finished and bool(_staging(base_path) - earlier)
         for entry in os.listdir(base_path):  # every integer folder must be a whole version
             if entry.isdigit():
                 try:
@@ -119,9 +131,12 @@ def corrupt_version(base_path, server, client):
                 handle.truncate(os.path.getsize(path) // 2)
     errors = _Errors()
     logging.getLogger("mtl_keras.serving.servables").addHandler(errors)
+    (versions,) = [v for v in server.models.by_name.values() if v.base_path == base_path]
     try:
         os.rename(staging, corrupt)
-        logged = _wait_for(lambda: any(f"version {newest + 1}" in m for m in errors.messages), 30)
+        # The server's poll has tried the version when it records it as failed (no fixed sleep).
+        polled = _wait_for(lambda: newest + 1 in versions.failed, 30)
+        logged = polled and any(f"version {newest + 1}" in m for m in errors.messages)
     finally:
         logging.getLogger("mtl_keras.serving.servables").removeHandler(errors)
     status = client.status()

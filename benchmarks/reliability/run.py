@@ -33,7 +33,7 @@ def main(argv=None):
     export_version(model, base, version=1)
     servers = [start_server(base), start_server(base, batching=True, rest=False)]
     try:
-        figures["fuzz"] = fuzz(servers, args.requests)
+        figures["fuzz"] = fuzz(servers, args.requests, model)
         figures["fuzz"].pop("codes")
         figures["load"] = load(servers, base, model, args.clients, args.seconds, args.reloads)
     finally:

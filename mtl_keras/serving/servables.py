@@ -13,6 +13,7 @@ import collections
 import logging
 import os
 import threading
+import time
 
 import tensorflow as tf
 
@@ -116,20 +117,29 @@ class Servable:
     def _warm_up(self):
         from tensorflow_serving.apis import prediction_log_pb2
 
+        self.warmup_records = 0
         path = os.path.join(self.path, WARMUP_FILE)
         if not os.path.exists(path):
             return
+        start = time.monotonic()
         for index, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
             if index >= 1000:
                 break
-            log = prediction_log_pb2.PredictionLog.FromString(record)
-            kind = log.WhichOneof("log_type")
+            entry = prediction_log_pb2.PredictionLog.FromString(record)
+            kind = entry.WhichOneof("log_type")
             if kind == "predict_log":
-                request = log.predict_log.request
+                request = entry.predict_log.request
                 function, _, _ = self.signatures[request.model_spec.signature_name or "serving_default"]
                 function(**{k: tf.make_ndarray(v) for k, v in request.inputs.items()})
             elif kind in _REPLAYS:  # TF Serving replays every kind of warm-up record it can log
-                getattr(inference, _REPLAYS[kind])(self, getattr(log, kind).request)
+                getattr(inference, _REPLAYS[kind])(self, getattr(entry, kind).request)
+            self.warmup_records += 1
+        # saved_model_warmup_util.cc's line, logged before the version is served (AVAILABLE).
+        log.info(
+            "Finished reading warmup data for model at %s. Number of warmup records read: %d. "
+            "Elapsed time (microseconds): %d.",
+            path, self.warmup_records, int((time.monotonic() - start) * 1e6),
+        )
 
 
 def _status(error):
