@@ -133,6 +133,9 @@ class _MultiTaskBase(keras.Model):
         object.__setattr__(self, "trained_tasks", trained)
         metric_ids = arguments.check_metrics(metrics, self.task_names)
         weighting = factory.resolve_weighting(task_weighting, loss_weights, projection_mode, task_gradient_method)
+        # Given ones travel with the compile config, so a resumed model steps as this one
+        # (stateless random draws, for one, differ between XLA and TensorFlow's kernels).
+        keras_options = {k: kwargs[k] for k in ("jit_compile", "steps_per_execution", "run_eagerly") if k in kwargs}
         kwargs["jit_compile"] = resolve_jit_compile(
             self, kwargs.get("jit_compile", "auto"), kwargs.get("run_eagerly", False)
         )
@@ -153,7 +156,7 @@ class _MultiTaskBase(keras.Model):
             gradient_projection=trainer.state.projection, auxiliary_loss_weight=auxiliary_loss_weight,
             task_start_steps=task_start_steps, log_gradient_cosine=log_gradient_cosine,
             projection_mode=projection_mode, task_gradient_method=task_gradient_method,
-            skip_nonfinite_steps=bool(skip_nonfinite_steps),
+            skip_nonfinite_steps=bool(skip_nonfinite_steps), **keras_options,
         ))
         object.__setattr__(self, "_mtl_loss_fns", loss_fns)
 

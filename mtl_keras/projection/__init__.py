@@ -5,13 +5,17 @@ from mtl_keras.core.stateful import resolve
 from mtl_keras.projection.aligned_mtl import AlignedMTL
 from mtl_keras.projection.base import GradientProjection
 from mtl_keras.projection.cagrad import CAGrad
+from mtl_keras.projection.db_mtl import DBMTL
 from mtl_keras.projection.fairgrad import FairGrad
+from mtl_keras.projection.graddrop import GradDrop
 from mtl_keras.projection.gradvac import GradVac
 from mtl_keras.projection.imtl import IMTL
 from mtl_keras.projection.mgda import MGDA
+from mtl_keras.projection.moco import MoCo
 from mtl_keras.projection.nash_mtl import NashMTL
 from mtl_keras.projection.pareto import ParetoEfficient
 from mtl_keras.projection.pcgrad import PCGrad
+from mtl_keras.projection.rgw import RandomGradientWeighting
 from mtl_keras.projection.upgrad import UPGrad
 
 # String identifiers, as Keras has for optimizers ("adam").
@@ -26,6 +30,10 @@ BY_NAME = {
     "aligned_mtl": AlignedMTL,
     "upgrad": UPGrad,
     "fairgrad": FairGrad,
+    "db_mtl": DBMTL,
+    "moco": MoCo,
+    "graddrop": GradDrop,
+    "rgw": RandomGradientWeighting,
 }
 
 
@@ -44,6 +52,6 @@ def get(identifier):
 
 
 __all__ = [
-    "AlignedMTL", "BY_NAME", "CAGrad", "FairGrad", "GradVac", "GradientProjection", "IMTL", "MGDA",
+    "AlignedMTL", "BY_NAME", "CAGrad", "DBMTL", "FairGrad", "GradDrop", "MoCo", "RandomGradientWeighting", "GradVac", "GradientProjection", "IMTL", "MGDA",
     "NashMTL", "PCGrad", "ParetoEfficient", "UPGrad", "get", "gram_matrix",
 ]

@@ -1,10 +1,28 @@
 """Gradient projections on the shared parameters: the interface every method implements.
 
-Every method returns a linear combination sum_k a_k g_k of the task gradients
+Most methods return a linear combination sum_k a_k g_k of the task gradients
 whose coefficients depend only on the Gram matrix K = G G^T ([T, T]) and the
 losses. So each one computes K once, works out a ([T], tiny), and the base
 class produces a^T G: one pass over the [T, P] gradients either side of the
-method's own logic.
+method's own logic. Such a method works in both gradient modes (exact: K of
+the parameter gradients; fast: K of the representation gradients).
+
+A method that needs more says so once, in ``needs``, and the trainer picks
+the gradient mode from it (``training.gradient_modes.get``):
+
+- ``"gram"`` (the default): ``coefficients(gram, task_losses) -> [T]``;
+  exact and fast modes.
+- ``"gradients"``: the [T, P] gradients themselves, for a method that keeps
+  per-task state over the shared parameters (DB-MTL's and MoCo's running
+  gradients, [T, P] floats: 4 T P bytes of training state) or combines them
+  other than linearly: override ``combine_with_gram(gradients, gram,
+  task_losses) -> [P]``; ``num_parameters`` (P) is set before ``build``.
+  Exact mode only: fast mode never forms the parameter gradients.
+- ``"representation"``: each task's gradient at the shared representation
+  (the recorded outputs of ``RecordsRepresentation`` layers), combined
+  element-wise: override ``combine_representation(task_gradients [T, B, ...],
+  activations [B, ...]) -> [B, ...]``, which the trainer backpropagates into
+  the shared parameters once. Fast mode only: it needs the representation.
 """
 
 from mtl_keras.backend import register, tf
@@ -25,6 +43,10 @@ class GradientProjection(StatefulObject):
     ``get_config``. Register a subclass with
     ``keras.saving.register_keras_serializable()`` for `.keras` files to revive it.
 
+    Attributes:
+        needs: "gram", "gradients" or "representation" (see the module).
+        num_parameters: P, the length of a task-gradient row, once known.
+
     Example:
     >>> class Mean(GradientProjection):
     ...     def coefficients(self, gram, task_losses):
@@ -32,6 +54,9 @@ class GradientProjection(StatefulObject):
     >>> Mean().combine([[1.0, 0.0], [0.0, 3.0]]).numpy().tolist()
     [0.5, 1.5]
     """
+
+    needs = "gram"
+    num_parameters = None
 
     def build(self, num_tasks, task_names=None):
         self.num_tasks = num_tasks
@@ -45,6 +70,7 @@ class GradientProjection(StatefulObject):
                 f"`task_gradients` must be a [T, P] tensor with a known T; got shape {gradients.shape}."
             )
         if not getattr(self, "built", False):
+            self.num_parameters = gradients.shape[1]
             self.build(gradients.shape[0])
         elif gradients.shape[0] != self.num_tasks:
             raise ValueError(

@@ -77,6 +77,7 @@ def projection(gradient_projection, shared_variables, trained):
             "`gradient_projection` needs shared variables, and no variable of this model "
             f"is reached by two or more of the trained tasks {list(trained)}."
         )
+    value.num_parameters = sum(int(np.prod(v.shape)) for v in shared_variables)
     value.build(len(trained), trained)
     return value
 

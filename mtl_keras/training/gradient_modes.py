@@ -42,10 +42,30 @@ from mtl_keras.layers.representation import Mixing
 from mtl_keras.training.sharing import representation_layers
 
 
+# Which projection_mode serves what a projection ``needs`` (projection.base), and why not the other.
+MODES = {
+    "gram": ("exact", "fast"),
+    "gradients": ("exact",),
+    "representation": ("fast",),
+}
+WHY_NOT = {
+    "gradients": "it needs the per-task gradients of the shared parameters, which fast mode never forms",
+    "representation": "it combines the task gradients at the shared representation",
+}
+
+
 def get(per_task, projection_mode, model, projection, method):
     """The mode a compiled model trains with."""
     if not per_task:
         return Plain()
+    needs = getattr(projection, "needs", "gram")
+    if projection_mode not in MODES[needs]:
+        raise ValueError(
+            f"`gradient_projection` {type(projection).__name__} runs with projection_mode="
+            f"{MODES[needs][0]!r} only ({WHY_NOT[needs]}); got projection_mode={projection_mode!r}."
+        )
+    if needs == "representation":
+        return AtRepresentation(model.shared_variables, projection, representation_layers(model))
     if projection_mode == "fast":
         return Fast(model.shared_variables, projection, representation_layers(model))
     return Exact(model.shared_variables, projection, method)
@@ -118,6 +138,37 @@ class Fast(_Projected):
             output_gradients=[coefficients, tf.ones_like(step.extra)],
         )
         gradients.update(zip(map(id, self.shared), shared_gradients))
+        return [gradients[id(v)] for v in variables], gram
+
+
+class AtRepresentation(_Projected):
+    """Each task's gradient at the shared representation, combined element-wise by the
+    projection (``combine_representation``), then one backward pass into the shared
+    variables; shared variables no representation depends on get the plain sum."""
+
+    def __init__(self, shared, projection, representation_layers):
+        super().__init__(shared, projection)
+        self.layers = representation_layers
+
+    def gradients(self, tape, step, variables, scale):
+        outputs = [layer.recorded_output for layer in self.layers]
+        gradients = self.others(tape, step, variables, scale)
+        per_task = [unscaled_gradient(tape, loss, outputs, scale) for loss in step.weighted]
+        combined = [
+            self.projection.combine_representation(tf.stack([task[r] for task in per_task]), output)
+            for r, output in enumerate(outputs)
+        ]
+        through = unscaled_gradient(tape, outputs, self.shared, scale, output_gradients=combined, unconnected=None)
+        reached = [v for v, via in zip(self.shared, through) if via is not None]
+        apart = [v for v, via in zip(self.shared, through) if via is None]
+        regularization = unscaled_gradient(tape, step.extra, reached, scale)
+        vias = [tf.convert_to_tensor(via) for via in through if via is not None]
+        gradients.update(zip(map(id, reached), [via + extra for via, extra in zip(vias, regularization)]))
+        if apart:
+            plain = unscaled_gradient(tape, [step.weighted_vector, step.extra], apart, scale)
+            gradients.update(zip(map(id, apart), plain))
+        rows = tf.stack([flatten(task) for task in per_task])
+        gram = replica_sum(gram_matrix(rows))
         return [gradients[id(v)] for v in variables], gram
 
 

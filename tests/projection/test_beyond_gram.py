@@ -1,0 +1,316 @@
+"""DB-MTL, MoCo, GradDrop and RGW: the methods that need more than the Gram matrix.
+
+Each against an independent NumPy implementation of its paper's rule (over >= 20 steps of given
+gradients and losses, T = 2, 3, 4), inside the train step, saved and resumed, and their arguments.
+"""
+
+import numpy as np
+import pytest
+
+from conftest import save_and_load
+from mtl_keras import datasets, losses, models
+from mtl_keras.backend import keras, tf
+
+STEPS = 24
+
+
+def gradient_sequence(num_tasks, seed, size=7):
+    """Conflicting, badly scaled task gradients and positive losses, one set a step."""
+    rng = np.random.default_rng(seed)
+    scales = 10.0 ** rng.uniform(-2, 2, size=num_tasks)
+    gradients = [rng.normal(size=(num_tasks, size)) * scales[:, None] for _ in range(STEPS)]
+    task_losses = [rng.uniform(0.05, 3.0, size=num_tasks) for _ in range(STEPS)]
+    return gradients, task_losses
+
+
+def simplex_projection(v):
+    """argmin ||x - v||, x >= 0, sum x = 1, by bisection on the threshold (not the sort-based rule)."""
+    low, high = v.min() - 1.0, v.max()
+    for _ in range(200):
+        theta = (low + high) / 2
+        if np.maximum(v - theta, 0).sum() > 1:
+            low = theta
+        else:
+            high = theta
+    return np.maximum(v - (low + high) / 2, 0)
+
+
+def numpy_db_mtl(gradients, task_losses, beta, beta_sigma, bias_correction=True, eps=1e-8):
+    average, decay, updates = np.zeros_like(gradients[0]), 1.0, []
+    for k, (g, loss) in enumerate(zip(gradients, task_losses), start=1):
+        beta_k = beta / k**beta_sigma
+        average = beta_k * average + (1 - beta_k) * g / np.maximum(loss, eps)[:, None]
+        decay *= beta_k
+        estimate = average / (1 - decay) if bias_correction else average
+        norms = np.linalg.norm(estimate, axis=1)
+        alpha = norms.max() / (norms + eps)
+        updates.append(alpha @ estimate)
+    return updates
+
+
+def numpy_moco(gradients, beta, beta_sigma, gamma, gamma_sigma, rho):
+    num_tasks = gradients[0].shape[0]
+    tracked, weights, updates = np.zeros_like(gradients[0]), np.full(num_tasks, 1.0 / num_tasks), []
+    for k, g in enumerate(gradients, start=1):
+        tracked = tracked - beta / k**beta_sigma * (tracked - g)
+        system = tracked @ tracked.T + rho * np.eye(num_tasks)
+        weights = simplex_projection(weights - gamma / k**gamma_sigma * system @ weights)
+        updates.append(weights @ tracked)
+    return updates
+
+
+@pytest.mark.parametrize("num_tasks", [2, 3, 4])
+@pytest.mark.parametrize("beta, beta_sigma, bias_correction", [(0.9, 0.0, True), (0.6, 0.5, False)])
+def test_db_mtl_follows_the_paper(num_tasks, beta, beta_sigma, bias_correction):
+    gradients, task_losses = gradient_sequence(num_tasks, seed=num_tasks)
+    method = losses.DBMTL(beta=beta, beta_sigma=beta_sigma, bias_correction=bias_correction)
+    expected = numpy_db_mtl(gradients, task_losses, beta, beta_sigma, bias_correction)
+    for g, loss, want in zip(gradients, task_losses, expected):
+        got = method.combine(g.astype("float32"), loss.astype("float32")).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    # Every task's running gradient was scaled to the largest norm.
+    assert abs(float(tf.reduce_min(method.last_weights)) - 1.0) < 1e-6
+
+
+@pytest.mark.parametrize("num_tasks", [2, 3, 4])
+def test_moco_follows_the_paper(num_tasks):
+    gradients, _ = gradient_sequence(num_tasks, seed=10 + num_tasks, size=5)
+    gradients = [g / 30.0 for g in gradients]  # lambda's step must not jump straight to a vertex
+    options = dict(beta=0.5, beta_sigma=0.5, gamma=0.1, gamma_sigma=0.5, rho=0.01)
+    method = losses.MoCo(**options)
+    expected = numpy_moco(gradients, **options)
+    for g, want in zip(gradients, expected):
+        got = method.combine(g.astype("float32")).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    weights = method.last_weights.numpy()
+    assert abs(weights.sum() - 1) < 1e-6 and weights.min() >= 0
+
+
+def test_db_mtl_and_moco_stay_finite_on_degenerate_gradients():
+    for gradients in (np.zeros((3, 4)), np.array([[1.0, 2, 0, 0]] * 3), np.array([[1.0, 0, 0, 0], [-1, 0, 0, 0], [0, 0, 0, 0]])):
+        for method in (losses.DBMTL(), losses.MoCo()):
+            for _ in range(3):
+                out = method.combine(gradients.astype("float32"), np.zeros(3, "float32")).numpy()
+                assert np.all(np.isfinite(out)), (type(method).__name__, gradients)
+
+
+def numpy_graddrop_masks(signals, uniform, leak):
+    purity = 0.5 * (1 + signals.sum(0) / (np.abs(signals).sum(0) + 1e-7))
+    keep = ((purity > uniform) & (signals > 0)) | ((purity < uniform) & (signals < 0))
+    leak = np.reshape(np.asarray(leak, "float64"), (-1,) + (1,) * (signals.ndim - 1))
+    return leak + (1 - leak) * keep
+
+
+@pytest.mark.parametrize("leak", [0.0, 0.3, [0.0, 0.5, 1.0]])
+def test_graddrop_masks_and_combination_follow_the_paper(leak):
+    rng = np.random.default_rng(5)
+    grads = rng.normal(size=(3, 4, 6)).astype("float32")  # [T, B, H]
+    activations = rng.normal(size=(4, 6)).astype("float32")
+    method = losses.GradDrop(leak=leak, seed=9)
+    method.build(3)
+    signals = (np.sign(activations)[None] * grads).sum(axis=1)
+    uniform = rng.uniform(size=6).astype("float32")
+    masks = numpy_graddrop_masks(signals, uniform, leak)
+    np.testing.assert_allclose(method.masks(tf.constant(signals), tf.constant(uniform)), masks, atol=1e-6)
+    # The combination, with the U of the method's first draw (seed, step 0).
+    drawn = tf.random.stateless_uniform([6], tf.constant([9, 0], tf.int64)).numpy()
+    expected = (numpy_graddrop_masks(signals, drawn, leak)[:, None] * grads).sum(0)
+    np.testing.assert_allclose(method.combine_representation(grads, activations), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_graddrop_keeps_each_sign_with_its_purity_over_many_draws():
+    signals = np.array([[2.0, -1.0, 0.5], [-1.0, -1.0, 1.5]], "float32")  # P = (2/3, 0, 1)
+    method = losses.GradDrop(seed=4)
+    method.build(2)
+    draws = 4000
+    uniform = tf.random.stateless_uniform([draws, 3], tf.constant([4, 0], tf.int64))
+    kept = method.masks(tf.tile(tf.constant(signals)[:, None], [1, draws, 1]), uniform).numpy().mean(axis=1)
+    purity = 0.5 * (1 + signals.sum(0) / np.abs(signals).sum(0))
+    expected = np.where(signals > 0, purity, 1 - purity)
+    standard_error = np.sqrt(expected * (1 - expected) / draws)
+    assert np.all(np.abs(kept - expected) <= 3 * standard_error + 1e-9), (kept, expected)
+
+
+def test_rgw_weights_are_the_papers_distribution_reproducible_and_fresh_each_step():
+    num_tasks, draws = 3, 3000
+    method = losses.RandomGradientWeighting(seed=21)
+    method.build(num_tasks)
+    gram = tf.eye(num_tasks)
+
+    @tf.function
+    def sample_weights():
+        sample = tf.TensorArray(tf.float32, size=draws)
+        for i in tf.range(draws):
+            sample = sample.write(i, method.coefficients(gram, None))
+        return sample.stack()
+
+    sample = sample_weights().numpy()
+    reference = np.random.default_rng(0).normal(size=(200_000, num_tasks))
+    reference = np.exp(reference) / np.exp(reference).sum(1, keepdims=True)
+    np.testing.assert_allclose(sample.sum(1), 1.0, atol=1e-6)
+    mean_error = np.abs(sample.mean(0) - reference.mean(0))
+    assert np.all(mean_error <= 3 * reference.std(0) / np.sqrt(draws)), mean_error
+    std_error = np.abs(sample.std(0) - reference.std(0))
+    assert np.all(std_error <= 3 * reference.std(0) / np.sqrt(2 * draws)), std_error
+    again = losses.RandomGradientWeighting(seed=21)
+    again.build(num_tasks)
+    np.testing.assert_array_equal(again.coefficients(gram, None), sample[0])
+    assert np.abs(sample[1] - sample[0]).max() > 1e-3
+
+
+# ----------------------------------------------------------------------- inside the train step
+TASKS = ("task1", "task2")
+
+
+def data():
+    return datasets.synthetic_tasks(64, correlation=0.2, dim=6, seed=2)
+
+
+def build():
+    keras.utils.set_random_seed(5)
+    return models.shared_bottom(keras.Input((6,), name="x"), list(TASKS), bottom_units=(8,),
+                                tower_units=(4,), task_types="regression")
+
+
+def compiled(projection, mode="exact", optimizer=None):
+    model = build()
+    model.compile(optimizer=optimizer or keras.optimizers.SGD(0.05), loss={t: "mse" for t in TASKS},
+                  gradient_projection=projection, projection_mode=mode, jit_compile=False)
+    return model
+
+
+def manual_run(model, x, y, steps, combine):
+    """SGD on the whole batch with per-task gradients taken outside the train step: task-specific
+    variables get the plain sum, the shared ones ``combine(G [T, P], losses [T])``."""
+    mse = keras.losses.MeanSquaredError()
+    variables = model.trainable_variables
+    shared = {id(v) for v in model.shared_variables}
+    for _ in range(steps):
+        with tf.GradientTape(persistent=True) as tape:
+            outputs = model(x, training=True)
+            task_losses = [mse(y[t], outputs[t]) for t in TASKS]
+        rows = [[np.zeros(v.shape) if g is None else np.array(g) for g, v in
+                 zip(tape.gradient(loss, variables), variables)] for loss in task_losses]
+        flat = np.stack([np.concatenate([g.ravel() for g, v in zip(r, variables) if id(v) in shared]) for r in rows])
+        combined = combine(flat, np.array([float(l) for l in task_losses]))
+        offset = 0
+        for index, variable in enumerate(variables):
+            if id(variable) in shared:
+                size = int(np.prod(variable.shape))
+                step = combined[offset:offset + size].reshape(variable.shape)
+                offset += size
+            else:
+                step = rows[0][index] + rows[1][index]
+            variable.assign(np.array(variable) - 0.05 * step)
+    return [np.array(v) for v in variables]
+
+
+@pytest.mark.parametrize("name", ["db_mtl", "moco"])
+def test_gradient_state_methods_inside_the_train_step_follow_numpy(name):
+    x, y = data()
+    steps = 3
+    model = compiled(name)
+    model.fit(x, y, batch_size=len(x), epochs=steps, shuffle=False, verbose=0)
+    reference = build()
+    if name == "db_mtl":
+        history = {"g": [], "l": []}
+
+        def combine(flat, task_losses):
+            history["g"].append(flat)
+            history["l"].append(task_losses)
+            return numpy_db_mtl(history["g"], history["l"], 0.9, 0.0)[-1]
+    else:
+        history = {"g": []}
+
+        def combine(flat, task_losses):
+            history["g"].append(flat)
+            return numpy_moco(history["g"], 0.5, 0.5, 0.1, 0.5, 0.0)[-1]
+
+    expected = manual_run(reference, x, y, steps, combine)
+    for got, want in zip(model.trainable_variables, expected):
+        np.testing.assert_allclose(np.array(got), want, rtol=2e-4, atol=2e-6)
+
+
+def test_graddrop_inside_the_train_step_masks_at_the_shared_representation():
+    # With leak = 1 nothing is dropped: the step equals equal weights'. With leak = 0 and a
+    # GradDrop whose draws are known, the shared bottom's gradient is the masked one.
+    x, y = data()
+    plain = compiled(None)
+    plain.fit(x, y, batch_size=len(x), epochs=2, shuffle=False, verbose=0)
+    leaky = compiled(losses.GradDrop(leak=1.0, seed=0), mode="fast")
+    leaky.fit(x, y, batch_size=len(x), epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(plain.trainable_variables, leaky.trainable_variables):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-5, atol=1e-6)
+
+    model = compiled(losses.GradDrop(seed=3), mode="fast")
+    reference = build()
+    model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    mse = keras.losses.MeanSquaredError()
+    probe = keras.Model(reference.input, [reference.get_layer("shared_representation").output, reference.outputs])
+    with tf.GradientTape(persistent=True) as tape:
+        rep, outputs = probe(x, training=True)
+        task_losses = [mse(y[t], o) for t, o in zip(TASKS, outputs)]
+    per_task = np.stack([np.array(tape.gradient(loss, rep)) for loss in task_losses])
+    signals = (np.sign(np.array(rep))[None] * per_task).sum(1)
+    uniform = tf.random.stateless_uniform(signals.shape[1:], tf.constant([3, 0], tf.int64)).numpy()
+    combined = (numpy_graddrop_masks(signals, uniform, 0.0)[:, None] * per_task).sum(0)
+    shared = {id(v) for v in reference.shared_variables}
+    for variable, got in zip(reference.trainable_variables, model.trainable_variables):
+        if id(variable) in shared:
+            gradient = tape.gradient(rep, variable, output_gradients=tf.constant(combined, tf.float32))
+        else:
+            gradient = sum(g for g in (tape.gradient(l, variable) for l in task_losses) if g is not None)
+        np.testing.assert_allclose(np.array(got), np.array(variable) - 0.05 * np.array(gradient), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["db_mtl", "moco", "graddrop", "rgw"])
+def test_save_load_continue_equals_the_uninterrupted_run(tmp_path, name):
+    mode = "fast" if name == "graddrop" else "exact"
+    # Seeded: a method made from its string id draws its seed at construction.
+    make = {"db_mtl": losses.DBMTL, "moco": losses.MoCo, "graddrop": lambda: losses.GradDrop(seed=1),
+            "rgw": lambda: losses.RandomGradientWeighting(seed=1)}[name]
+    x, y = data()
+    uninterrupted = compiled(make(), mode)
+    uninterrupted.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    first = compiled(make(), mode)
+    first.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    resumed = save_and_load(first, tmp_path)
+    state = resumed.training_state.projection.state_variables
+    assert state and all(np.any(np.array(v) != 0) for k, v in state.items() if k != "lambda")
+    resumed.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(uninterrupted.trainable_variables, resumed.trainable_variables):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["db_mtl", "moco", "graddrop", "rgw"])
+def test_trains_the_synthetic_tasks_as_well_as_equal_weights(name):
+    x, y = datasets.synthetic_tasks(2048, correlation=0.5, dim=6, seed=4)
+    final = {}
+    for method in (None, name):
+        model = compiled(method, "fast" if method == "graddrop" else "exact", keras.optimizers.Adam(0.01))
+        history = model.fit(x, y, batch_size=128, epochs=4, verbose=0)
+        final[method] = sum(history.history[f"{t}_loss"][-1] for t in TASKS)
+    assert final[name] <= 1.1 * final[None], final
+
+
+def test_modes_and_arguments_are_checked():
+    with pytest.raises(ValueError, match="projection_mode='exact' only .*parameters"):
+        compiled("db_mtl", mode="fast")
+    with pytest.raises(ValueError, match="projection_mode='fast' only .*representation"):
+        compiled("graddrop", mode="exact")
+    for make, argument in [
+        (lambda: losses.DBMTL(beta=1.0), "beta"), (lambda: losses.DBMTL(beta_sigma=-1), "beta_sigma"),
+        (lambda: losses.MoCo(beta=0.0), "beta"), (lambda: losses.MoCo(gamma=0), "gamma"),
+        (lambda: losses.MoCo(rho=-0.1), "rho"), (lambda: losses.GradDrop(leak=1.5), "leak"),
+        (lambda: losses.RandomGradientWeighting(distribution="beta"), "distribution"),
+        (lambda: losses.RandomGradientWeighting(seed=1.5), "seed"),
+    ]:
+        with pytest.raises(ValueError, match=f"`{argument}`"):
+            make()
+    with pytest.raises(ValueError, match="task_losses"):
+        losses.DBMTL().combine([[1.0, 0.0], [0.0, 1.0]])
+    for name in ("db_mtl", "moco", "graddrop", "rgw"):
+        method = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(
+            {"db_mtl": losses.DBMTL(beta=0.5), "moco": losses.MoCo(rho=0.1), "graddrop": losses.GradDrop(leak=[0.1, 0.2]),
+             "rgw": losses.RandomGradientWeighting(seed=3)}[name]))
+        assert method.get_config() == type(method)(**method.get_config()).get_config()
