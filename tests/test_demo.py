@@ -1,7 +1,11 @@
-"""`mtl-keras demo --quick` end to end: exit status, PNGs, TensorBoard scalars, served predictions, no noise."""
+"""`mtl-keras demo --quick` end to end: the multi-task model against single-task baselines (who wins, by how
+much), early stopping that keeps the best epoch, exit status, PNGs, TensorBoard scalars, served predictions."""
 
+import argparse
 import glob
+import json
 import os
+import re
 import subprocess
 import sys
 
@@ -27,8 +31,48 @@ def test_demo_exits_zero_with_equal_served_predictions(demo_run):
     assert "served predictions equal to the in-process ones" in done.stdout
     for channel in ("gRPC", "REST"):
         assert f"ctr: {channel}" in done.stdout and f"cvr: {channel}" in done.stdout
-    assert "| ple_uncertainty+pcgrad" in done.stdout and "| ple_equal" in done.stdout
     assert (out / "models" / "ranker" / "1" / "saved_model.pb").exists()
+
+
+def test_demo_compares_the_multi_task_model_with_single_task_baselines(demo_run):
+    """The table has the three models; each task's verdict names the winner and the gap, and agrees
+    with the table's AUCs."""
+    out, done = demo_run
+    for name in ("ple_uncertainty+pcgrad", "cvr_alone", "ctr_alone"):
+        assert f"| {name}" in done.stdout
+    results = json.loads((out / "demo_results.json").read_text())
+    rows = {row["model"]: row for row in results["test"]}
+    assert rows["cvr_alone"]["ctr AUC"] is None and rows["ctr_alone"]["cvr AUC"] is None
+    for task in ("cvr", "ctr"):
+        verdict = results["verdicts"][task]
+        single = rows[f"{task}_alone"][f"{task} AUC"]
+        multi = rows["ple_uncertainty+pcgrad"][f"{task} AUC"]
+        assert verdict["gain"] == pytest.approx(multi - single)
+        winner = "ple_uncertainty+pcgrad" if multi > single else f"{task}_alone"
+        assert verdict["winner"] == (winner if abs(multi - single) >= 0.0005 else "tie")
+        line = re.search(rf"  {task} \(.*\): ple_uncertainty\+pcgrad {multi:.4f} vs {task}_alone {single:.4f}: (.*)",
+                         done.stdout)
+        assert line, done.stdout[-3000:]
+        assert line.group(1) == (f"{winner} wins by {abs(multi - single):.4f} AUC" if verdict["winner"] != "tie"
+                                 else f"a tie ({multi - single:+.4f} AUC)")
+    assert re.search(r"kept the weights of epoch \d of \d \(lowest val_cvr_loss\)", done.stdout)
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path):
+    """training.train restores the epoch with the lowest validation cvr loss, not the last one."""
+    from mtl_keras.datasets import synthetic_recsys_spec
+    from mtl_keras.demo import training
+
+    args = argparse.Namespace(model="mmoe", seed=0, learning_rate=0.05, epochs=6, batch_size=64)
+    data = training.load(1500, 100, 50, seed=0)
+    run = training.Run("cvr_alone", ["cvr"])
+    training.train(run, synthetic_recsys_spec(data["train"][0]), data, args, str(tmp_path))
+    losses = run.history["val_cvr_loss"]
+    assert len(losses) < args.epochs and run.best_epoch < len(losses)  # stopped early, after a worse epoch
+    val_x, val_y = data["validation"]
+    kept = run.model.evaluate(val_x, {"cvr": val_y["cvr"]}, batch_size=args.batch_size, return_dict=True,
+                              verbose=0)["cvr_loss"]
+    assert kept == pytest.approx(min(losses), rel=1e-4)
 
 
 def test_demo_prints_no_tensorflow_start_up_noise(demo_run):
@@ -65,4 +109,4 @@ def test_tensorboard_event_files_hold_the_per_task_scalars(demo_run):
         assert tag in train, sorted(train)
     validation = _scalar_tags(out / "tensorboard" / "ple_uncertainty+pcgrad" / "validation")
     assert {"epoch_ctr_loss", "epoch_cvr_loss"} <= validation, sorted(validation)
-    assert "epoch_ctr_loss" in _scalar_tags(out / "tensorboard" / "ple_equal" / "train")
+    assert "epoch_cvr_loss" in _scalar_tags(out / "tensorboard" / "cvr_alone" / "train")

@@ -50,12 +50,15 @@ def test_strings_fed_to_an_int_feature(model):
 
 
 def test_negative_ids(model):
-    with pytest.raises(ValueError, match=r"Feature 'user_id' expects ids >= 0; got -4"):
+    with pytest.raises(ValueError, match=r"Feature 'user_id' expects ids >= 0 \(-1: missing, the OOV row\); got -4"):
         F.prepare_inputs(model, dict(feed(), user_id=np.array([3, -4])))
     with pytest.raises(ValueError, match=r"Feature 'clicks' expects ids >= 0 \(-1 pads a sequence\); got -2"):
         F.prepare_inputs(model, dict(feed(), clicks=np.array([[3, -2]])))
     with pytest.raises(ValueError, match=r"Feature 'user_id' expects ids >= 0"):
-        F.FeatureSpec([F.Categorical("user_id")]).adapt({"user_id": np.array([1, -1])})
+        F.FeatureSpec([F.Categorical("user_id")]).adapt({"user_id": np.array([1, -2])})
+    spec = F.FeatureSpec([F.Categorical("user_id")])
+    spec.adapt({"user_id": np.array([1, -1])})  # -1: missing, never in the vocabulary
+    assert spec.features["user_id"].vocabulary == [1]
 
 
 def test_a_missing_feature(model):
