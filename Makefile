@@ -59,7 +59,10 @@ bench-quality: $(STAMP)
 
 # The speed benchmarks (tens of minutes): fit throughput against DeepCTR 0.9.4 (installed
 # without its dependencies, which pin an old TensorFlow), the projections' step overhead
-# under both Kerases, the expert stack's layout. Results under benchmarks/results/.
+# under both Kerases, the expert stack's layout, hashed embedding tables, the local server's
+# overhead and batching, SNR pruning at serving time, and embedding sharing on synthetic_recsys.
+# Results under benchmarks/results/. Every benchmarks/*.py runs in `make bench`
+# (tests/test_docs_blocks.py checks it); the reliability run is `make reliability`.
 .PHONY: bench-speed
 bench: bench-speed
 bench-speed: $(STAMP)
@@ -69,3 +72,7 @@ bench-speed: $(STAMP)
 	$(BIN)/python benchmarks/projection_overhead.py --out benchmarks/results/projection_overhead_keras3.json
 	TF_USE_LEGACY_KERAS=1 $(BIN)/python benchmarks/projection_overhead.py --out benchmarks/results/projection_overhead_tf_keras.json
 	$(BIN)/python benchmarks/expert_layout.py
+	$(BIN)/python benchmarks/embeddings.py --out benchmarks/results/embeddings.json
+	$(BIN)/python benchmarks/serving.py --out benchmarks/results/serving.json
+	$(BIN)/python benchmarks/snr_pruning.py --out benchmarks/results/snr_pruning.json
+	$(BIN)/python benchmarks/recsys_sharing.py --out benchmarks/results/recsys_sharing.json

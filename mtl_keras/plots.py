@@ -248,4 +248,7 @@ def expert_usage(usage, directory, prefix="expert_usage"):
 
 
 def _as_dict(history):
-    return getattr(history, "history", None) or getattr(history, "series", None) or history
+    for attribute in ("history", "series"):  # a History, a BatchLog (empty ones too)
+        if hasattr(history, attribute):
+            return getattr(history, attribute)
+    return history
