@@ -1,11 +1,8 @@
 """Random Loss Weighting: fresh random task weights every step."""
 
-import random
-
-from mtl_keras.backend import register, tf
+from mtl_keras.backend import register
+from mtl_keras.core.draws import SIMPLEX_DISTRIBUTIONS, StepDraws, check_seed, simplex_weights
 from mtl_keras.weighting.base import TaskWeighting, require
-
-DISTRIBUTIONS = ("normal", "uniform", "dirichlet")
 
 
 @register
@@ -39,32 +36,22 @@ class RandomLossWeighting(TaskWeighting):
     """
 
     def __init__(self, distribution="normal", seed=None):
-        require(distribution in DISTRIBUTIONS, "RandomLossWeighting", "distribution",
-                f"one of {list(DISTRIBUTIONS)}", distribution)
-        if seed is None:
-            seed = random.randrange(2**31)
-        require(isinstance(seed, int) and not isinstance(seed, bool), "RandomLossWeighting", "seed",
-                "an integer or None", seed)
+        require(distribution in SIMPLEX_DISTRIBUTIONS, "RandomLossWeighting", "distribution",
+                f"one of {list(SIMPLEX_DISTRIBUTIONS)}", distribution)
         self.distribution = distribution
-        self.seed = seed
+        self.seed = check_seed(seed, "RandomLossWeighting")
+        self._draws = StepDraws(self.seed)
 
     def build(self, task_names, loss_kinds=None, model=None):
         super().build(task_names)
-        self._draws = self.add_state("draws", tf.constant(0, tf.int64))
+        self._draws.build(self)
 
     def weights(self, task_losses):
-        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.convert_to_tensor(self._draws)])
-        shape = [len(self.task_names)]
-        if self.distribution == "normal":
-            return tf.nn.softmax(tf.random.stateless_normal(shape, seed))
-        uniform = tf.random.stateless_uniform(shape, seed)
-        if self.distribution == "uniform":
-            return tf.nn.softmax(uniform)
-        exponential = -tf.math.log1p(-uniform)
-        return exponential / tf.reduce_sum(exponential)
+        # Evaluation reads the weights too: the draw moves on in ``update``, once a training step.
+        return simplex_weights(self.distribution, self._draws.current_seed(), len(self.task_names))
 
     def update(self, step):
-        self._draws.assign_add(1)
+        self._draws.advance()
 
     def get_config(self):
         return {"distribution": self.distribution, "seed": self.seed}
