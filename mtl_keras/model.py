@@ -131,7 +131,7 @@ class _MultiTaskBase(keras.Model):
         loss_fns = arguments.resolve_losses(loss, self.task_names)
         trained = tuple(task for task in self.task_names if loss_fns[task] is not None)
         object.__setattr__(self, "trained_tasks", trained)
-        metric_ids = arguments.check_metrics(metrics, self.task_names)
+        metric_ids = arguments.check_metrics(metrics, self.task_names, trained)
         weighting = factory.resolve_weighting(task_weighting, loss_weights, projection_mode, task_gradient_method)
         # Given ones travel with the compile config, so a resumed model steps as this one
         # (stateless random draws, for one, differ between XLA and TensorFlow's kernels).
@@ -165,24 +165,31 @@ class _MultiTaskBase(keras.Model):
         return self._mtl_trainer.trackers.all() if self._mtl_trainer else []
 
     @property
+    def metrics_names(self):
+        """The names of ``evaluate()``'s values, in order (training-only logs such as
+        ``<task>_weight`` are in ``fit``'s History only)."""
+        return [m.name for m in self._mtl_trainer.trackers.evaluation()] if self._mtl_trainer else []
+
+    @property
     def training_state(self):
         """The compiled TrainingState (weighting, projection, group optimizers, step), or None."""
         return self._mtl_state
 
     def fit(self, *args, callbacks=None, **kwargs):
         """``keras.Model.fit`` with the training pieces' hooks (``Trainer.callbacks``); a
-        FeatureSpec model also takes NumPy string columns (``features.prepare_arguments``)."""
-        args, kwargs = prepare_arguments(self, args, kwargs)
+        FeatureSpec model also takes NumPy string columns (``features.prepare_arguments``);
+        ``class_weight`` is per task, {task: {class: weight}} (``training.arguments.data_arguments``)."""
+        args, kwargs = arguments.data_arguments(self, *prepare_arguments(self, args, kwargs))
         if self._mtl_trainer:
             callbacks = self._mtl_trainer.callbacks(callbacks, self.distribute_strategy)
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def evaluate(self, *args, **kwargs):
-        args, kwargs = prepare_arguments(self, args, kwargs)
+        args, kwargs = arguments.data_arguments(self, *prepare_arguments(self, args, kwargs))
         return super().evaluate(*args, **kwargs)
 
     def predict(self, *args, **kwargs):
-        args, kwargs = prepare_arguments(self, args, kwargs)
+        args, kwargs = arguments.data_arguments(self, *prepare_arguments(self, args, kwargs))
         return super().predict(*args, **kwargs)
 
     # ---------------------------------------------------------------- the steps
@@ -203,7 +210,9 @@ class _MultiTaskBase(keras.Model):
         y = labels.check_targets(y, self)
         # The whole graph, auxiliary heads included, so val_loss is assembled as loss is.
         y_pred = super().call(x, training=False)
-        return self._mtl_trainer.log(self._assemble_loss(y, y_pred, sample_weight), y, y_pred, sample_weight)
+        return self._mtl_trainer.log(
+            self._assemble_loss(y, y_pred, sample_weight), y, y_pred, sample_weight, training=False
+        )
 
     def _assemble_loss(self, y, y_pred, sample_weight):
         return self._mtl_trainer.assemble(

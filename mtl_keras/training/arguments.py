@@ -1,11 +1,15 @@
-"""MultiTaskModel.compile's arguments: their checks (each error names the argument),
-and their round trip through a `.keras` file's compile config."""
+"""MultiTaskModel's arguments: compile's (their checks, each error naming the argument, and
+their round trip through a `.keras` file's compile config) and the data fit / evaluate /
+predict take (checked before Keras reads it; fit's per-task ``class_weight``)."""
 
 import json
+
+import numpy as np
 
 from mtl_keras import projection as projection_lib
 from mtl_keras import weighting as weighting_lib
 from mtl_keras.backend import keras, saved_training_config, tf
+from mtl_keras.training import labels
 from mtl_keras.training.labels import check_task_keys, per_example_loss
 
 
@@ -36,18 +40,37 @@ def loss_kinds(loss):
     return kinds
 
 
-def check_metrics(metrics, task_names):
-    """{task: [metric identifier, ...]}."""
+def check_metrics(metrics, task_names, trained=None):
+    """{task: [metric identifier, ...]} from compile's ``metrics``.
+
+    Accepted as either Keras accepts them: a dict {task: metric or [metric,
+    ...]}; a list of metrics, which every trained task gets (tf_keras's rule
+    for one list); a list with one entry (a metric, a list of them or None)
+    per head in the model's task order, told apart by holding a list or None
+    (Keras 3's nested form). A metric is a name, a ``Metric`` or a function.
+    """
     if metrics is None:
         return {}
+    trained = list(task_names if trained is None else trained)
+    if isinstance(metrics, (list, tuple)):
+        if not any(isinstance(m, (list, tuple)) or m is None for m in metrics):
+            return {task: list(metrics) for task in trained} if metrics else {}
+        if len(metrics) != len(task_names):
+            raise ValueError(
+                "`metrics` given as a list of lists needs one entry per head, in the order "
+                f"{list(task_names)}; got {len(metrics)} entries."
+            )
+        metrics = {task: m for task, m in zip(task_names, metrics) if m is not None}
     if not isinstance(metrics, dict):
         raise ValueError(
-            f"`metrics` must be a dict {{task: [metric, ...]}}; got {type(metrics).__name__}."
+            "`metrics` must be a dict {task: [metric, ...]} or a list of metrics for every "
+            f"task; got {type(metrics).__name__}."
         )
     check_task_keys("metrics", metrics, task_names)
     return {
         task: list(value) if isinstance(value, (list, tuple)) else [value]
         for task, value in metrics.items()
+        if value is not None
     }
 
 
@@ -107,6 +130,109 @@ def non_negative(argument, value):
     return float(value)
 
 
+# ------------------------------------------------------------ fit / evaluate / predict
+def data_arguments(model, args, kwargs):
+    """``(args, kwargs)`` of fit / evaluate / predict, checked before Keras reads them.
+
+    A string column for a numeric input, a numeric one for a string input and
+    string labels raise a ValueError naming the feature or task (Keras's own
+    errors name neither), from arrays and from a tf.data.Dataset's element
+    spec; ``validation_data`` likewise. ``class_weight`` ({task: {class:
+    weight}}, which Keras refuses for a model of several outputs) becomes
+    per-task sample weights, multiplied into any given. Per-task ``sample_weight``
+    may leave tasks out (weight 1).
+    """
+    args = list(args)
+    x = args[0] if args else kwargs.get("x")
+    y = args[1] if len(args) > 1 else kwargs.get("y")
+    _check_data(model, x, y)
+    validation = kwargs.get("validation_data")
+    if isinstance(validation, (tuple, list)) and validation:
+        _check_data(model, validation[0], validation[1] if len(validation) > 1 else None)
+    elif validation is not None:
+        _check_data(model, validation, None)
+    class_weight = kwargs.pop("class_weight", None)
+    if class_weight:
+        trained = model.trained_tasks
+        labels.check_class_weight(class_weight, trained)
+        if isinstance(x, tf.data.Dataset):
+            x = _dataset_with_class_weight(x, class_weight, trained)
+            if args:
+                args[0] = x
+            else:
+                kwargs["x"] = x
+        elif y is not None:
+            weights = labels.with_class_weight(class_weight, trained, y, kwargs.get("sample_weight"))
+            kwargs["sample_weight"] = {task: np.asarray(w) for task, w in weights.items()}
+        else:
+            raise ValueError("`class_weight` needs labels: arrays `x` and `y`, or a "
+                             "tf.data.Dataset of (x, y) or (x, y, sample_weight).")
+    if isinstance(kwargs.get("sample_weight"), dict) and isinstance(y, dict):
+        kwargs["sample_weight"] = _weights_for_every_label(kwargs["sample_weight"], y, model)
+    return tuple(args), kwargs
+
+
+def _weights_for_every_label(sample_weight, y, model):
+    """Weights of 1 for the tasks ``sample_weight`` leaves out: Keras 3 wants one per label."""
+    check_task_keys("sample_weight", sample_weight, model.task_names)
+    rows = len(next(iter(y.values())))
+    return {task: sample_weight.get(task, np.ones(rows, "float32")) for task in y}
+
+
+def check_inputs(model, x):
+    """ValueError naming the feature whose values are strings for a numeric input, or
+    numbers for a string input (``x``: arrays, tensors or a dataset's TensorSpecs)."""
+    expected = {tensor.name: tf.as_dtype(tensor.dtype) for tensor in model.inputs}
+    if isinstance(x, dict):
+        given = [(name, value) for name, value in x.items() if name in expected]
+    elif isinstance(x, (list, tuple)) and len(x) == len(expected):
+        given = list(zip(expected, x))
+    elif len(expected) == 1 and hasattr(x, "dtype"):
+        given = [(next(iter(expected)), x)]
+    else:
+        return
+    for name, value in given:
+        text = labels.is_text(value)
+        if text and expected[name] != tf.string:
+            raise ValueError(
+                f"Feature {name!r} expects {expected[name].name} values; got strings (dtype "
+                f"{value.dtype.name}). Map the ids to integers first (keras.layers.StringLookup, "
+                "or a FeatureSpec string feature)."
+            )
+        if not text and expected[name] == tf.string and _numeric(value):
+            raise ValueError(f"Feature {name!r} expects strings; got dtype {value.dtype.name}.")
+
+
+def _check_data(model, x, y):
+    if isinstance(x, tf.data.Dataset):
+        spec = x.element_spec
+        x, y = (spec[0], spec[1]) if isinstance(spec, tuple) and len(spec) in (2, 3) else (spec, None)
+    check_inputs(model, x)
+    compiled = getattr(model, "trained_tasks", None)
+    if compiled and (isinstance(y, dict) or hasattr(y, "dtype")):
+        labels.check_targets(y, model)
+
+
+def _numeric(value):
+    try:
+        dtype = tf.as_dtype(value.dtype)
+    except (AttributeError, TypeError):
+        return False
+    return dtype.is_floating or dtype.is_integer or dtype.is_bool
+
+
+def _dataset_with_class_weight(dataset, class_weight, trained):
+    spec = dataset.element_spec
+    if not (isinstance(spec, tuple) and len(spec) in (2, 3)):
+        raise ValueError("`class_weight` with a tf.data.Dataset needs elements (x, y) or "
+                         f"(x, y, sample_weight); got {spec}.")
+
+    def weighted(x, y, sample_weight=None):
+        return x, y, labels.with_class_weight(class_weight, trained, y, sample_weight)
+
+    return dataset.map(weighted)
+
+
 # ------------------------------------------------------------ `.keras` round trip
 _OBJECTS = ("task_weighting", "gradient_projection")
 
@@ -120,7 +246,7 @@ def serialize(arguments):
         else _optimizer(optimizer)
     )
     config["loss"] = {task: _object(value) for task, value in config["loss"].items()}
-    config["metrics"] = {task: [_object(m) for m in ms] for task, ms in config["metrics"].items()}
+    config["metrics"] = {task: [_metric(m) for m in ms] for task, ms in config["metrics"].items()}
     for key in _OBJECTS:
         value = config[key]
         if value is not None and not isinstance(value, (dict, str)):
@@ -164,6 +290,15 @@ def _revive(value, get):
 
 def _optimizer(value):
     return value if isinstance(value, str) else keras.optimizers.serialize(value)
+
+
+def _metric(value):
+    # Keras 3 revives the config of its own metric functions as the class of the same
+    # name, and fails ("Expected 'config' to be a dict"): their name revives in both.
+    module = getattr(value, "__module__", "") or ""
+    if not isinstance(value, keras.metrics.Metric) and module.split(".")[0] in ("keras", "tf_keras"):
+        return value.__name__
+    return _object(value)
 
 
 def _object(value):

@@ -3,11 +3,19 @@
 The label dict is checked when the step is traced, so bad labels fail before
 any training step executes.
 
-A missing label is masked out of its task's loss: the task loss is the mean
-over the labelled rows only, and a batch with no label for a task contributes
+A task's loss follows Keras's "sum_over_batch_size" reduction with the rows
+whose label is missing masked out, as Keras 3 reduces a masked loss: the sum
+of sample weight x per-example loss over the labelled rows, divided by the
+number of labelled rows. So a uniform sample weight of 2 doubles the loss, as
+in a single-output Keras model; a labelled row of weight 0 still counts in
+the denominator (as in Keras), a row with a NaN label does not (in a Keras
+model that gives those rows weight 0 instead, the loss is smaller by the
+labelled fraction of the batch). A batch with no label for a task contributes
 zero loss and zero gradient for it. The loss is returned as a (sum, count)
 pair so the caller can normalise by the *global* count under tf.distribute.
 """
+
+import numpy as np
 
 from mtl_keras.backend import keras, tf
 from mtl_keras.core.task_gradients import replica_sum
@@ -51,7 +59,7 @@ def label_mask(y_true):
 
 
 def masked_loss_terms(loss_fn, y_true, y_pred, sample_weight=None):
-    """(sum of weighted per-example losses over labelled rows, sum of their weights)."""
+    """(sum of weighted per-example losses over labelled rows, number of labelled rows)."""
     y_true, mask = label_mask(align_labels(y_true, y_pred))
     per_example = tf.cast(loss_fn(y_true, y_pred), tf.float32)
     if per_example.shape.rank > 1:
@@ -60,8 +68,8 @@ def masked_loss_terms(loss_fn, y_true, y_pred, sample_weight=None):
     if sample_weight is not None:
         weight = weight * tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
     # tf.where keeps a NaN/inf prediction on a masked row out of the sum and its gradient.
-    contribution = tf.where(weight > 0, per_example * weight, tf.zeros_like(per_example))
-    return tf.reduce_sum(contribution), tf.reduce_sum(weight)
+    contribution = tf.where(weight != 0, per_example * weight, tf.zeros_like(per_example))
+    return tf.reduce_sum(contribution), tf.reduce_sum(mask)
 
 
 def loss_shares(loss_fns, tasks, y, y_pred, sample_weight=None, suffix=""):
@@ -100,12 +108,13 @@ def check_targets(y, model):
         "pass them (NaN where a label is missing) or set their loss to None",
     )
     for task in trained:
-        dtype = getattr(y[task], "dtype", None)
-        if dtype is not None and not (tf.as_dtype(dtype).is_floating or tf.as_dtype(dtype).is_integer or tf.as_dtype(dtype).is_bool):
+        if is_text(y[task]):
             raise ValueError(
                 f"`y[{task!r}]` must hold numbers (float, int or bool labels, NaN where missing); "
-                f"got dtype {tf.as_dtype(dtype).name}."
+                f"got strings (dtype {y[task].dtype.name}). Map the labels to numbers first."
             )
+        if not hasattr(y[task], "shape"):
+            continue  # a list: Keras makes it a tensor, which the step checks
         shape = tuple(y[task].shape)
         head = tuple(model.task_output_shapes[task])
         if not _compatible(shape, head):
@@ -114,6 +123,21 @@ def check_targets(y, model):
                 f"{task!r} head; got {_fmt(shape)}."
             )
     return y
+
+
+def is_text(value):
+    """Whether an array, tensor, Series or TensorSpec holds strings (NumPy object arrays
+    only when they hold str or bytes; dtypes TensorFlow does not know are not text)."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        return False
+    if getattr(dtype, "kind", None) == "O":
+        flat = np.asarray(value).ravel()
+        return flat.size > 0 and isinstance(flat[0], (str, bytes))
+    try:
+        return tf.as_dtype(dtype) == tf.string
+    except TypeError:
+        return False
 
 
 def check_task_keys(argument, given, known, required=(), hint=""):
@@ -139,3 +163,61 @@ def _compatible(label_shape, head_shape):
 
 def _fmt(shape):
     return "[" + ", ".join("B" if i == 0 else str(d) for i, d in enumerate(shape)) + "]"
+
+
+def check_class_weight(class_weight, trained):
+    """``fit``'s ``class_weight``: {task: {class index: weight}} over trained tasks."""
+    if not isinstance(class_weight, dict) or not all(isinstance(v, dict) for v in class_weight.values()):
+        raise ValueError(
+            "`class_weight` must be a dict {task: {class index: weight}}, e.g. "
+            f"{{{trained[0]!r}: {{0: 1.0, 1: 3.0}}}}; got {class_weight!r}."
+        )
+    check_task_keys("class_weight", class_weight, trained)
+    for task, weights in class_weight.items():
+        if not weights:
+            raise ValueError(f"`class_weight[{task!r}]` is empty; give {{class index: weight}}.")
+        for index, weight in weights.items():
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+                raise ValueError(f"`class_weight[{task!r}]` keys must be class indices >= 0; got {index!r}.")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)):
+                raise ValueError(f"`class_weight[{task!r}][{index!r}]` must be a number; got {weight!r}.")
+    return class_weight
+
+
+def class_sample_weight(weights, labels):
+    """[B] float32 weights of each row's class, as Keras computes them for one output.
+
+    The class is the label rounded ([B] or [B, 1] labels) or the arg-max of a
+    one-hot row; a class without an entry, and a missing (NaN) label, weigh 1.
+    """
+    labels = tf.convert_to_tensor(labels)
+    if labels.shape.rank is not None and labels.shape.rank > 1 and labels.shape[-1] != 1:
+        index = tf.argmax(labels, axis=-1)
+    else:
+        index = tf.reshape(labels, [-1])
+        if index.dtype.is_floating:
+            index = tf.where(tf.math.is_nan(index), -tf.ones_like(index), tf.round(index))
+        index = tf.cast(index, tf.int64)
+    size = int(max(weights)) + 1
+    table = tf.constant([float(weights.get(i, 1.0)) for i in range(size)], tf.float32)
+    known = (index >= 0) & (index < size)
+    return tf.where(known, tf.gather(table, tf.clip_by_value(index, 0, size - 1)), tf.ones(tf.shape(index)))
+
+
+def with_class_weight(class_weight, trained, y, sample_weight):
+    """Per-task sample weights (a dict) with each ``class_weight`` task's class weights
+    multiplied in; ``sample_weight`` may be None, one array for every task, or a dict."""
+    if not isinstance(y, dict):
+        y = {trained[0]: y}
+    if isinstance(sample_weight, dict):
+        combined = dict(sample_weight)
+    elif sample_weight is None:
+        combined = {}
+    else:
+        combined = {task: sample_weight for task in trained}
+    for task, weights in class_weight.items():
+        weight = class_sample_weight(weights, y[task])
+        if combined.get(task) is not None:
+            weight = weight * tf.reshape(tf.cast(combined[task], tf.float32), [-1])
+        combined[task] = weight
+    return combined

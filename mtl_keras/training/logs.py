@@ -11,21 +11,44 @@ from mtl_keras.training.labels import align_labels, label_mask
 _ACCURACY = {"accuracy", "acc"}
 
 
-def task_metric(identifier, task, head_units):
-    """A fresh metric named ``<task>_<name>`` from a name, Metric or function."""
-    name = None
-    if isinstance(identifier, str):
-        name = identifier
-        if identifier in _ACCURACY:
-            identifier = "binary_accuracy" if head_units == 1 else "categorical_accuracy"
+def resolve_metric(identifier, head_units=1):
+    """A Metric or metric function from a name (as either Keras spells it), Metric, function or config.
+
+    Names resolve the same in every context: tf_keras returns lower-case class
+    names ("auc", "precision") unresolved, and inside its SavedModel loader it
+    raises for them, so a name Keras does not resolve is matched to a class of
+    ``keras.metrics`` regardless of case.
+
+    Example:
+    >>> type(resolve_metric("auc")).__name__
+    'AUC'
+    """
+    if isinstance(identifier, str) and identifier in _ACCURACY:
+        identifier = "binary_accuracy" if head_units == 1 else "categorical_accuracy"
     try:
         metric = keras.metrics.get(identifier)
     except (ValueError, TypeError) as error:
-        raise ValueError(f"`metrics` for task {task!r}: unknown metric {identifier!r} ({error}).")
+        if not isinstance(identifier, str):
+            raise
+        metric, failure = identifier, error
+    else:
+        failure = None
     if isinstance(metric, str):
-        # tf_keras leaves lower-case class names ("auc") unresolved; match them to classes.
         classes = {n.lower(): n for n in dir(keras.metrics) if n[:1].isupper()}
-        metric = keras.metrics.get(classes.get(metric.lower(), metric))
+        name = classes.get(metric.lower())
+        if name is None:
+            raise ValueError(failure or f"Unknown metric {metric!r}.")
+        metric = getattr(keras.metrics, name)()
+    return metric
+
+
+def task_metric(identifier, task, head_units):
+    """A fresh metric named ``<task>_<name>`` from a name, Metric or function."""
+    try:
+        metric = resolve_metric(identifier, head_units)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"`metrics` for task {task!r}: unknown metric {identifier!r} ({error}).")
+    name = identifier if isinstance(identifier, str) else None
     if isinstance(metric, keras.metrics.Metric):
         config = metric.get_config()
         config["name"] = f"{task}_{name or config['name']}"
@@ -71,13 +94,20 @@ class TaskTrackers:
             metrics += task_metrics
         return metrics + self.cosine + ([self.nonfinite] if self.nonfinite else [])
 
+    def evaluation(self):
+        """What evaluation logs, in ``all()``'s order: the weights, gradient cosines and
+        skipped steps describe training steps, so ``evaluate`` and ``val_`` logs leave them out."""
+        training_only = set(map(id, list(self.task_weight.values()) + self.cosine + [self.nonfinite]))
+        return [metric for metric in self.all() if id(metric) not in training_only]
+
     def update(
         self, loss, task_losses, weights, y, y_pred, sample_weight, gram=None, aux_losses=None,
-        finite=None, nonfinite_steps=None,
+        finite=None, nonfinite_steps=None, training=True,
     ):
         """Updates the trackers. The logs hold the gradient cosines only when ``gram``
-        is given (training). A step that is not ``finite`` (skipped) leaves the loss
-        means alone and counts in ``nonfinite_steps``."""
+        is given, and only ``evaluation()``'s metrics when not ``training``. A step
+        that is not ``finite`` (skipped) leaves the loss means alone and counts in
+        ``nonfinite_steps``."""
         counted = None
         if finite is not None:
             counted = tf.cast(finite, tf.float32)
@@ -92,7 +122,8 @@ class TaskTrackers:
         mean(self.loss, loss)
         for index, task in enumerate(self.trained_tasks):
             mean(self.task_loss[task], task_losses[index])
-            mean(self.task_weight[task], weights[index])
+            if training:
+                mean(self.task_weight[task], weights[index])
             if task in self.task_aux_loss:
                 mean(self.task_aux_loss[task], aux_losses[index])
         for task, task_metrics in self.task_metrics.items():
@@ -104,7 +135,7 @@ class TaskTrackers:
                 mask = mask * tf.reshape(tf.cast(weight, tf.float32), [-1])
             for metric in task_metrics:
                 metric.update_state(labels, y_pred[task], sample_weight=mask)
-        logged = self.all()
+        logged = self.all() if training else self.evaluation()
         if gram is None:
             logged = [m for m in logged if m not in self.cosine]
         else:

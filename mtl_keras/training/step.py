@@ -91,13 +91,14 @@ class Trainer:
         state.step.assign_add(1)
         return gram, finite
 
-    def log(self, step, y=None, y_pred=None, sample_weight=None, gram=None, finite=None):
-        """The step's logs: loss, <task>_loss, <task>_weight, metrics, cosines."""
+    def log(self, step, y=None, y_pred=None, sample_weight=None, gram=None, finite=None, training=True):
+        """The step's logs: loss, <task>_loss, <task>_weight, metrics, cosines; an evaluation
+        step (``training=False``) logs ``trackers.evaluation()`` only."""
         total = tf.reduce_sum(step.weights * (step.task_losses + self.auxiliary_weight * step.aux_losses))
         total += step.extra * num_replicas()
         return self.trackers.update(
             total, step.task_losses, step.weights, y or {}, y_pred, sample_weight, gram,
-            step.aux_losses, finite, self.state.nonfinite_steps,
+            step.aux_losses, finite, self.state.nonfinite_steps, training,
         )
 
     def callbacks(self, user_callbacks, strategy):
