@@ -16,16 +16,22 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-MODULES = [
+PACKAGES = [
     "mtl_keras", "mtl_keras.models", "mtl_keras.layers", "mtl_keras.losses", "mtl_keras.weighting",
-    "mtl_keras.projection", "mtl_keras.core.stateful", "mtl_keras.core.gram", "mtl_keras.core.step",
-    "mtl_keras.core.task_gradients", "mtl_keras.callbacks", "mtl_keras.plots", "mtl_keras.features",
+    "mtl_keras.projection", "mtl_keras.callbacks", "mtl_keras.plots", "mtl_keras.features",
     "mtl_keras.datasets", "mtl_keras.export", "mtl_keras.serving", "mtl_keras.backend",
-    "mtl_keras.training.arguments", "mtl_keras.training.auxiliary", "mtl_keras.training.gradient_modes",
-    "mtl_keras.training.labels", "mtl_keras.training.logs", "mtl_keras.training.optimizers",
-    "mtl_keras.training.sharing", "mtl_keras.training.state", "mtl_keras.training.step",
-    "mtl_keras.tfrs",
 ]
+# What strategies and the trainer are built from: every module of these packages, as found on
+# disk, so a new module is documented without editing a list.
+INTERNALS = ["core", "training"]
+
+
+def modules():
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mtl_keras")
+    found = [f"mtl_keras.{package}.{name[:-3]}" for package in INTERNALS
+             for name in sorted(os.listdir(os.path.join(root, package)))
+             if name.endswith(".py") and name != "__init__.py"]
+    return PACKAGES + found + ["mtl_keras.tfrs"]
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "api.md")
 
 
@@ -105,7 +111,7 @@ def render():
         "public module; the guides in this folder show them in use.\n",
     ]
     index, sections = [], []
-    for module_name in MODULES:
+    for module_name in modules():
         try:
             try:
                 section = render_module(module_name)

@@ -211,4 +211,5 @@ class PredictClient:
         return {s.version: names.get(s.state, str(s.state)) for s in response.model_version_status}
 
     def close(self):
+        """Closes the gRPC channel (what leaving ``with PredictClient(...) as client:`` does)."""
         self.channel.close()
