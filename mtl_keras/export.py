@@ -19,7 +19,10 @@ sequence as a variable-length list).
 Inputs keep the model's input names with a dynamic batch dimension, every
 output has dim 0 = batch, and everything runs with ``training=False``. SNR
 routers are frozen first, so their z_hat are constants and closed routes are
-absent from the graph. Only the variables the signatures read are saved:
+absent from the graph. Searched structures (AdaShare policies, Learning to
+Branch trees, MTL-NAS edges) must be frozen first (a ValueError says so);
+each signature then computes only the blocks its heads use. Only the
+variables the signatures read are saved:
 auxiliary towers and training state (optimizer slots, weighting variables)
 stay behind. The version is written to a temporary folder in ``base_path``
 and renamed into place, so a server polling the folder never sees half a
@@ -37,6 +40,7 @@ from mtl_keras.backend import all_layers, keras, tf
 from mtl_keras.features.inputs import raw_features
 from mtl_keras.features.layers import IdLookup, pad_value
 from mtl_keras.layers import HardConcreteRouter
+from mtl_keras.layers.gumbel import LearntStructure
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _TEMP_PREFIX = ".export-"
@@ -74,6 +78,9 @@ def export_saved_model(
     """
     inputs = _named_inputs(model)
     fusion = _fusion(model, ranking_score, ranking_fusion)
+    for layer in _all_layers(model):
+        if isinstance(layer, LearntStructure):  # AdaShare, Learning to Branch, MTL-NAS: frozen first
+            layer.check_frozen()
     routers = [layer for layer in _all_layers(model) if isinstance(layer, HardConcreteRouter)]
     try:
         for router in routers:

@@ -1,5 +1,6 @@
 """Multi-task layers: experts, gates, routers, per-domain norms."""
 
+from mtl_keras.layers.adashare import AdaShareBlocks
 from mtl_keras.layers.cgc import PLE, CGCLayer
 from mtl_keras.layers.cross_stitch import CrossStitch
 from mtl_keras.layers.expert_gate import ExpertGate
@@ -11,6 +12,7 @@ from mtl_keras.layers.representation import SharedRepresentation
 from mtl_keras.layers.star import PartitionedNorm, StarDense
 
 __all__ = [
+    "AdaShareBlocks",
     "CGCLayer",
     "CrossStitch",
     "ExpertGate",

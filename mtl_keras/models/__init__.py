@@ -12,10 +12,12 @@ self-auxiliary tower on the same features and label (``mtl_keras.training.auxili
 """
 
 from mtl_keras.models.attention import mtan
+from mtl_keras.models.block_policy import adashare
 from mtl_keras.models.conversion import esmm
 from mtl_keras.models.domains import star
 from mtl_keras.models.experts import mmoe, ple, shared_bottom
 from mtl_keras.models.fusion import nddr
 from mtl_keras.models.routing import cross_stitch, snr
+from mtl_keras.models.structure import freeze_structure
 
-__all__ = ["cross_stitch", "esmm", "mmoe", "mtan", "nddr", "ple", "shared_bottom", "snr", "star"]
+__all__ = ["adashare", "cross_stitch", "esmm", "freeze_structure", "mmoe", "mtan", "nddr", "ple", "shared_bottom", "snr", "star"]

@@ -1,0 +1,100 @@
+"""The survey's sharing architectures as builders: NDDR, MTAN, AdaShare, Learning to Branch, MTL-NAS.
+
+Each trains under a weighting and a fast gradient projection, reads a FeatureSpec, and, where a
+structure is searched, exports only once frozen, equal to Keras and pruned."""
+
+import os
+
+import numpy as np
+import pytest
+
+from mtl_keras import datasets, export, models
+from mtl_keras import features as F
+from mtl_keras.backend import keras, tf
+from mtl_keras.training.sharing import representation_layers
+
+TASKS = ["ctr", "cvr"]
+X = np.random.default_rng(0).normal(size=(32, 6)).astype("float32")
+Y = {t: (np.random.default_rng(i).random((32, 1)) < 0.4).astype("float32") for i, t in enumerate(TASKS)}
+
+BUILDERS = {
+    "nddr": lambda i: models.nddr(i, TASKS, units=(4,), tower_units=(3,)),
+    "mtan": lambda i: models.mtan(i, TASKS, units=(4, 3), tower_units=(3,)),
+    "adashare": lambda i: models.adashare(i, TASKS, units=4, num_blocks=2, tower_units=(3,), steps_per_epoch=1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_fast_projections_find_a_shared_representation(name):
+    """Fast mode needs a tensor every task reads, upstream of the shared variables it stands for."""
+    model = BUILDERS[name](keras.Input((6,), name="features"))
+    layers = representation_layers(model)
+    shared = {id(v) for v in model.shared_variables}
+    first = {"nddr": "ctr_column_0", "mtan": "trunk_0", "adashare": "stem"}[name]
+    assert layers and id(model.get_layer(first).kernel) in shared
+
+
+def test_searching_adashare_trains_with_a_weighting_and_a_fast_projection():
+    model = BUILDERS["adashare"](keras.Input((6,), name="features"))
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss={t: "binary_crossentropy" for t in TASKS},
+                  task_weighting="uncertainty", gradient_projection="pcgrad", projection_mode="fast",
+                  jit_compile=False)
+    logits = model.get_layer("adashare").policy_logits
+    before = np.asarray(logits).copy()
+    history = model.fit(X, Y, batch_size=16, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert not np.allclose(before, np.asarray(logits))  # the policy is learnt in the same step
+
+
+def test_feature_spec_inputs_and_exact_projection():
+    x, y = datasets.synthetic_recsys(120, seed=3, num_users=30, num_items=20, history_length=4)
+    spec = F.FeatureSpec([F.Numeric("price"), F.Categorical("item_id", embedding_dim=3),
+                          F.Categorical("user_id", num_buckets=50, embedding_dim=3)],
+                         task_features={"cvr": ["item_id", "price"]})
+    spec.adapt(x)
+    model = models.nddr(spec, TASKS, units=(4,), tower_units=())
+    model.compile(optimizer="adam", loss={t: "binary_crossentropy" for t in TASKS}, gradient_projection="mgda",
+                  jit_compile=False)
+    history = model.fit(F.prepare_inputs(model, x), {t: y[t] for t in TASKS}, batch_size=60, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def count_matmuls(path):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
+        proto.ParseFromString(handle.read())
+    return sum(node.op == "MatMul" for f in proto.meta_graphs[0].graph_def.library.function for node in f.node_def)
+
+
+def test_adashare_exports_only_frozen_equal_to_keras_and_pruned(tmp_path):
+    def build(policy=None):
+        return models.adashare(keras.Input((6,), name="features"), TASKS, units=4, num_blocks=4,
+                               tower_units=(), policy=policy)
+
+    searching = build()
+    with pytest.raises(ValueError, match="still searching its `policy`"):
+        export.export_saved_model(searching, str(tmp_path / "searching"))
+    layer = searching.get_layer("adashare")
+    logits = np.zeros((2, 4, 2), "float32")
+    logits[..., 1] = 1.0
+    logits[0, 0, 1] = logits[1, 3, 1] = 0.0  # ctr runs block 0 only, cvr block 3 only
+    layer.policy_logits.assign(logits)
+    layer.curriculum = False
+    assert models.freeze_structure(searching) == {"adashare": [[1, 0, 0, 0], [0, 0, 0, 1]]}
+    full = build(policy=[[1] * 4] * 2)
+    paths = {}
+    for name, model in (("pruned", searching), ("full", full)):
+        paths[name] = export.export_saved_model(model, str(tmp_path / name))
+        served = tf.saved_model.load(paths[name]).signatures
+        want = model.predict(X, verbose=0)
+        for task in TASKS:
+            got = served[task](features=tf.constant(X))[task].numpy()
+            np.testing.assert_allclose(got, want[task], atol=1e-5)
+            np.testing.assert_allclose(served["serving_default"](features=tf.constant(X))[task].numpy(),
+                                       want[task], atol=1e-5)
+    # blocks 1 and 2 (selected by no task) are neither computed nor saved
+    assert count_matmuls(paths["pruned"]) < count_matmuls(paths["full"])
+    saved = {name: len(tf.saved_model.load(path).serving_variables) for name, path in paths.items()}
+    assert saved["full"] - saved["pruned"] == 2 * 4
