@@ -19,7 +19,8 @@ sequence as a variable-length list).
 Inputs keep the model's input names with a dynamic batch dimension, every
 output has dim 0 = batch, and everything runs with ``training=False``. SNR
 routers are frozen first, so their z_hat are constants and closed routes are
-absent from the graph. Searched structures (AdaShare policies, Learning to
+absent from the graph (likewise MMoE layers whose static DSelect-k gates have
+converged: only the selected experts are computed). Searched structures (AdaShare policies, Learning to
 Branch trees, MTL-NAS edges) must be frozen first (a ValueError says so);
 each signature then computes only the blocks its heads use. Only the
 variables the signatures read are saved:
@@ -39,7 +40,7 @@ import numpy as np
 from mtl_keras.backend import all_layers, keras, tf
 from mtl_keras.features.inputs import raw_features
 from mtl_keras.features.layers import IdLookup, pad_value
-from mtl_keras.layers import HardConcreteRouter
+from mtl_keras.layers import ExpertGate, HardConcreteRouter
 from mtl_keras.layers.gumbel import LearntStructure
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -81,7 +82,8 @@ def export_saved_model(
     for layer in _all_layers(model):
         if isinstance(layer, LearntStructure):  # AdaShare, Learning to Branch, MTL-NAS: frozen first
             layer.check_frozen()
-    routers = [layer for layer in _all_layers(model) if isinstance(layer, HardConcreteRouter)]
+    # ExpertGate: static DSelect-k gates converged to k experts compute only those.
+    routers = [layer for layer in _all_layers(model) if isinstance(layer, (HardConcreteRouter, ExpertGate))]
     try:
         for router in routers:
             router.freeze()

@@ -3,6 +3,7 @@
 from mtl_keras.layers.adashare import AdaShareBlocks
 from mtl_keras.layers.cgc import PLE, CGCLayer
 from mtl_keras.layers.cross_stitch import CrossStitch
+from mtl_keras.layers.dselect_k import DSelectKGate
 from mtl_keras.layers.expert_gate import ExpertGate
 from mtl_keras.layers.experts import ExpertStack
 from mtl_keras.layers.hard_concrete import HardConcreteRouter
@@ -15,6 +16,7 @@ __all__ = [
     "AdaShareBlocks",
     "CGCLayer",
     "CrossStitch",
+    "DSelectKGate",
     "ExpertGate",
     "ExpertStack",
     "HardConcreteRouter",

@@ -1,7 +1,8 @@
 """PLE: Customized Gate Control levels and their stack."""
 
 from mtl_keras.backend import keras, register, tf
-from mtl_keras.layers import checks
+from mtl_keras.layers import checks, conventions
+from mtl_keras.layers.dselect_k import make_gates
 from mtl_keras.layers.experts import ExpertStack, call_stacks
 from mtl_keras.layers.gating import ReportsGates, add_gates, gate_probabilities
 
@@ -27,6 +28,13 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
         expert_activation: activation of the expert layers.
         expert_dropout: dropout after every expert layer (training only).
         return_gates: also return the gate weights.
+        gate_temperature: softmax temperature of every gate (> 0).
+        kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer: as ``keras.layers.Dense`` takes them, for the
+            experts and the gates (``mtl_keras.layers.conventions``).
+        gate, k, entropy_penalty: as in ``ExpertGate``: "dselect_k" or
+            "dselect_k_static" makes every gate of the level a
+            ``DSelectKGate`` selecting at most k of the experts it sees.
 
     Input:
         One tensor ``[B, D]`` (first level: every gate and expert reads it),
@@ -57,9 +65,21 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
         expert_activation="relu",
         expert_dropout=0.0,
         return_gates=False,
+        gate_temperature=1.0,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        gate="softmax",
+        k=2,
+        entropy_penalty=1e-3,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.kernel_args = conventions.resolve(
+            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
+        )
+        self.gate_temperature = checks.positive_float("gate_temperature", gate_temperature)
         self.num_tasks = checks.positive_int("num_tasks", num_tasks)
         self.num_task_experts = checks.positive_int("num_task_experts", num_task_experts)
         self.num_shared_experts = checks.positive_int("num_shared_experts", num_shared_experts)
@@ -75,6 +95,7 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
                 expert_activation,
                 expert_dropout,
                 name=f"task_experts_{t}",
+                **self.kernel_args,
             )
             for t in range(num_tasks)
         ]
@@ -84,7 +105,18 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
             expert_activation,
             expert_dropout,
             name="shared_experts",
+            **self.kernel_args,
         )
+        self.gate, self.k, self.entropy_penalty = gate, k, float(entropy_penalty)
+        gate_args = (k, entropy_penalty, self.gate_temperature, self.kernel_args)
+        self.task_dselect_gates = make_gates(
+            gate, num_tasks, num_task_experts + num_shared_experts, *gate_args, "task_dselect_k"
+        )
+        self.shared_dselect_gates = None
+        if not self.is_last_level and self.task_dselect_gates is not None:
+            self.shared_dselect_gates = make_gates(
+                gate, 1, self._num_level_experts, *gate_args, "shared_dselect_k"
+            )
 
     def _split_shapes(self, inputs_shape):
         """(task input shape, shared input shape) from one shape or T + 1 of them."""
@@ -116,16 +148,24 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
         for stack in self.task_experts:
             stack.build(task_shape)
         self.shared_experts.build(shared_shape)
+        if self.task_dselect_gates is not None:
+            for gate in self.task_dselect_gates:
+                gate.build(task_shape)
+            for gate in self.shared_dselect_gates or []:
+                gate.build(shared_shape)
+            super().build(inputs_shape)
+            return
         self.task_gate_kernels, self.task_gate_biases = add_gates(
             self,
             "task_gate",
             self.num_tasks,
             task_shape[-1],
             self.num_task_experts + self.num_shared_experts,
+            self.kernel_args,
         )
         if not self.is_last_level:
             self.shared_gate_kernels, self.shared_gate_biases = add_gates(
-                self, "shared_gate", 1, shared_shape[-1], self._num_level_experts
+                self, "shared_gate", 1, shared_shape[-1], self._num_level_experts, self.kernel_args
             )
         super().build(inputs_shape)
 
@@ -150,7 +190,7 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
         else:
             # One input for every stack: their first layers as one matmul.
             *task_out, shared_out = call_stacks(self.task_experts + [self.shared_experts], inputs, training)
-        gates = gate_probabilities(task_inputs, self.task_gate_kernels, self.task_gate_biases)
+        gates = self._task_gates(task_inputs, training)
         # Each stack mixed apart and the parts summed: no [B, m_t + m_s, H] concatenations.
         m_t = self.num_task_experts
         shared = self.shared_experts
@@ -160,9 +200,7 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
         ]
         level_gates = [self._spread(t, gate) for t, gate in enumerate(gates)]
         if not self.is_last_level:
-            (shared_gate,) = gate_probabilities(
-                shared_input, self.shared_gate_kernels, self.shared_gate_biases
-            )
+            shared_gate = self._shared_gate(shared_input, training)
             parts = [
                 stack.mix(shared_gate[:, t * m_t : (t + 1) * m_t], own)
                 for t, (stack, own) in enumerate(zip(self.task_experts, task_out))
@@ -170,6 +208,20 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
             outputs.append(tf.add_n(parts + [shared.mix(shared_gate[:, self.num_tasks * m_t :], shared_out)]))
             level_gates.append(shared_gate)
         return outputs, tf.stack(level_gates, axis=1)
+
+    def _task_gates(self, task_inputs, training):
+        if self.task_dselect_gates is not None:
+            return [gate(x, training=training) for gate, x in zip(self.task_dselect_gates, task_inputs)]
+        return gate_probabilities(
+            task_inputs, self.task_gate_kernels, self.task_gate_biases, self.gate_temperature
+        )
+
+    def _shared_gate(self, shared_input, training):
+        if self.shared_dselect_gates is not None:
+            return self.shared_dselect_gates[0](shared_input, training=training)
+        return gate_probabilities(
+            shared_input, self.shared_gate_kernels, self.shared_gate_biases, self.gate_temperature
+        )[0]
 
     def _spread(self, task, gate):
         """Task ``task``'s gate [B, m_t + m_s] over all experts of the level, 0 elsewhere."""
@@ -190,6 +242,11 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
             expert_activation=keras.activations.serialize(self.shared_experts.activation),
             expert_dropout=self.shared_experts.dropout,
             return_gates=self.return_gates,
+            gate_temperature=self.gate_temperature,
+            gate=self.gate,
+            k=self.k,
+            entropy_penalty=self.entropy_penalty,
+            **conventions.serialize(self.kernel_args),
         )
         return config
 
@@ -205,7 +262,10 @@ class PLE(ReportsGates, keras.layers.Layer):
     Args:
         num_levels: number of CGC levels (>= 1); the last is ``is_last_level``.
         num_tasks, num_task_experts, num_shared_experts, expert_units,
-        expert_activation, expert_dropout: as in ``CGCLayer``, for every level.
+        expert_activation, expert_dropout, gate_temperature,
+        kernel_initializer, bias_initializer, kernel_regularizer,
+        bias_regularizer, gate, k, entropy_penalty: as in ``CGCLayer``, for
+        every level.
         return_gates: also return a list with each level's gates (see
             ``CGCLayer``).
 
@@ -229,10 +289,21 @@ class PLE(ReportsGates, keras.layers.Layer):
         expert_activation="relu",
         expert_dropout=0.0,
         return_gates=False,
+        gate_temperature=1.0,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        gate="softmax",
+        k=2,
+        entropy_penalty=1e-3,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.num_levels = checks.positive_int("num_levels", num_levels)
+        kernel_args = conventions.resolve(
+            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
+        )
         self.return_gates = bool(return_gates)
         self.levels = [
             CGCLayer(
@@ -243,7 +314,12 @@ class PLE(ReportsGates, keras.layers.Layer):
                 is_last_level=level == num_levels - 1,
                 expert_activation=expert_activation,
                 expert_dropout=expert_dropout,
+                gate_temperature=gate_temperature,
                 name=f"cgc_{level}",
+                gate=gate,
+                k=k,
+                entropy_penalty=entropy_penalty,
+                **kernel_args,
             )
             for level in range(num_levels)
         ]
@@ -279,5 +355,10 @@ class PLE(ReportsGates, keras.layers.Layer):
             expert_activation=keras.activations.serialize(first.shared_experts.activation),
             expert_dropout=first.shared_experts.dropout,
             return_gates=self.return_gates,
+            gate_temperature=first.gate_temperature,
+            gate=first.gate,
+            k=first.k,
+            entropy_penalty=first.entropy_penalty,
+            **conventions.serialize(first.kernel_args),
         )
         return config

@@ -1,7 +1,10 @@
 """MMoE: experts shared by all tasks, one softmax gate per task."""
 
 from mtl_keras.backend import IS_KERAS3, keras, register, tf
-from mtl_keras.layers import checks
+import numpy as np
+
+from mtl_keras.layers import checks, conventions
+from mtl_keras.layers.dselect_k import make_gates
 from mtl_keras.layers.experts import ExpertStack
 from mtl_keras.layers.gating import add_gates, gate_probabilities
 
@@ -12,8 +15,14 @@ class ExpertGate(keras.layers.Layer):
 
     Ma et al., "Modeling Task Relationships in Multi-task Learning with
     Multi-gate Mixture-of-Experts", KDD 2018. For task k:
-    ``g^k(x) = softmax(W_gk x)`` and ``f^k(x) = sum_i g^k_i(x) f_i(x)``,
+    ``g^k(x) = softmax(W_gk x / temperature)`` and ``f^k(x) = sum_i g^k_i(x) f_i(x)``,
     where f_i are the experts. ``num_tasks=1`` gives the one-gate MoE (OMoE).
+    ``gate="dselect_k"`` replaces each softmax gate by a ``DSelectKGate``
+    (Hazimeh et al., NeurIPS 2021) that selects at most ``k`` experts;
+    ``"dselect_k_static"`` by its task-only form, one fixed choice per task:
+    once every such gate has converged to at most k experts, ``freeze()``
+    (which ``export_saved_model`` calls) makes the layer compute only the
+    experts some gate selected.
 
     Args:
         num_experts: number of experts E (>= 1).
@@ -21,8 +30,15 @@ class ExpertGate(keras.layers.Layer):
         num_tasks: number of gates T (>= 1).
         expert_activation: activation of the expert layers.
         expert_dropout: dropout after every expert layer (training only).
-        gate_temperature: softmax temperature of the gates (> 0).
+        gate_temperature: softmax temperature of the gates (> 0); of the
+            selector weights for DSelect-k.
         return_gates: also return the gate weights.
+        gate: "softmax", "dselect_k" (per example) or "dselect_k_static".
+        k: experts a DSelect-k gate selects (1 <= k <= num_experts).
+        entropy_penalty: DSelect-k's entropy regulariser coefficient.
+        kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer: as ``keras.layers.Dense`` takes them, for the
+            experts and the gates (``mtl_keras.layers.conventions``).
 
     Call arguments:
         inputs: ``[B, D]`` expert input.
@@ -50,18 +66,36 @@ class ExpertGate(keras.layers.Layer):
         expert_dropout=0.0,
         gate_temperature=1.0,
         return_gates=False,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        gate="softmax",
+        k=2,
+        entropy_penalty=1e-3,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.kernel_args = conventions.resolve(
+            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
+        )
         self.num_experts = checks.positive_int("num_experts", num_experts)
         self.expert_units = checks.units("expert_units", expert_units)
         self.num_tasks = checks.positive_int("num_tasks", num_tasks)
         self.gate_temperature = checks.positive_float("gate_temperature", gate_temperature)
         self.return_gates = bool(return_gates)
         self.experts = ExpertStack(
-            num_experts, self.expert_units, expert_activation, expert_dropout, name="experts"
+            num_experts, self.expert_units, expert_activation, expert_dropout, name="experts",
+            **self.kernel_args,
         )
+        self.gate = gate
+        self.dselect_gates = make_gates(
+            gate, self.num_tasks, self.num_experts, k, entropy_penalty, self.gate_temperature,
+            self.kernel_args, "dselect_k",
+        )
+        self.k, self.entropy_penalty = k, float(entropy_penalty)
         self.gate_kernels = None
+        self.frozen = None
 
     def build(self, inputs_shape, gate_inputs_shape=None):
         inputs_shape = tf.TensorShape(inputs_shape)
@@ -88,8 +122,15 @@ class ExpertGate(keras.layers.Layer):
             raise ValueError(
                 f"ExpertGate `gate_inputs` must have shape [B, D_g] (each); got {shapes}."
             )
+        if self.dselect_gates is not None:
+            for gate, shape in zip(self.dselect_gates, shapes * self.num_tasks if not per_gate else shapes):
+                gate.build(shape)
+            self.gate_kernels = []
+            return
         widths = [shape[-1] for shape in shapes] if per_gate else shapes[0][-1]
-        self.gate_kernels, self.gate_biases = add_gates(self, "gate", self.num_tasks, widths, self.num_experts)
+        self.gate_kernels, self.gate_biases = add_gates(
+            self, "gate", self.num_tasks, widths, self.num_experts, self.kernel_args
+        )
 
     def call(self, inputs, gate_inputs=None, training=None):
         gate_inputs = inputs if gate_inputs is None else gate_inputs
@@ -97,20 +138,47 @@ class ExpertGate(keras.layers.Layer):
             self._build_gates(
                 [x.shape for x in gate_inputs] if isinstance(gate_inputs, (list, tuple)) else gate_inputs.shape
             )
+        if self.frozen is not None and not training:
+            return self._call_frozen(inputs)
         expert_outputs = self.experts(inputs, training=training)  # [B, E, H]
-        gates = gate_probabilities(
-            gate_inputs, self.gate_kernels, self.gate_biases, self.gate_temperature
-        )
+        gates = self._gates(gate_inputs, training)
         outputs = [self.experts.mix(gate, expert_outputs) for gate in gates]
         return (outputs, tf.stack(gates, axis=1)) if self.return_gates else outputs
 
+    def _gates(self, gate_inputs, training=None):
+        if self.dselect_gates is None:
+            return gate_probabilities(gate_inputs, self.gate_kernels, self.gate_biases, self.gate_temperature)
+        if not isinstance(gate_inputs, (list, tuple)):
+            gate_inputs = [gate_inputs] * self.num_tasks
+        return [gate(x, training=training) for gate, x in zip(self.dselect_gates, gate_inputs)]
+
     def gate_weights(self, inputs, gate_inputs=None):
         """The gates alone, [B, T, E], for diagnostics (``mtl_keras.callbacks.ExpertUsage``)."""
-        gate_inputs = inputs if gate_inputs is None else gate_inputs
-        gates = gate_probabilities(
-            gate_inputs, self.gate_kernels, self.gate_biases, self.gate_temperature
-        )
-        return tf.stack(gates, axis=1)
+        return tf.stack(self._gates(inputs if gate_inputs is None else gate_inputs), axis=1)
+
+    def freeze(self):
+        """For an export: when every gate is a static DSelect-k gate with at most k non-zero
+        weights, later inference calls compute only the experts some gate selected, with the
+        gates as constants. Otherwise nothing changes."""
+        if self.gate != "dselect_k_static":
+            return
+        weights = np.stack([gate.static_weights() for gate in self.dselect_gates])  # [T, E]
+        if all(np.count_nonzero(row) <= self.k for row in weights):
+            self.frozen = weights
+
+    def unfreeze(self):
+        self.frozen = None
+
+    def _call_frozen(self, inputs):
+        used = np.flatnonzero(self.frozen.any(axis=0))
+        expert_outputs = self.experts.subset(inputs, used)  # [B, |used|, H]
+        batch = tf.shape(inputs)[:1]
+        gates = [tf.tile(tf.constant(row[used])[None], tf.concat([batch, [1]], 0)) for row in self.frozen]
+        outputs = [self.experts.mix(gate, expert_outputs) for gate in gates]
+        if not self.return_gates:
+            return outputs
+        full = tf.constant(self.frozen)[None] * tf.ones(tf.concat([batch, [1, 1]], 0))
+        return outputs, full
 
     def get_config(self):
         config = super().get_config()
@@ -122,5 +190,9 @@ class ExpertGate(keras.layers.Layer):
             expert_dropout=self.experts.dropout,
             gate_temperature=self.gate_temperature,
             return_gates=self.return_gates,
+            gate=self.gate,
+            k=self.k,
+            entropy_penalty=self.entropy_penalty,
+            **conventions.serialize(self.kernel_args),
         )
         return config

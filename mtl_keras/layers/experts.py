@@ -1,9 +1,7 @@
 """The batched expert stack that MMoE and CGC share."""
 
-import math
-
 from mtl_keras.backend import keras, register, tf
-from mtl_keras.layers import checks
+from mtl_keras.layers import checks, conventions
 from mtl_keras.layers.representation import RecordsRepresentation
 
 
@@ -21,6 +19,10 @@ class ExpertStack(RecordsRepresentation, keras.layers.Layer):
         units: int or tuple of ints, the hidden sizes of every expert.
         activation: activation after every expert layer.
         dropout: dropout rate after every expert layer (training only).
+        kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer: as ``keras.layers.Dense`` takes them, for every
+            expert (``mtl_keras.layers.conventions``); a variance-scaling
+            initializer (the default Glorot) sees one expert's fans.
 
     Input shape:
         ``[B, D]``: every expert reads the same input.
@@ -34,8 +36,22 @@ class ExpertStack(RecordsRepresentation, keras.layers.Layer):
     TensorShape([2, 4, 8])
     """
 
-    def __init__(self, num_experts, units, activation="relu", dropout=0.0, **kwargs):
+    def __init__(
+        self,
+        num_experts,
+        units,
+        activation="relu",
+        dropout=0.0,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        self.kernel_args = conventions.resolve(
+            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
+        )
         self.num_experts = checks.positive_int("num_experts", num_experts)
         self.units = checks.units("units", units)
         self.activation = keras.activations.get(activation)
@@ -51,27 +67,33 @@ class ExpertStack(RecordsRepresentation, keras.layers.Layer):
         self.kernels, self.biases = [], []
         fan_in = input_shape[-1]
         for depth, fan_out in enumerate(self.units):
-            # Glorot per expert: fan in/out of one expert, not of the [E, in, out] block.
-            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            # Fans of one expert, not of the [E, in, out] block.
             self.kernels.append(
-                self.add_weight(
-                    name=f"kernel_{depth}",
-                    shape=(self.num_experts, fan_in, fan_out),
-                    initializer=keras.initializers.RandomUniform(-limit, limit),
+                conventions.add_kernel(
+                    self, self.kernel_args, f"kernel_{depth}", (self.num_experts, fan_in, fan_out),
+                    fans=(fan_in, fan_out),
                 )
             )
             self.biases.append(
-                self.add_weight(
-                    name=f"bias_{depth}",
-                    shape=(self.num_experts, fan_out),
-                    initializer="zeros",
-                )
+                conventions.add_bias(self, self.kernel_args, f"bias_{depth}", (self.num_experts, fan_out))
             )
             fan_in = fan_out
         super().build(input_shape)
 
     def call(self, inputs, training=None):
         return self._from_first_layer(first_layer(inputs, self.kernels[0]), training)
+
+    def subset(self, inputs, indices):
+        """The inference output of the experts ``indices`` only, [B, len(indices), units[-1]]:
+        only their weights are read and only their products computed (an export of a gate
+        that selects a few experts)."""
+        indices = tf.constant(list(indices), tf.int32)
+        hidden = first_layer(inputs, tf.gather(self.kernels[0], indices))
+        for depth in range(len(self.units)):
+            if depth:
+                hidden = tf.einsum("beh,ehk->bek", hidden, tf.gather(self.kernels[depth], indices))
+            hidden = self.activation(hidden + tf.gather(self.biases[depth], indices))
+        return self._record(hidden)
 
     def _from_first_layer(self, hidden, training):
         """The stack's output from its first layer's product ``[B, E, units[0]]`` (no bias yet)."""
@@ -90,6 +112,7 @@ class ExpertStack(RecordsRepresentation, keras.layers.Layer):
             units=list(self.units),
             activation=keras.activations.serialize(self.activation),
             dropout=self.dropout,
+            **conventions.serialize(self.kernel_args),
         )
         return config
 

@@ -7,24 +7,20 @@ task's output, so it is a task-specific variable, absent from
 """
 
 from mtl_keras.backend import in_xla_context, tf
+from mtl_keras.layers import conventions
 
 
-def add_gates(layer, name, num_gates, input_dim, num_choices):
+def add_gates(layer, name, num_gates, input_dim, num_choices, kernel_args=None):
     """Creates ``num_gates`` gates of ``input_dim -> num_choices`` on ``layer``
-    (``input_dim``: one width, or a list of one per gate)."""
+    (``input_dim``: one width, or a list of one per gate); ``kernel_args`` from
+    ``conventions.resolve`` (default: Glorot kernels, zero biases)."""
+    args = kernel_args or conventions.resolve()
     widths = list(input_dim) if isinstance(input_dim, (list, tuple)) else [input_dim] * num_gates
     kernels = [
-        layer.add_weight(
-            name=f"{name}_kernel_{g}",
-            shape=(widths[g], num_choices),
-            initializer="glorot_uniform",
-        )
+        conventions.add_kernel(layer, args, f"{name}_kernel_{g}", (widths[g], num_choices), (widths[g], num_choices))
         for g in range(num_gates)
     ]
-    biases = [
-        layer.add_weight(name=f"{name}_bias_{g}", shape=(num_choices,), initializer="zeros")
-        for g in range(num_gates)
-    ]
+    biases = [conventions.add_bias(layer, args, f"{name}_bias_{g}", (num_choices,)) for g in range(num_gates)]
     return kernels, biases
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from mtl_keras.backend import keras, register, tf
-from mtl_keras.layers import checks
+from mtl_keras.layers import checks, conventions
 
 
 @register
@@ -37,6 +37,9 @@ class HardConcreteRouter(keras.layers.Layer):
         l0_penalty: lambda, the weight of the L0 term.
         log_alpha_init: initial log_alpha; 0 is drop rate 0.5 (z_hat = 0.5).
         seed: salt of the sampling.
+        kernel_initializer, kernel_regularizer: as ``keras.layers.Dense``
+            takes them, for every W_ij ("trans"; each W_ij sees its own fans).
+            The router has no biases.
 
     Input: a list of U tensors ``[B, D_j]``.
     Output: a list of V tensors ``[B, units]`` ("trans") or ``[B, D]`` ("avg").
@@ -58,9 +61,12 @@ class HardConcreteRouter(keras.layers.Layer):
         l0_penalty=1e-4,
         log_alpha_init=0.0,
         seed=0,
+        kernel_initializer="glorot_uniform",
+        kernel_regularizer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.kernel_args = conventions.resolve(kernel_initializer, kernel_regularizer=kernel_regularizer)
         self.num_outputs = checks.positive_int("num_outputs", num_outputs)
         if mode not in ("trans", "avg"):
             raise ValueError(f"`mode` must be 'trans' or 'avg'; got {mode!r}.")
@@ -100,12 +106,9 @@ class HardConcreteRouter(keras.layers.Layer):
         )
         if self.mode == "trans":
             self.kernels = [
-                self.add_weight(
-                    name=f"kernel_{j}",
-                    shape=(width, self.num_outputs, self.units),
-                    initializer=keras.initializers.RandomUniform(
-                        -math.sqrt(6.0 / (width + self.units)), math.sqrt(6.0 / (width + self.units))
-                    ),
+                conventions.add_kernel(
+                    self, self.kernel_args, f"kernel_{j}", (width, self.num_outputs, self.units),
+                    fans=(width, self.units),
                 )
                 for j, width in enumerate(widths)
             ]
@@ -201,5 +204,7 @@ class HardConcreteRouter(keras.layers.Layer):
             l0_penalty=self.l0_penalty,
             log_alpha_init=self.log_alpha_init,
             seed=self.seed,
+            kernel_initializer=keras.initializers.serialize(self.kernel_args["kernel_initializer"]),
+            kernel_regularizer=conventions.serialize(self.kernel_args)["kernel_regularizer"],
         )
         return config

@@ -1,7 +1,7 @@
 """STAR: partitioned normalisation and star-topology dense layers for multi-domain models."""
 
 from mtl_keras.backend import keras, register, tf
-from mtl_keras.layers import checks
+from mtl_keras.layers import checks, conventions
 
 
 def domain_index(domain_ids, num_domains):
@@ -108,6 +108,10 @@ class StarDense(keras.layers.Layer):
         units: output width.
         num_domains: P (>= 1).
         activation: applied to the output.
+        kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer: as ``keras.layers.Dense`` takes them, for the
+            shared W and b (``mtl_keras.layers.conventions``); W_p starts at 1
+            and b_p at 0 whatever they say, and are not regularized.
 
     Call: ``(inputs [B, D], domain_ids int [B] or [B, 1])`` -> ``[B, units]``.
 
@@ -117,8 +121,21 @@ class StarDense(keras.layers.Layer):
     TensorShape([3, 4])
     """
 
-    def __init__(self, units, num_domains, activation=None, **kwargs):
+    def __init__(
+        self,
+        units,
+        num_domains,
+        activation=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        self.kernel_args = conventions.resolve(
+            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
+        )
         self.units = checks.positive_int("units", units)
         self.num_domains = checks.positive_int("num_domains", num_domains)
         self.activation = keras.activations.get(activation)
@@ -128,8 +145,10 @@ class StarDense(keras.layers.Layer):
         if inputs_shape.rank != 2:
             raise ValueError(f"StarDense `inputs` must have shape [B, D]; got {inputs_shape}.")
         width = inputs_shape[-1]
-        self.kernel = self.add_weight(name="kernel", shape=(width, self.units), initializer="glorot_uniform")
-        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+        self.kernel = conventions.add_kernel(
+            self, self.kernel_args, "kernel", (width, self.units), (width, self.units)
+        )
+        self.bias = conventions.add_bias(self, self.kernel_args, "bias", (self.units,))
         self.domain_kernel = self.add_weight(
             name="domain_kernel", shape=(self.num_domains, width, self.units), initializer="ones"
         )
@@ -156,5 +175,6 @@ class StarDense(keras.layers.Layer):
             units=self.units,
             num_domains=self.num_domains,
             activation=keras.activations.serialize(self.activation),
+            **conventions.serialize(self.kernel_args),
         )
         return config

@@ -9,6 +9,10 @@ tables), the task names, and ``task_types``: "binary"
 dict by task. Heads are Dense layers named after their tasks. With
 ``auxiliary_tower_units`` (e.g. ``(4,)``) each task also gets a small
 self-auxiliary tower on the same features and label (``mtl_keras.training.auxiliary``).
+Every builder takes ``kernel_initializer``, ``bias_initializer``,
+``kernel_regularizer`` and ``bias_regularizer`` (as ``keras.layers.Dense``) and
+applies them to every layer with a kernel it creates, experts and gates
+included (``mtl_keras.layers.conventions``).
 """
 
 from mtl_keras.models.attention import mtan

@@ -4,7 +4,7 @@ import re
 
 from mtl_keras.backend import keras
 from mtl_keras.features import FeatureSpec
-from mtl_keras.layers import checks
+from mtl_keras.layers import checks, conventions
 from mtl_keras.model import MultiTaskModel
 
 HEAD_ACTIVATION = {"binary": "sigmoid", "regression": None}
@@ -65,14 +65,23 @@ def task_types_of(task_types, tasks):
     return types
 
 
-def mlp(x, units, prefix):
+def mlp(x, units, prefix, kernel_args=None):
+    """ReLU Dense layers of ``units``; ``kernel_args`` from ``conventions.resolve``."""
     for index, width in enumerate(units):
-        x = keras.layers.Dense(width, activation="relu", name=f"{prefix}_{index}")(x)
+        x = dense(width, f"{prefix}_{index}", kernel_args, activation="relu")(x)
     return x
 
 
+def dense(units, name, kernel_args=None, **kwargs):
+    """A ``keras.layers.Dense`` following the builder's kernel arguments (its own initializers)."""
+    return keras.layers.Dense(
+        units, name=name, **conventions.dense_kwargs(kernel_args or conventions.resolve()), **kwargs
+    )
+
+
 def build_model(
-    model_inputs, tasks, per_task, tower_units, task_types, name, auxiliary_tower_units=None, views=None
+    model_inputs, tasks, per_task, tower_units, task_types, name, auxiliary_tower_units=None, views=None,
+    kernel_args=None,
 ):
     """The towers and heads on ``per_task`` (one tensor per task); with FeatureViews
     each tower also reads its task's own features."""
@@ -80,17 +89,19 @@ def build_model(
     if views is not None:
         per_task = [views.tower_input(task, x) for task, x in zip(tasks, per_task)]
     tower_units = checks.units("tower_units", tower_units) if tower_units else ()
-    outputs = {task: head(x, tower_units, task, types[task]) for task, x in zip(tasks, per_task)}
+    outputs = {
+        task: head(x, tower_units, task, types[task], kernel_args) for task, x in zip(tasks, per_task)
+    }
     auxiliary_outputs = None
     if auxiliary_tower_units is not None:
         units = checks.units("auxiliary_tower_units", auxiliary_tower_units)
         auxiliary_outputs = {
-            task: head(x, units, f"{task}_aux", types[task]) for task, x in zip(tasks, per_task)
+            task: head(x, units, f"{task}_aux", types[task], kernel_args) for task, x in zip(tasks, per_task)
         }
     return MultiTaskModel(model_inputs, outputs, name=name, auxiliary_outputs=auxiliary_outputs)
 
 
-def head(features, units, name, task_type):
+def head(features, units, name, task_type, kernel_args=None):
     """A tower of ``units`` then the one-unit head named ``name``."""
-    hidden = mlp(features, units, f"{name}_tower")
-    return keras.layers.Dense(1, activation=HEAD_ACTIVATION[task_type], name=name)(hidden)
+    hidden = mlp(features, units, f"{name}_tower", kernel_args)
+    return dense(1, name, kernel_args, activation=HEAD_ACTIVATION[task_type])(hidden)

@@ -45,6 +45,10 @@ def mmoe(
     task_types="binary",
     shared_gate=False,
     auxiliary_tower_units=None,
+    gate="softmax",
+    k=2,
+    gate_temperature=1.0,
+    entropy_penalty=1e-3,
     kernel_initializer="glorot_uniform",
     bias_initializer="zeros",
     kernel_regularizer=None,
@@ -55,7 +59,9 @@ def mmoe(
     From a ``FeatureSpec`` the experts read the shared features of every task,
     task t's gate the shared tables of task t's ``task_features`` (OMoE's one
     gate, the union), and each task's tower the mixture next to the task's own
-    features.
+    features. ``gate="dselect_k"`` (or ``"dselect_k_static"``) puts DSelect-k
+    gates selecting ``k`` experts in place of the softmax gates
+    (``mtl_keras.layers.DSelectKGate``); ``gate_temperature`` divides the gate logits.
 
     Example:
     >>> model = mmoe(keras.Input(shape=(6,)), ["ctr", "cvr"], num_experts=3, expert_units=(4,))
@@ -69,7 +75,10 @@ def mmoe(
     gate_inputs = None
     if views is not None and not shared_gate:
         gate_inputs = [views.task_shared[task] for task in tasks]
-    mixed = ExpertGate(num_experts, expert_units, gates, name=name, **args)(
+    mixed = ExpertGate(
+        num_experts, expert_units, gates, name=name, gate=gate, k=k, gate_temperature=gate_temperature,
+        entropy_penalty=entropy_penalty, **args,
+    )(
         features, gate_inputs=gate_inputs
     )
     per_task = mixed * len(tasks) if shared_gate else mixed
@@ -88,12 +97,19 @@ def ple(
     tower_units=(8,),
     task_types="binary",
     auxiliary_tower_units=None,
+    gate="softmax",
+    k=2,
+    gate_temperature=1.0,
+    entropy_penalty=1e-3,
     kernel_initializer="glorot_uniform",
     bias_initializer="zeros",
     kernel_regularizer=None,
     bias_regularizer=None,
 ):
     """PLE (Tang et al., RecSys 2020): ``num_levels`` CGC levels, then one tower per task.
+
+    ``gate``, ``k``, ``gate_temperature``, ``entropy_penalty``: as in ``mmoe``, for
+    every gate of every level.
 
     Example:
     >>> model = ple(keras.Input(shape=(6,)), ["ctr", "cvr"], num_levels=2, expert_units=(4,))
@@ -102,10 +118,12 @@ def ple(
     """
     tasks = task_names_of(task_names)
     args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
+    gating = dict(gate=gate, k=k, gate_temperature=gate_temperature, entropy_penalty=entropy_penalty)
     model_inputs, features, views = features_of(inputs, tasks)
     if views is None:
         per_task = PLE(
-            num_levels, len(tasks), num_task_experts, num_shared_experts, expert_units, name="ple", **args
+            num_levels, len(tasks), num_task_experts, num_shared_experts, expert_units, name="ple",
+            **args, **gating,
         )(features)
     else:
         # The PLE layer reads one tensor; its CGC levels take the task inputs apart.
@@ -114,7 +132,7 @@ def ple(
         for level in range(levels):
             per_task = CGCLayer(
                 len(tasks), num_task_experts, num_shared_experts, expert_units,
-                is_last_level=level == levels - 1, name=f"cgc_{level}", **args,
+                is_last_level=level == levels - 1, name=f"cgc_{level}", **args, **gating,
             )(per_task)
     return build_model(
         model_inputs, tasks, per_task, tower_units, task_types, "ple", auxiliary_tower_units, views, args
