@@ -28,7 +28,7 @@ class FairGrad(GradientProjection):
     (exactly opposite gradients, say) the equation has no solution and the
     weights are those of K + 1e-8 diag(K): large (they grow as
     1e-8^(-alpha / (alpha + 1))) on the conflicting tasks, with a combined
-    gradient ~0 along the conflict.
+    gradient ~0 along the conflict (to ~1e-3 ||g||, float32 rounding).
 
     Args:
         alpha: the fairness parameter, > 0 (1.0, as in LibMTL).
@@ -43,7 +43,7 @@ class FairGrad(GradientProjection):
     [1.0, 0.25]
     """
 
-    def __init__(self, alpha=1.0, max_iterations=100, tolerance=1e-9):
+    def __init__(self, alpha=1.0, max_iterations=100, tolerance=1e-7):
         if not alpha > 0:
             raise ValueError(f"`alpha` must be > 0; got {alpha!r}.")
         self.alpha = float(alpha)
