@@ -32,6 +32,12 @@ CONFIGS = {
     "uncertainty": dict(task_weighting=losses.UncertaintyWeighting),
     "gradnorm": dict(task_weighting=losses.GradNorm),
     "dwa": dict(task_weighting=losses.DynamicWeightAverage),
+    "famo": dict(task_weighting=losses.FAMO),
+    "rlw": dict(task_weighting=losses.RandomLossWeighting),
+    "gls": dict(task_weighting=losses.GeometricLossWeighting),
+    "stch": dict(task_weighting=losses.SmoothTchebycheff),
+    "imtl_l": dict(task_weighting=losses.IMTLLossScaling),
+    "excess_mtl": dict(task_weighting=losses.ExcessMTL),
     "cosine_only": dict(log_gradient_cosine=True),
     "pcgrad": dict(gradient_projection=losses.PCGrad),
     "pcgrad_fixed_order": dict(gradient_projection=lambda: losses.PCGrad(shuffle=False)),
@@ -65,6 +71,9 @@ def flop_ratio(config, batch):
     """Matmul FLOPs over the equal-weights step's; None for GradNorm (second-order terms not counted)."""
     if config.get("task_weighting") is losses.GradNorm:
         return None
+    if config.get("task_weighting") is losses.ExcessMTL:
+        # Its per-task gradients of the shared variables come on top of the weighted loss's backward pass.
+        return step_gflop(batch, len(TASKS) + 1) / step_gflop(batch, 1)
     exact = ("gradient_projection" in config and config.get("projection_mode") != "fast") or config.get(
         "log_gradient_cosine")
     return step_gflop(batch, len(TASKS) if exact else 1) / step_gflop(batch, 1)

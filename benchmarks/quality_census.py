@@ -55,7 +55,7 @@ PUBLISHED = {
 }
 
 ARCHITECTURES = ["single_task", "shared_bottom", "cross_stitch", "omoe", "mmoe", "ple", "snr"]
-WEIGHTINGS = ["uncertainty", "gradnorm", "dwa"]
+WEIGHTINGS = ["uncertainty", "gradnorm", "dwa", "famo", "rlw", "gls", "stch", "imtl_l", "excess_mtl"]
 PROJECTIONS = ["pcgrad", "gradvac", "mgda", "cagrad", "pareto"]
 CONFIGS = ARCHITECTURES + [f"mmoe+{w}" for w in WEIGHTINGS] + [f"mmoe+{p}" for p in PROJECTIONS]
 QUICK_CONFIGS = ["single_task", "shared_bottom", "mmoe", "mmoe+uncertainty", "mmoe+pcgrad"]
