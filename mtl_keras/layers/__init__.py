@@ -1,6 +1,7 @@
 """Multi-task layers: experts, gates, routers, per-domain norms."""
 
 from mtl_keras.layers.adashare import AdaShareBlocks
+from mtl_keras.layers.branching import BranchingLayers
 from mtl_keras.layers.cgc import PLE, CGCLayer
 from mtl_keras.layers.cross_stitch import CrossStitch
 from mtl_keras.layers.dselect_k import DSelectKGate
@@ -14,6 +15,7 @@ from mtl_keras.layers.star import PartitionedNorm, StarDense
 
 __all__ = [
     "AdaShareBlocks",
+    "BranchingLayers",
     "CGCLayer",
     "CrossStitch",
     "DSelectKGate",

@@ -21,7 +21,9 @@ BUILDERS = {
     "nddr": lambda i: models.nddr(i, TASKS, units=(4,), tower_units=(3,)),
     "mtan": lambda i: models.mtan(i, TASKS, units=(4, 3), tower_units=(3,)),
     "adashare": lambda i: models.adashare(i, TASKS, units=4, num_blocks=2, tower_units=(3,), steps_per_epoch=1),
+    "learning_to_branch": lambda i: models.learning_to_branch(i, TASKS, units=(4, 3, 3), tower_units=(3,)),
 }
+SEARCHED = {"learning_to_branch": "parents"}
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
@@ -30,7 +32,7 @@ def test_fast_projections_find_a_shared_representation(name):
     model = BUILDERS[name](keras.Input((6,), name="features"))
     layers = representation_layers(model)
     shared = {id(v) for v in model.shared_variables}
-    first = {"nddr": "ctr_column_0", "mtan": "trunk_0", "adashare": "stem"}[name]
+    first = {"nddr": "ctr_column_0", "mtan": "trunk_0", "adashare": "stem", "learning_to_branch": "root"}[name]
     assert layers and id(model.get_layer(first).kernel) in shared
 
 
@@ -98,3 +100,20 @@ def test_adashare_exports_only_frozen_equal_to_keras_and_pruned(tmp_path):
     assert count_matmuls(paths["pruned"]) < count_matmuls(paths["full"])
     saved = {name: len(tf.saved_model.load(path).serving_variables) for name, path in paths.items()}
     assert saved["full"] - saved["pruned"] == 2 * 4
+
+
+@pytest.mark.parametrize("name", sorted(SEARCHED))
+def test_searched_structure_exports_once_frozen_equal_to_keras(name, tmp_path):
+    model = BUILDERS[name](keras.Input((6,), name="features"))
+    with pytest.raises(ValueError, match=f"still searching its `{SEARCHED[name]}`"):
+        export.export_saved_model(model, str(tmp_path / "searching"))
+    for variable in model.trainable_variables:  # a structure other than the all-zero logits' first choices
+        variable.assign(np.random.default_rng(5).normal(size=variable.shape).astype("float32"))
+    frozen = models.freeze_structure(model)
+    assert list(frozen) and not models.freeze_structure(model)  # frozen once
+    served = tf.saved_model.load(export.export_saved_model(model, str(tmp_path / "frozen"))).signatures
+    want = model.predict(X, verbose=0)
+    for task in TASKS:
+        np.testing.assert_allclose(served[task](features=tf.constant(X))[task].numpy(), want[task], atol=1e-5)
+        np.testing.assert_allclose(served["serving_default"](features=tf.constant(X))[task].numpy(), want[task],
+                                   atol=1e-5)

@@ -1,0 +1,76 @@
+"""Serving latency of a frozen AdaShare export whose tasks skip half of the blocks vs one that runs all.
+
+Both models have the same weights (4 tasks, a 256-wide stem, 8 residual blocks of 256); only the
+frozen policy differs: "all blocks" selects every block for every task, "half skipped" lets task k
+run 4 of the 8 blocks (a different half per task). Exports are timed side by side, interleaved, at
+batch 1 and 256: one task's signature (it computes only its task's blocks) and serving_default
+(every task; tasks with the same selected blocks so far share them, so "all blocks" computes each
+block once while the halves overlap less). Prints pruned / full ratios.
+
+    python benchmarks/adashare_pruning.py [--calls 200] [--out FILE]
+"""
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+from mtl_keras import export, models
+from mtl_keras.backend import keras, tf
+
+TASKS = ["ctr", "cvr", "like", "share"]
+HALVES = [[1, 0, 1, 0, 1, 0, 1, 0], [0, 1, 0, 1, 0, 1, 0, 1], [1, 1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1, 1, 1]]
+
+
+def latency(signature, feed, calls):
+    for _ in range(10):
+        signature(**feed)
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        signature(**feed)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def build(policy, width):
+    keras.utils.set_random_seed(0)  # the same weights for both policies
+    return models.adashare(keras.Input((width,), name="features"), TASKS, units=width, num_blocks=8,
+                           tower_units=(32,), policy=policy)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    base = tempfile.mkdtemp(prefix="adashare-pruning-")
+    loaded = {
+        name: tf.saved_model.load(export.export_saved_model(build(policy, args.width), f"{base}/{name}"))
+        for name, policy in (("full", [[1] * 8] * 4), ("pruned", HALVES))
+    }
+    rows = []
+    print(f"AdaShare, 4 tasks, 8 blocks of {args.width}, median of {args.calls} calls (ms)")
+    print(f"{'batch':>6} {'signature':>16} {'all blocks':>11} {'half skipped':>13} {'ratio':>7}")
+    for batch in (1, 256):
+        feed = {"features": tf.constant(np.random.default_rng(batch).normal(size=(batch, args.width)), tf.float32)}
+        for signature in ("ctr", "serving_default"):
+            samples = {name: [] for name in loaded}
+            for _ in range(3):  # interleaved rounds
+                for name, model in loaded.items():
+                    samples[name].append(latency(model.signatures[signature], feed, args.calls // 3))
+            full, pruned = (statistics.median(samples[n]) * 1000 for n in ("full", "pruned"))
+            rows.append({"batch": batch, "signature": signature, "full_ms": full, "pruned_ms": pruned,
+                         "ratio": pruned / full})
+            print(f"{batch:>6} {signature:>16} {full:11.3f} {pruned:13.3f} {pruned / full:7.2f}")
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(rows, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
