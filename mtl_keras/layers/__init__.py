@@ -9,6 +9,7 @@ from mtl_keras.layers.expert_gate import ExpertGate
 from mtl_keras.layers.experts import ExpertStack
 from mtl_keras.layers.hard_concrete import HardConcreteRouter
 from mtl_keras.layers.mtan import MTANAttention
+from mtl_keras.layers.mtl_nas import SearchedFusion
 from mtl_keras.layers.nddr import NDDR
 from mtl_keras.layers.representation import SharedRepresentation
 from mtl_keras.layers.star import PartitionedNorm, StarDense
@@ -26,6 +27,7 @@ __all__ = [
     "NDDR",
     "PLE",
     "PartitionedNorm",
+    "SearchedFusion",
     "SharedRepresentation",
     "StarDense",
 ]

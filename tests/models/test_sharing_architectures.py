@@ -22,8 +22,9 @@ BUILDERS = {
     "mtan": lambda i: models.mtan(i, TASKS, units=(4, 3), tower_units=(3,)),
     "adashare": lambda i: models.adashare(i, TASKS, units=4, num_blocks=2, tower_units=(3,), steps_per_epoch=1),
     "learning_to_branch": lambda i: models.learning_to_branch(i, TASKS, units=(4, 3, 3), tower_units=(3,)),
+    "mtl_nas": lambda i: models.mtl_nas(i, TASKS, units=(4, 3), tower_units=(3,)),
 }
-SEARCHED = {"learning_to_branch": "parents"}
+SEARCHED = {"learning_to_branch": "parents", "mtl_nas": "edges"}
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
@@ -32,7 +33,8 @@ def test_fast_projections_find_a_shared_representation(name):
     model = BUILDERS[name](keras.Input((6,), name="features"))
     layers = representation_layers(model)
     shared = {id(v) for v in model.shared_variables}
-    first = {"nddr": "ctr_column_0", "mtan": "trunk_0", "adashare": "stem", "learning_to_branch": "root"}[name]
+    first = {"nddr": "ctr_column_0", "mtan": "trunk_0", "adashare": "stem", "learning_to_branch": "root",
+             "mtl_nas": "ctr_column_0"}[name]
     assert layers and id(model.get_layer(first).kernel) in shared
 
 
@@ -117,3 +119,17 @@ def test_searched_structure_exports_once_frozen_equal_to_keras(name, tmp_path):
         np.testing.assert_allclose(served[task](features=tf.constant(X))[task].numpy(), want[task], atol=1e-5)
         np.testing.assert_allclose(served["serving_default"](features=tf.constant(X))[task].numpy(), want[task],
                                    atol=1e-5)
+
+
+def test_mtl_nas_fixed_phase_retrains_the_found_edges_only():
+    search = BUILDERS["mtl_nas"](keras.Input((6,), name="features"))
+    fusion = search.get_layer("fusion_1")
+    fusion.edge_logits.assign([[3.0, -3.0], [-3.0, -3.0]])  # ctr keeps cvr's level-0 column, cvr nothing
+    edges = models.freeze_structure(search)
+    assert edges["fusion_1"] == [[1, 0], [0, 0]]
+    fixed = models.mtl_nas(keras.Input((6,), name="features"), TASKS, units=(4, 3), tower_units=(3,),
+                           phase="fixed", edges=edges)
+    # dropped: level 0's two 4x4 edge kernels and 2 logits; level 1's 4x3 and 3x3 kernels per task
+    # but the one kept 4x3, and 4 logits
+    assert search.count_params() - fixed.count_params() == (2 * 16 + 2) + (2 * (12 + 9) - 12 + 4)
+    assert fixed.predict(X, verbose=0)["ctr"].shape == (32, 1)
