@@ -46,11 +46,21 @@ CONFIGS = {
     "mgda": dict(gradient_projection=losses.MGDA),
     "cagrad": dict(gradient_projection=losses.CAGrad),
     "pareto": dict(gradient_projection=losses.ParetoEfficient),
+    "imtl": dict(gradient_projection=losses.IMTL),
+    "nash_mtl": dict(gradient_projection=losses.NashMTL),
+    "aligned_mtl": dict(gradient_projection=losses.AlignedMTL),
+    "upgrad": dict(gradient_projection=losses.UPGrad),
+    "fairgrad": dict(gradient_projection=losses.FairGrad),
     "pcgrad_fast": dict(gradient_projection=losses.PCGrad, projection_mode="fast"),
     "gradvac_fast": dict(gradient_projection=losses.GradVac, projection_mode="fast"),
     "mgda_fast": dict(gradient_projection=losses.MGDA, projection_mode="fast"),
     "cagrad_fast": dict(gradient_projection=losses.CAGrad, projection_mode="fast"),
     "pareto_fast": dict(gradient_projection=losses.ParetoEfficient, projection_mode="fast"),
+    "imtl_fast": dict(gradient_projection=losses.IMTL, projection_mode="fast"),
+    "nash_mtl_fast": dict(gradient_projection=losses.NashMTL, projection_mode="fast"),
+    "aligned_mtl_fast": dict(gradient_projection=losses.AlignedMTL, projection_mode="fast"),
+    "upgrad_fast": dict(gradient_projection=losses.UPGrad, projection_mode="fast"),
+    "fairgrad_fast": dict(gradient_projection=losses.FairGrad, projection_mode="fast"),
 }
 
 

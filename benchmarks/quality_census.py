@@ -56,7 +56,7 @@ PUBLISHED = {
 
 ARCHITECTURES = ["single_task", "shared_bottom", "cross_stitch", "omoe", "mmoe", "ple", "snr"]
 WEIGHTINGS = ["uncertainty", "gradnorm", "dwa", "famo", "rlw", "gls", "stch", "imtl_l", "excess_mtl"]
-PROJECTIONS = ["pcgrad", "gradvac", "mgda", "cagrad", "pareto"]
+PROJECTIONS = ["pcgrad", "gradvac", "mgda", "cagrad", "pareto", "imtl", "nash_mtl", "aligned_mtl", "upgrad", "fairgrad"]
 CONFIGS = ARCHITECTURES + [f"mmoe+{w}" for w in WEIGHTINGS] + [f"mmoe+{p}" for p in PROJECTIONS]
 QUICK_CONFIGS = ["single_task", "shared_bottom", "mmoe", "mmoe+uncertainty", "mmoe+pcgrad"]
 
