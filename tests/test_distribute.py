@@ -11,6 +11,8 @@ import sys
 import textwrap
 
 CASES = ["plain", "pcgrad", "mgda", "cagrad", "uncertainty", "gradnorm", "pcgrad_fast"]
+# Projections that need more than the Gram matrix ([T, P] state, representation masks, draws).
+BEYOND_GRAM = ["db_mtl", "moco", "rgw", "graddrop_fast"]
 
 SCRIPT = textwrap.dedent(
     """
@@ -37,6 +39,10 @@ SCRIPT = textwrap.dedent(
         "uncertainty": lambda: dict(task_weighting=losses.UncertaintyWeighting()),
         "gradnorm": lambda: dict(task_weighting=losses.GradNorm(learning_rate=0.1)),
         "pcgrad_fast": lambda: dict(gradient_projection=losses.PCGrad(seed=1), projection_mode="fast"),
+        "db_mtl": lambda: dict(gradient_projection=losses.DBMTL()),
+        "moco": lambda: dict(gradient_projection=losses.MoCo()),
+        "rgw": lambda: dict(gradient_projection=losses.RandomGradientWeighting(seed=2)),
+        "graddrop_fast": lambda: dict(gradient_projection=losses.GradDrop(seed=2), projection_mode="fast"),
     }
 
     def train(strategy, options):
@@ -104,6 +110,10 @@ def assert_equal_runs(report, cases):
 
 def test_mirrored_strategy_equals_one_device():
     assert_equal_runs(run_cases(*CASES), CASES)
+
+
+def test_mirrored_strategy_equals_one_device_beyond_the_gram_matrix():
+    assert_equal_runs(run_cases(*BEYOND_GRAM), BEYOND_GRAM)
 
 
 def test_default_mirrored_strategy_on_one_device():
