@@ -123,13 +123,11 @@ def resolve_jit_compile(model, requested, run_eagerly=False):
     """``compile``'s ``jit_compile`` when the user left it to us ("auto", or None under tf_keras).
 
     XLA when every layer of the model can be compiled, whatever the
-    weighting and projection: on CPU it took the default MMoE step from 0.8x
-    to 1.5x DeepCTR's (benchmarks/throughput.py), and per-task-gradient
-    steps gained too (benchmarks/projection_overhead.py, CPU ms per step
-    without -> with XLA: equal weights 68 -> 44, fast PCGrad/MGDA/CAGrad
-    62-68 -> 47-50, GradNorm 133 -> 101, cosines 121 -> 96, exact PCGrad
-    102 -> 102). Never under a distribution strategy (Keras 3 refuses XLA
-    there too), with ``run_eagerly``, or with op determinism on. Keras 3's
+    weighting and projection: XLA fuses the experts' elementwise work and the
+    gated mixes, which the default steps and the per-task-gradient steps
+    gained from (docs/benchmarks.md, "Why the defaults"). Never under a
+    distribution strategy (Keras 3 refuses XLA there too), with
+    ``run_eagerly``, or with op determinism on. Keras 3's
     own "auto" means no XLA on a CPU-only machine.
     """
     if requested not in (None, "auto"):
@@ -141,8 +139,8 @@ def resolve_jit_compile(model, requested, run_eagerly=False):
         return False
     layers = all_layers(model, include_self=True)
     if any(getattr(layer, "compute_dtype", None) == "bfloat16" for layer in layers):
-        # oneDNN's bfloat16 matmuls (AVX512-BF16) beat XLA's: under "mixed_bfloat16" the
-        # MMoE step took 0.87x and PLE 0.76x the CPU time of XLA's (float32 or bfloat16).
+        # oneDNN's bfloat16 matmuls (AVX512-BF16) beat XLA's, which has no such kernels
+        # (docs/benchmarks.md, "Why the defaults").
         return False
     return all(_jit_compatible(layer) for layer in layers)
 
