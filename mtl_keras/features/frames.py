@@ -115,6 +115,19 @@ def columns(data, kinds):
         data: the DataFrame, or a dict of pandas Series (other values pass through).
         kinds: {feature name: (kind, value_dtype or None)}; columns not named
             pass through as NumPy arrays (labels, columns no feature reads).
+
+    Returns:
+        {name: NumPy array}: ids as str or int64 [N], numbers float32 [N],
+        sequences an object array of lists.
+
+    Example:
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"user_id": pd.array([7, None], dtype="Int64"), "device": ["ios", None],
+    ...                       "price": [9.5, None]})
+    >>> out = columns(frame, {"user_id": ("categorical", None), "device": ("categorical", "string"),
+    ...                       "price": ("numeric", None)})
+    >>> out["user_id"].tolist(), out["device"].tolist(), out["price"].tolist()
+    ([7, -1], ['ios', ''], [9.5, nan])
     """
     names = list(data.columns) if _is_pandas(data, "DataFrame") else list(data)
     out = {}
@@ -131,7 +144,13 @@ def columns(data, kinds):
 
 def labels(data):
     """Task labels from a DataFrame or a dict of Series: {task: float32 [N, 1]}, missing as NaN
-    (masked out of the task's loss). Anything else is returned unchanged."""
+    (masked out of the task's loss). Anything else is returned unchanged.
+
+    Example:
+    >>> import pandas as pd
+    >>> labels(pd.DataFrame({"ctr": [1, 0], "cvr": [1.0, None]}))["cvr"].tolist()
+    [[1.0], [nan]]
+    """
     if not is_frame(data):
         return data
     names = list(data.columns) if _is_pandas(data, "DataFrame") else list(data)

@@ -30,7 +30,18 @@ def _described(info):
 
 
 def cast_input(signature, name, value, info):
-    """``value`` as the array ``info`` (a TensorInfo of signature ``signature``) expects."""
+    """``value`` as the array ``info`` (a TensorInfo of signature ``signature``) expects.
+
+    Example:
+    >>> from tensorflow.core.protobuf.meta_graph_pb2 import TensorInfo
+    >>> info = TensorInfo(dtype=tf.float32.as_datatype_enum, tensor_shape=tf.TensorShape([None, 1]).as_proto())
+    >>> cast_input("serving_default", "price", [9.5, 12], info).tolist()
+    [[9.5], [12.0]]
+    >>> cast_input("serving_default", "price", ["cheap"], info)
+    Traceback (most recent call last):
+    ...
+    ValueError: Input 'price' of signature 'serving_default' (expects float32 shape [None, 1]): got strings; send numbers.
+    """
     target = tf.as_dtype(info.dtype)
     where = f"Input {name!r} of signature {signature!r} (expects {_described(info)})"
     array = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
@@ -103,6 +114,11 @@ def to_examples(examples, kinds):
 
     A missing value (None, NaN, pandas.NA) leaves the feature out of that
     example, as tf.Example says "missing"; a list is a feature's values.
+
+    Example:
+    >>> first, second = to_examples({"price": [9, None], "user": ["u1", "u2"]}, {"price": "float"})
+    >>> list(first.features.feature["price"].float_list.value), "price" in second.features.feature
+    ([9.0], False)
     """
     protos = []
     for row in _rows(examples):
