@@ -11,6 +11,7 @@ from mtl_keras.backend import IS_KERAS3, keras, register, tf
 from mtl_keras.features.inputs import prepare_arguments
 from mtl_keras.training import arguments, auxiliary as auxiliary_heads, factory, labels
 from mtl_keras.training import state as state_lib
+from mtl_keras.training.data import data_arguments
 from mtl_keras.training.sharing import shared_variables, variable_tasks
 from mtl_keras.training.step import check_strategy, resolve_jit_compile
 
@@ -126,7 +127,7 @@ class _MultiTaskBase(keras.Model):
             # tf_keras's SavedModel loader: the training config carries our arguments.
             for unused in ("weighted_metrics", "sample_weight_mode"):
                 kwargs.pop(unused, None)
-            return self.compile(**arguments.from_saved_model(self), **kwargs)
+            return arguments.compile_saved_model(self, kwargs)
         check_strategy()
         loss_fns = arguments.resolve_losses(loss, self.task_names)
         trained = tuple(task for task in self.task_names if loss_fns[task] is not None)
@@ -178,18 +179,18 @@ class _MultiTaskBase(keras.Model):
     def fit(self, *args, callbacks=None, **kwargs):
         """``keras.Model.fit`` with the training pieces' hooks (``Trainer.callbacks``); a
         FeatureSpec model also takes NumPy string columns (``features.prepare_arguments``);
-        ``class_weight`` is per task, {task: {class: weight}} (``training.arguments.data_arguments``)."""
-        args, kwargs = arguments.data_arguments(self, *prepare_arguments(self, args, kwargs))
+        ``class_weight`` is per task, {task: {class: weight}} (``training.data.data_arguments``)."""
+        args, kwargs = data_arguments(self, *prepare_arguments(self, args, kwargs))
         if self._mtl_trainer:
             callbacks = self._mtl_trainer.callbacks(callbacks, self.distribute_strategy)
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def evaluate(self, *args, **kwargs):
-        args, kwargs = arguments.data_arguments(self, *prepare_arguments(self, args, kwargs))
+        args, kwargs = data_arguments(self, *prepare_arguments(self, args, kwargs))
         return super().evaluate(*args, **kwargs)
 
     def predict(self, *args, **kwargs):
-        args, kwargs = arguments.data_arguments(self, *prepare_arguments(self, args, kwargs))
+        args, kwargs = data_arguments(self, *prepare_arguments(self, args, kwargs))
         return super().predict(*args, **kwargs)
 
     # ---------------------------------------------------------------- the steps
@@ -201,7 +202,7 @@ class _MultiTaskBase(keras.Model):
         y = labels.check_targets(y, self)
         with tf.GradientTape(persistent=trainer.persistent) as tape:
             y_pred = self(x, training=True)
-            step = self._assemble_loss(y, y_pred, sample_weight)
+            step = self._assemble_loss(y, y_pred, sample_weight, training=True)
         gram, finite = trainer.apply(tape, step)
         return trainer.log(step, y, y_pred, sample_weight, gram, finite)
 
@@ -214,13 +215,16 @@ class _MultiTaskBase(keras.Model):
             self._assemble_loss(y, y_pred, sample_weight), y, y_pred, sample_weight, training=False
         )
 
-    def _assemble_loss(self, y, y_pred, sample_weight):
-        return self._mtl_trainer.assemble(
-            labels.loss_shares(self._mtl_loss_fns, self.trained_tasks, y, y_pred, sample_weight),
-            labels.loss_shares(
-                self._mtl_loss_fns, self.trained_tasks, y, y_pred, sample_weight, auxiliary_heads.SUFFIX
-            ),
+    def _assemble_loss(self, y, y_pred, sample_weight, training=False):
+        trainer, fns, tasks = self._mtl_trainer, self._mtl_loss_fns, self.trained_tasks
+        parts = None
+        if training and trainer.sub_batches > 1:
+            parts = labels.sub_batch_shares(fns, tasks, y, y_pred, sample_weight, trainer.sub_batches)
+        return trainer.assemble(
+            labels.loss_shares(fns, tasks, y, y_pred, sample_weight),
+            labels.loss_shares(fns, tasks, y, y_pred, sample_weight, auxiliary_heads.SUFFIX),
             factory.regularization(self),
+            parts,
         )
 
     # --------------------------------------------------------------- structure
