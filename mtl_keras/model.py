@@ -93,7 +93,9 @@ class _MultiTaskBase(keras.Model):
             loss: dict {task: loss name, Loss or callable}; every task of the
                 model must appear, with ``None`` for a head that is predicted
                 but not trained.
-            metrics: dict {task: [metric, ...]}; logged as ``<task>_<name>``.
+            metrics: a dict {task: metric or [metric, ...]}, one list for every
+                trained task, or one entry per head (``training.arguments.check_metrics``);
+                logged as ``<task>_<name>``.
             task_weighting: None (equal), a name ("uncertainty", "gradnorm",
                 "dwa", "equal"), a dict {task: float}, or a ``TaskWeighting``.
             gradient_projection: None, a name ("pcgrad", "gradvac", "mgda",
