@@ -30,7 +30,8 @@ def variables_of(model, *layers):
 
 def test_head_without_a_loss_keeps_its_weights_while_the_others_train():
     model = build()
-    model.compile(optimizer=keras.optimizers.SGD(0.5), gradient_projection="pcgrad",
+    # Weight decay moves any variable handed to the optimizer, even with a zero gradient.
+    model.compile(optimizer=keras.optimizers.SGD(0.5, weight_decay=0.1), gradient_projection="pcgrad",
                   loss={"zeta": "binary_crossentropy", "alpha": None, "mid": "binary_crossentropy"},
                   jit_compile=False)
     untrained = variables_of(model, "alpha_tower_0", "alpha")
