@@ -69,11 +69,13 @@ def np_gate(x, kernel, bias):
 
 def outputs_and_gradients(layer, x, jit_compile):
     """(outputs, gradients of sum_t (t + 1) * sum(output_t) on the layer's variables), in a
-    tf.function with or without XLA: the same differentiable formula both ways."""
+    tf.function with or without XLA: the same differentiable formula both ways. A layer with
+    one output tensor gives a list of one."""
 
     def run(inputs):
         with tf.GradientTape() as tape:
             outputs = layer(inputs)
+            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
             loss = tf.add_n([tf.reduce_sum(o * (t + 1.0)) for t, o in enumerate(outputs)])
         return outputs, tape.gradient(loss, layer.trainable_variables)
 

@@ -1,6 +1,7 @@
 """Multi-task layers: experts, gates, routers, per-domain norms."""
 
 from mtl_keras.layers.adashare import AdaShareBlocks
+from mtl_keras.layers.aitm import FunnelCalibration, InformationTransfer
 from mtl_keras.layers.branching import BranchingLayers
 from mtl_keras.layers.cgc import PLE, CGCLayer
 from mtl_keras.layers.cross_stitch import CrossStitch
@@ -22,7 +23,9 @@ __all__ = [
     "DSelectKGate",
     "ExpertGate",
     "ExpertStack",
+    "FunnelCalibration",
     "HardConcreteRouter",
+    "InformationTransfer",
     "MTANAttention",
     "NDDR",
     "PLE",
