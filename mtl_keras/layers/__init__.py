@@ -12,6 +12,7 @@ from mtl_keras.layers.hard_concrete import HardConcreteRouter
 from mtl_keras.layers.mtan import MTANAttention
 from mtl_keras.layers.mtl_nas import SearchedFusion
 from mtl_keras.layers.nddr import NDDR
+from mtl_keras.layers.pepnet import EPNet, PPNet
 from mtl_keras.layers.representation import SharedRepresentation
 from mtl_keras.layers.star import PartitionedNorm, StarDense
 
@@ -21,6 +22,7 @@ __all__ = [
     "CGCLayer",
     "CrossStitch",
     "DSelectKGate",
+    "EPNet",
     "ExpertGate",
     "ExpertStack",
     "FunnelCalibration",
@@ -29,6 +31,7 @@ __all__ = [
     "MTANAttention",
     "NDDR",
     "PLE",
+    "PPNet",
     "PartitionedNorm",
     "SearchedFusion",
     "SharedRepresentation",

@@ -23,8 +23,9 @@ from mtl_keras.models.experts import mmoe, ple, shared_bottom
 from mtl_keras.models.funnel import aitm
 from mtl_keras.models.fusion import nddr
 from mtl_keras.models.fusion_search import mtl_nas
+from mtl_keras.models.personalized import pepnet
 from mtl_keras.models.routing import cross_stitch, snr
 from mtl_keras.models.structure import freeze_structure
 from mtl_keras.models.tree import learning_to_branch
 
-__all__ = ["adashare", "aitm", "cross_stitch", "esmm", "freeze_structure", "learning_to_branch", "mmoe", "mtan", "mtl_nas", "nddr", "ple", "shared_bottom", "snr", "star"]
+__all__ = ["adashare", "aitm", "cross_stitch", "esmm", "freeze_structure", "learning_to_branch", "mmoe", "mtan", "mtl_nas", "nddr", "pepnet", "ple", "shared_bottom", "snr", "star"]
