@@ -5,8 +5,13 @@ split by ``mtl_keras.datasets.census_income(seed=...)`` (70 / 15 / 15). Each
 configuration trains with Adam on the one-hot features, keeps the weights of
 the epoch with the lowest validation loss (early stopping, patience 2) and
 reports the test AUC of each task. Configurations: one single-task MLP per
-task, Shared-Bottom, Cross-Stitch, OMoE, MMoE, PLE, SNR (builders' defaults),
-and MMoE with each task weighting and each gradient projection.
+task, Shared-Bottom, Cross-Stitch, OMoE, MMoE, PLE, SNR, NDDR, MTAN, AdaShare,
+Learning to Branch, MTL-NAS (builders' defaults), and MMoE with each task
+weighting and each gradient projection. The searched architectures (AdaShare,
+Learning to Branch, MTL-NAS) train searching, are frozen
+(``models.freeze_structure``) and fine-tuned with the same early stopping; the
+table gives every configuration's parameter count as served (the trainable
+variables some head reads once the structure is frozen).
 
 Results are written one JSON file per (group, configuration, seed) under
 ``--out`` as they finish, so an interrupted run resumes where it stopped;
@@ -54,7 +59,9 @@ PUBLISHED = {
     },
 }
 
-ARCHITECTURES = ["single_task", "shared_bottom", "cross_stitch", "omoe", "mmoe", "ple", "snr"]
+ARCHITECTURES = ["single_task", "shared_bottom", "cross_stitch", "omoe", "mmoe", "ple", "snr",
+                 "nddr", "mtan", "adashare", "learning_to_branch", "mtl_nas"]
+SEARCHED = ("adashare", "learning_to_branch", "mtl_nas")  # search, freeze, fine-tune
 WEIGHTINGS = ["uncertainty", "gradnorm", "dwa", "famo", "rlw", "gls", "stch", "imtl_l", "excess_mtl"]
 PROJECTIONS = ["pcgrad", "gradvac", "mgda", "cagrad", "pareto", "imtl", "nash_mtl", "aligned_mtl", "upgrad", "fairgrad"]
 CONFIGS = ARCHITECTURES + [f"mmoe+{w}" for w in WEIGHTINGS] + [f"mmoe+{p}" for p in PROJECTIONS]
@@ -71,7 +78,8 @@ def auc(labels, scores):
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def build(config, inputs, tasks):
+def build(config, inputs, tasks, steps_per_epoch=100):
+    """The configuration's model; ``steps_per_epoch`` paces the searched architectures' schedules."""
     from mtl_keras import models
 
     arch = config.split("+")[0]
@@ -87,7 +95,39 @@ def build(config, inputs, tasks):
         return models.ple(inputs, tasks)
     if arch == "snr":
         return models.snr(inputs, tasks)
+    if arch in ("nddr", "mtan", "mtl_nas"):
+        return getattr(models, arch)(inputs, tasks)
+    if arch in ("adashare", "learning_to_branch"):
+        return getattr(models, arch)(inputs, tasks, steps_per_epoch=steps_per_epoch)
     raise ValueError(config)
+
+
+def fit_architecture(model, arch, compile_model, fit):
+    """``compile_model(model)`` then ``fit(model)``; a searched architecture is then frozen, compiled
+    again and fine-tuned. Returns (the fits' histories, the frozen structure or None)."""
+    from mtl_keras import models
+
+    compile_model(model)
+    histories = [fit(model)]
+    structure = None
+    if arch in SEARCHED:
+        structure = models.freeze_structure(model)
+        compile_model(model)  # the train step and the shared variables change with the structure
+        histories.append(fit(model))
+    return histories, structure
+
+
+def serving_parameters(model, x):
+    """Trainable parameters some head reads at inference: what an export keeps (a frozen structure's
+    unused blocks, nodes and edges and the auxiliary towers left out)."""
+    from mtl_keras.backend import tf
+
+    sample = tf.nest.map_structure(lambda v: v[:2], x)
+    with tf.GradientTape() as tape:
+        heads = model(sample, training=False)
+        total = tf.add_n([tf.reduce_sum(h) for h in heads.values()])
+    gradients = tape.gradient(total, model.trainable_variables)
+    return int(sum(np.prod(v.shape) for v, g in zip(model.trainable_variables, gradients) if g is not None))
 
 
 def train_one(config, data, tasks, seed, epochs, batch_size, learning_rate):
@@ -113,24 +153,34 @@ def train_one(config, data, tasks, seed, epochs, batch_size, learning_rate):
             predicted = model.predict(data.test.x, batch_size=4096, verbose=0)[task]
             scores[task] = auc(data.test.y[task], predicted)
             epochs_run[task] = len(history.history["loss"])
-        return scores, epochs_run, {}
+        # one single-task model per task, all of one size
+        return scores, epochs_run, {"params": serving_parameters(model, data.test.x) * len(tasks)}
     keras.utils.set_random_seed(seed)
-    model = build(config, keras.Input((width,), name="features"), tasks)
+    steps = -(-len(data.train.y[tasks[0]]) // batch_size)
+    arch = config.split("+")[0]
+    model = build(config, keras.Input((width,), name="features"), tasks, steps_per_epoch=steps)
     method = config.split("+")[1] if "+" in config else None
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss={task: "binary_crossentropy" for task in tasks},
-        task_weighting=method if method in WEIGHTINGS else None,
-        gradient_projection=method if method in PROJECTIONS else None,
+    histories, structure = fit_architecture(
+        model, arch,
+        lambda m: m.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss={task: "binary_crossentropy" for task in tasks},
+            task_weighting=method if method in WEIGHTINGS else None,
+            gradient_projection=method if method in PROJECTIONS else None,
+        ),
+        lambda m: m.fit(data.train.x, data.train.y, validation_data=(data.validation.x, data.validation.y),
+                        **fit_args),
     )
-    history = model.fit(data.train.x, data.train.y, validation_data=(data.validation.x, data.validation.y), **fit_args)
     predicted = model.predict(data.test.x, batch_size=4096, verbose=0)
     for task in tasks:
         scores[task] = auc(data.test.y[task], predicted[task])
     # The cosine between the tasks' gradients of the shared variables, per epoch (with a projection).
-    logged = {k: [float(v) for v in values] for k, values in history.history.items()
+    logged = {k: [float(v) for v in values] for k, values in histories[-1].history.items()
               if k.startswith("grad_cosine/") or (k.endswith("_weight") and not k.startswith("val_"))}
-    return scores, {"all": len(history.history["loss"])}, logged
+    logged["params"] = serving_parameters(model, data.test.x)
+    if structure is not None:
+        logged["structure"] = structure
+    return scores, {"all": sum(len(h.history["loss"]) for h in histories)}, logged
 
 
 def summarize(out_dir):
@@ -143,6 +193,9 @@ def summarize(out_dir):
         for task, value in record["auc"].items():
             cell.setdefault(task, []).append(value)
         cell.setdefault("_seeds", []).append(record["seed"])
+        params = cell.setdefault("_params", set())
+        if record.get("logged", {}).get("params") is not None:  # runs before parameter counts have none
+            params.add(record["logged"]["params"])
         cell.setdefault("_epochs", set()).add(record["max_epochs"])
     return table
 
@@ -154,7 +207,7 @@ def format_table(table):
         tasks = sorted({t for cell in rows.values() for t in cell if not t.startswith("_")})
         lines.append(f"\nCensus-income group {group}: test AUC, mean ± std over seeds")
         sources = [name for name, by_group in PUBLISHED.items() if group in by_group]
-        header = ["configuration", "seeds"] + tasks + [f"{name} {t}" for name in sources for t in tasks]
+        header = ["configuration", "seeds"] + tasks + [f"{name} {t}" for name in sources for t in tasks] + ["params"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join(["---"] * len(header)) + "|")
         base = rows.get("mmoe")
@@ -172,6 +225,7 @@ def format_table(table):
             for name in sources:
                 published = PUBLISHED[name][group].get(config, {})
                 values += [f"{published[t]:.4f}" if t in published else "" for t in tasks]
+            values.append("/".join(str(p) for p in sorted(cell.get("_params", ()))))
             lines.append("| " + " | ".join([config, str(len(cell["_seeds"]))] + values) + " |")
         lines.append("(in parentheses: difference to plain MMoE's mean)")
     return "\n".join(lines)
