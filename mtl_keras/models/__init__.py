@@ -16,6 +16,7 @@ included (``mtl_keras.layers.conventions``).
 """
 
 from mtl_keras.models.attention import mtan
+from mtl_keras.models.bayesian import dbmtl
 from mtl_keras.models.block_policy import adashare
 from mtl_keras.models.conversion import esmm
 from mtl_keras.models.domains import star
@@ -28,4 +29,4 @@ from mtl_keras.models.routing import cross_stitch, snr
 from mtl_keras.models.structure import freeze_structure
 from mtl_keras.models.tree import learning_to_branch
 
-__all__ = ["adashare", "aitm", "cross_stitch", "esmm", "freeze_structure", "learning_to_branch", "mmoe", "mtan", "mtl_nas", "nddr", "pepnet", "ple", "shared_bottom", "snr", "star"]
+__all__ = ["adashare", "aitm", "cross_stitch", "dbmtl", "esmm", "freeze_structure", "learning_to_branch", "mmoe", "mtan", "mtl_nas", "nddr", "pepnet", "ple", "shared_bottom", "snr", "star"]
