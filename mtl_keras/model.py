@@ -204,7 +204,7 @@ class _MultiTaskBase(keras.Model):
         y = labels.check_targets(y, self)
         with tf.GradientTape(persistent=trainer.persistent) as tape:
             y_pred = self(x, training=True)
-            step = self._assemble_loss(y, y_pred, sample_weight)
+            step = self._assemble_loss(y, y_pred, sample_weight, training=True)
         gram, finite = trainer.apply(tape, step)
         return trainer.log(step, y, y_pred, sample_weight, gram, finite)
 
@@ -217,13 +217,16 @@ class _MultiTaskBase(keras.Model):
             self._assemble_loss(y, y_pred, sample_weight), y, y_pred, sample_weight, training=False
         )
 
-    def _assemble_loss(self, y, y_pred, sample_weight):
-        return self._mtl_trainer.assemble(
-            labels.loss_shares(self._mtl_loss_fns, self.trained_tasks, y, y_pred, sample_weight),
-            labels.loss_shares(
-                self._mtl_loss_fns, self.trained_tasks, y, y_pred, sample_weight, auxiliary_heads.SUFFIX
-            ),
+    def _assemble_loss(self, y, y_pred, sample_weight, training=False):
+        trainer, fns, tasks = self._mtl_trainer, self._mtl_loss_fns, self.trained_tasks
+        parts = None
+        if training and trainer.sub_batches > 1:
+            parts = labels.sub_batch_shares(fns, tasks, y, y_pred, sample_weight, trainer.sub_batches)
+        return trainer.assemble(
+            labels.loss_shares(fns, tasks, y, y_pred, sample_weight),
+            labels.loss_shares(fns, tasks, y, y_pred, sample_weight, auxiliary_heads.SUFFIX),
             factory.regularization(self),
+            parts,
         )
 
     # --------------------------------------------------------------- structure

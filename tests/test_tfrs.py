@@ -235,6 +235,13 @@ def test_fast_projection_on_marked_towers():
     assert np.isfinite(history.history["grad_cosine/retrieval__rating"]).all()
 
 
+def test_sub_batch_projections_need_per_example_losses():
+    # compute_loss returns each task's batch loss: SDMGrad's halves cannot be formed from it.
+    model = TwoTower()
+    with pytest.raises(ValueError, match="SDMGrad draws sub-batches .*per-example losses"):
+        model.compile(optimizer="adam", gradient_projection="sdmgrad", sample_features=ranking_batch())
+
+
 @pytest.mark.parametrize("returns, message", [
     (lambda losses: losses["rating"] + losses["retrieval"], "must return a non-empty dict"),
     (lambda losses: {"rating": tf.fill([3], losses["rating"])}, "must be a scalar"),

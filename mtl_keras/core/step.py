@@ -17,11 +17,15 @@ Fields:
     loss: the replica's total loss, ``sum(weighted) + extra``.
     weights: [T] the weighting's weights this step.
     aux_losses: [T] global losses of the self-auxiliary heads (0 where none).
+    part_losses: for a projection that draws sub-batches (``num_sub_batches``
+        S > 1), S lists of T scalars: ``weights[t]`` times task t's loss share
+        on sub-batch s (the rows i with i mod S = s), with gradient; else None.
 """
 
 import collections
 
 TrainStep = collections.namedtuple(
     "TrainStep",
-    "tape task_losses task_loss_shares weighted weighted_vector extra loss weights aux_losses",
+    "tape task_losses task_loss_shares weighted weighted_vector extra loss weights aux_losses part_losses",
+    defaults=(None,),
 )

@@ -11,11 +11,13 @@ from mtl_keras.projection.graddrop import GradDrop
 from mtl_keras.projection.gradvac import GradVac
 from mtl_keras.projection.imtl import IMTL
 from mtl_keras.projection.mgda import MGDA
+from mtl_keras.projection.modo import MoDo
 from mtl_keras.projection.moco import MoCo
 from mtl_keras.projection.nash_mtl import NashMTL
 from mtl_keras.projection.pareto import ParetoEfficient
 from mtl_keras.projection.pcgrad import PCGrad
 from mtl_keras.projection.rgw import RandomGradientWeighting
+from mtl_keras.projection.sdmgrad import SDMGrad
 from mtl_keras.projection.upgrad import UPGrad
 
 # String identifiers, as Keras has for optimizers ("adam").
@@ -34,6 +36,8 @@ BY_NAME = {
     "moco": MoCo,
     "graddrop": GradDrop,
     "rgw": RandomGradientWeighting,
+    "sdmgrad": SDMGrad,
+    "modo": MoDo,
 }
 
 
@@ -52,6 +56,6 @@ def get(identifier):
 
 
 __all__ = [
-    "AlignedMTL", "BY_NAME", "CAGrad", "DBMTL", "FairGrad", "GradDrop", "MoCo", "RandomGradientWeighting", "GradVac", "GradientProjection", "IMTL", "MGDA",
+    "AlignedMTL", "BY_NAME", "CAGrad", "DBMTL", "FairGrad", "GradDrop", "MoCo", "MoDo", "RandomGradientWeighting", "SDMGrad", "GradVac", "GradientProjection", "IMTL", "MGDA",
     "NashMTL", "PCGrad", "ParetoEfficient", "UPGrad", "get", "gram_matrix",
 ]

@@ -23,6 +23,10 @@ the gradient mode from it (``training.gradient_modes.get``):
   element-wise: override ``combine_representation(task_gradients [T, B, ...],
   activations [B, ...]) -> [B, ...]``, which the trainer backpropagates into
   the shared parameters once. Fast mode only: it needs the representation.
+- ``"sub_batches"``: the [T, P] gradients on each of ``num_sub_batches``
+  disjoint sub-batches of the batch (the rows i with i mod S = s): override
+  ``combine_sub_batches(parts [S, T, P], task_losses) -> [P]``. Exact mode
+  only, on models whose losses are per example (MultiTaskModel).
 """
 
 from mtl_keras.backend import register, tf
@@ -44,7 +48,7 @@ class GradientProjection(StatefulObject):
     ``keras.saving.register_keras_serializable()`` for `.keras` files to revive it.
 
     Attributes:
-        needs: "gram", "gradients" or "representation" (see the module).
+        needs: "gram", "gradients", "representation" or "sub_batches" (see the module).
         num_parameters: P, the length of a task-gradient row, once known.
 
     Example:
@@ -57,6 +61,7 @@ class GradientProjection(StatefulObject):
 
     needs = "gram"
     num_parameters = None
+    num_sub_batches = 1
 
     def build(self, num_tasks, task_names=None):
         self.num_tasks = num_tasks

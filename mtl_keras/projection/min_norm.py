@@ -42,7 +42,8 @@ def project_to_simplex(v, radius=1.0):
     cumulative = tf.cumsum(u) - radius
     index = tf.range(1, n + 1, dtype=v.dtype)
     support = tf.cast(u - cumulative / index > 0, tf.int32)
-    rho = tf.reduce_max(support * tf.range(1, n + 1))
+    # At least the largest entry: in float32 a huge v can round every test to false.
+    rho = tf.maximum(tf.reduce_max(support * tf.range(1, n + 1)), 1)
     theta = tf.gather(cumulative, rho - 1) / tf.cast(rho, v.dtype)
     return tf.maximum(v - theta, 0.0)
 

@@ -144,7 +144,7 @@ class MultiTaskMixin:
         kinds = dict(default_loss_kinds(self, tasks), **(pending["loss_kinds"] or {}))
         # Keras's compile already ran, with the main optimizer of the same dict.
         return factory.build_trainer(
-            self, tasks, reached, pending["weighting"], loss_kinds=kinds,
+            self, tasks, reached, pending["weighting"], loss_kinds=kinds, per_example_losses=False,
             **{k: pending[k] for k in (
                 "optimizer", "gradient_projection", "log_gradient_cosine", "projection_mode",
                 "task_gradient_method", "task_start_steps", "skip_nonfinite_steps",

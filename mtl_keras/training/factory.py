@@ -22,7 +22,7 @@ def resolve_weighting(task_weighting, loss_weights, projection_mode, task_gradie
 
 def build_trainer(model, tasks, reached, weighting, *, optimizer, gradient_projection, loss_kinds,
                   log_gradient_cosine, projection_mode, task_gradient_method, task_start_steps,
-                  skip_nonfinite_steps, compile_keras=None, **trainer_options):
+                  skip_nonfinite_steps, compile_keras=None, per_example_losses=True, **trainer_options):
     """Builds the weighting, projection, gradient mode and optimizer groups, and the Trainer.
 
     Args:
@@ -34,11 +34,18 @@ def build_trainer(model, tasks, reached, weighting, *, optimizer, gradient_proje
         compile_keras: called with the main optimizer once it is resolved
             (Keras's own compile, which may wrap it in a LossScaleOptimizer);
             None when Keras's compile already ran with it.
+        per_example_losses: whether the model's step can split its losses by
+            rows (projections that draw sub-batches need it).
         The other arguments are ``MultiTaskModel.compile``'s; ``trainer_options``
         go to ``Trainer`` (auxiliary weight, metrics, heads).
     """
     weighting.build(tasks, loss_kinds, model)
     projection = arguments.projection(gradient_projection, model.shared_variables, tasks)
+    if getattr(projection, "num_sub_batches", 1) > 1 and not per_example_losses:
+        raise ValueError(
+            f"`gradient_projection` {type(projection).__name__} draws sub-batches of each batch, "
+            "which needs per-example losses; this model's loss comes whole per task."
+        )
     per_task = bool(log_gradient_cosine) or projection is not None
     mode = gradient_modes.get(per_task, projection_mode, model, projection, task_gradient_method)
     main, groups = optimizers.resolve(

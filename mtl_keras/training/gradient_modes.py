@@ -47,10 +47,12 @@ MODES = {
     "gram": ("exact", "fast"),
     "gradients": ("exact",),
     "representation": ("fast",),
+    "sub_batches": ("exact",),
 }
 WHY_NOT = {
     "gradients": "it needs the per-task gradients of the shared parameters, which fast mode never forms",
     "representation": "it combines the task gradients at the shared representation",
+    "sub_batches": "it needs the per-task gradients of the shared parameters on each sub-batch",
 }
 
 
@@ -66,6 +68,8 @@ def get(per_task, projection_mode, model, projection, method):
         )
     if needs == "representation":
         return AtRepresentation(model.shared_variables, projection, representation_layers(model))
+    if needs == "sub_batches":
+        return SubBatches(model.shared_variables, projection)
     if projection_mode == "fast":
         return Fast(model.shared_variables, projection, representation_layers(model))
     return Exact(model.shared_variables, projection, method)
@@ -94,6 +98,15 @@ class _Projected:
         others = [v for v in variables if id(v) not in shared_ids]
         return dict(zip(map(id, others), unscaled_gradient(tape, step.loss, others, scale, unconnected=None)))
 
+    def in_order(self, tape, step, variables, gradients, combined):
+        """Every gradient in ``variables`` order: the shared ones from ``combined`` [P], the
+        all-replica combination (each replica applies 1/R of it, which the optimizer's sum
+        over replicas restores), plus the regularization's."""
+        extra = tape.gradient(step.extra, sources(self.shared), unconnected_gradients=ZERO)
+        combined = combined / num_replicas() + tf.cast(flatten(extra), tf.float32)
+        gradients.update(zip(map(id, self.shared), unflatten(combined, self.shared)))
+        return [gradients[id(v)] for v in variables]
+
 
 class Exact(_Projected):
     """Per-task gradients of the shared variables, combined by the projection."""
@@ -111,10 +124,22 @@ class Exact(_Projected):
             combined = self.projection.combine_with_gram(matrix, gram, step.task_losses)
         else:
             combined = tf.reduce_sum(tf.cast(matrix, tf.float32), axis=0)
-        extra = tape.gradient(step.extra, sources(self.shared), unconnected_gradients=ZERO)
-        combined = combined / num_replicas() + tf.cast(flatten(extra), tf.float32)
-        gradients.update(zip(map(id, self.shared), unflatten(combined, self.shared)))
-        return [gradients[id(v)] for v in variables], gram
+        return self.in_order(tape, step, variables, gradients, combined), gram
+
+
+class SubBatches(_Projected):
+    """Per-task gradients of the shared variables on each sub-batch the projection draws
+    (``step.part_losses``), combined by ``projection.combine_sub_batches``; the logs' Gram
+    matrix is that of their mean."""
+
+    def gradients(self, tape, step, variables, scale):
+        gradients = self.others(tape, step, variables, scale)
+        parts = tf.stack([
+            replica_sum(task_gradient_matrix(tape, part, self.shared, "loop", scale)) for part in step.part_losses
+        ])
+        gram = gram_matrix(tf.reduce_mean(parts, axis=0))
+        combined = self.projection.combine_sub_batches(parts, step.task_losses)
+        return self.in_order(tape, step, variables, gradients, combined), gram
 
 
 class Fast(_Projected):

@@ -57,12 +57,18 @@ class Trainer:
         """Whether the step's tape must serve more than one gradient call."""
         return self.mode.persistent or self.state.weighting.needs_tape
 
-    def assemble(self, shares, aux_shares, regularization):
+    @property
+    def sub_batches(self):
+        """S, the sub-batches the projection draws from each batch (1: none)."""
+        return getattr(self.state.projection, "num_sub_batches", 1)
+
+    def assemble(self, shares, aux_shares, regularization, part_shares=None):
         """L = sum_t w_t (L_t + gamma L_t^aux) + regularization, inside the tape.
 
         ``shares``: each task's loss share on this replica (local sum / global
         count, so replicas add up to the global mean); ``aux_shares`` likewise
-        for the auxiliary heads (0 where a task has none).
+        for the auxiliary heads (0 where a task has none); ``part_shares``: the
+        shares of each of ``sub_batches`` sub-batches, when there are several.
         """
         weighting = self.state.weighting
         task_losses = tf.stop_gradient(replica_sum(tf.stack(shares)))
@@ -75,7 +81,12 @@ class Trainer:
         extra = (regularization + weighting.regularization()) / num_replicas()
         loss = tf.reduce_sum(weighted_vector) + extra
         aux_losses = tf.stop_gradient(replica_sum(tf.stack(aux_shares)))
-        return TrainStep(None, task_losses, shares, weighted, weighted_vector, extra, loss, weights, aux_losses)
+        part_losses = None if part_shares is None else [
+            [weights[i] * share for i, share in enumerate(part)] for part in part_shares
+        ]
+        return TrainStep(
+            None, task_losses, shares, weighted, weighted_vector, extra, loss, weights, aux_losses, part_losses
+        )
 
     def apply(self, tape, step):
         """Gradients, the weighting's update, the optimizers' step; returns (gram, finite)."""

@@ -1,4 +1,4 @@
-"""DB-MTL, MoCo, GradDrop and RGW: the methods that need more than the Gram matrix.
+"""DB-MTL, MoCo, SDMGrad, MoDo, GradDrop and RGW: the methods that need more than the Gram matrix.
 
 Each against an independent NumPy implementation of its paper's rule (over >= 20 steps of given
 gradients and losses, T = 2, 3, 4), inside the train step, saved and resumed, and their arguments.
@@ -158,6 +158,50 @@ def test_rgw_weights_are_the_papers_distribution_reproducible_and_fresh_each_ste
     assert np.abs(sample[1] - sample[0]).max() > 1e-3
 
 
+def numpy_sdmgrad(parts_sequence, lamda, niter, w_lr):
+    num_tasks = np.shape(parts_sequence[0])[1]
+    weights, updates = np.full(num_tasks, 1.0 / num_tasks), []
+    for first, second in parts_sequence:
+        cross = first @ second.T
+        scale = np.mean(np.sqrt(np.maximum(np.diag(cross), 0)))
+        cross = cross / (scale**2 if scale > 0 else 1.0)
+        for _ in range(niter):
+            weights = simplex_projection(weights - w_lr * (cross @ weights + lamda * cross.mean(axis=1)))
+        g = (first + second) / 2
+        updates.append((weights @ g + lamda * g.mean(axis=0)) / (1 + lamda))
+    return updates
+
+
+def numpy_modo(parts_sequence, gamma, rho):
+    num_tasks = np.shape(parts_sequence[0])[1]
+    weights, updates = np.full(num_tasks, 1.0 / num_tasks), []
+    for first, second, third in parts_sequence:
+        weights = simplex_projection(weights - gamma * (first @ second.T + rho * np.eye(num_tasks)) @ weights)
+        updates.append(weights @ third)
+    return updates
+
+
+@pytest.mark.parametrize("num_tasks", [2, 3, 4])
+def test_sdmgrad_and_modo_follow_their_papers(num_tasks):
+    rng = np.random.default_rng(num_tasks)
+    # Two samples of the same gradients: each half's gradient plus its own noise.
+    means = [rng.normal(size=(num_tasks, 5)) * rng.uniform(0.1, 3, size=(num_tasks, 1)) for _ in range(STEPS)]
+    halves = [m[None] + 0.3 * rng.normal(size=(2, num_tasks, 5)) * np.abs(m).mean() for m in means]
+    thirds = [rng.normal(size=(3, num_tasks, 5)) / 4 for _ in range(STEPS)]
+    sdm, modo = losses.SDMGrad(lamda=0.3, niter=5, w_lr=0.2), losses.MoDo(gamma=0.05, rho=0.1)
+    sdm.build(num_tasks)
+    modo.build(num_tasks)
+    for method, parts_sequence, expected in [
+        (sdm, halves, numpy_sdmgrad(halves, 0.3, 5, 0.2)),
+        (modo, thirds, numpy_modo(thirds, 0.05, 0.1)),
+    ]:
+        for parts, want in zip(parts_sequence, expected):
+            got = method.combine_sub_batches(tf.constant(parts, tf.float32), None).numpy()
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+        weights = method.last_weights.numpy()
+        assert abs(weights.sum() - 1) < 1e-6 and weights.min() >= 0
+
+
 # ----------------------------------------------------------------------- inside the train step
 TASKS = ("task1", "task2")
 
@@ -179,19 +223,29 @@ def compiled(projection, mode="exact", optimizer=None):
     return model
 
 
-def manual_run(model, x, y, steps, combine):
+def manual_run(model, x, y, steps, combine, sub_batches=1):
     """SGD on the whole batch with per-task gradients taken outside the train step: task-specific
-    variables get the plain sum, the shared ones ``combine(G [T, P], losses [T])``."""
+    variables get the plain sum, the shared ones ``combine(G [T, P], losses [T])``, or with
+    sub-batches ``combine([G_s for each sub-batch s (rows i mod S = s)], losses)``."""
     mse = keras.losses.MeanSquaredError()
     variables = model.trainable_variables
     shared = {id(v) for v in model.shared_variables}
+
+    def flat_rows(tape, task_losses):
+        rows = [[np.zeros(v.shape) if g is None else np.array(g) for g, v in
+                 zip(tape.gradient(loss, variables), variables)] for loss in task_losses]
+        flat = np.stack([np.concatenate([g.ravel() for g, v in zip(r, variables) if id(v) in shared]) for r in rows])
+        return rows, flat
+
     for _ in range(steps):
         with tf.GradientTape(persistent=True) as tape:
             outputs = model(x, training=True)
             task_losses = [mse(y[t], outputs[t]) for t in TASKS]
-        rows = [[np.zeros(v.shape) if g is None else np.array(g) for g, v in
-                 zip(tape.gradient(loss, variables), variables)] for loss in task_losses]
-        flat = np.stack([np.concatenate([g.ravel() for g, v in zip(r, variables) if id(v) in shared]) for r in rows])
+            part_losses = [[mse(y[t][s::sub_batches], outputs[t][s::sub_batches]) for t in TASKS]
+                           for s in range(sub_batches)]
+        rows, flat = flat_rows(tape, task_losses)
+        if sub_batches > 1:
+            flat = [flat_rows(tape, part)[1] for part in part_losses]
         combined = combine(flat, np.array([float(l) for l in task_losses]))
         offset = 0
         for index, variable in enumerate(variables):
@@ -231,6 +285,35 @@ def test_gradient_state_methods_inside_the_train_step_follow_numpy(name):
         np.testing.assert_allclose(np.array(got), want, rtol=2e-4, atol=2e-6)
 
 
+@pytest.mark.parametrize("name", ["sdmgrad", "modo"])
+def test_sub_batch_methods_inside_the_train_step_follow_numpy(name):
+    # The sub-batches are the rows i mod S = s; the references take them the same way.
+    x, y = data()
+    steps = 3
+    model = compiled(name)
+    model.fit(x, y, batch_size=len(x), epochs=steps, shuffle=False, verbose=0)
+    history = []
+    if name == "sdmgrad":
+        def combine(parts, task_losses):
+            history.append(parts)
+            return numpy_sdmgrad(history, 0.3, 20, 5.0)[-1]
+    else:
+        def combine(parts, task_losses):
+            history.append(parts)
+            return numpy_modo(history, 1e-3, 0.1)[-1]
+    expected = manual_run(build(), x, y, steps, combine, sub_batches=2 if name == "sdmgrad" else 3)
+    for got, want in zip(model.trainable_variables, expected):
+        np.testing.assert_allclose(np.array(got), want, rtol=2e-4, atol=2e-6)
+
+
+def test_sub_batch_methods_refuse_a_batch_too_small_to_split():
+    x, y = data()
+    model = build()
+    model.compile(loss={t: "mse" for t in TASKS}, gradient_projection="modo")
+    with pytest.raises(ValueError, match="3 sub-batches .*batch of 2 rows.*at least 3"):
+        model.train_on_batch(x[:2], {t: v[:2] for t, v in y.items()})
+
+
 def test_graddrop_inside_the_train_step_masks_at_the_shared_representation():
     # With leak = 1 nothing is dropped: the step equals equal weights'. With leak = 0 and a
     # GradDrop whose draws are known, the shared bottom's gradient is the masked one.
@@ -263,11 +346,12 @@ def test_graddrop_inside_the_train_step_masks_at_the_shared_representation():
         np.testing.assert_allclose(np.array(got), np.array(variable) - 0.05 * np.array(gradient), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["db_mtl", "moco", "graddrop", "rgw"])
+@pytest.mark.parametrize("name", ["db_mtl", "moco", "graddrop", "rgw", "sdmgrad", "modo"])
 def test_save_load_continue_equals_the_uninterrupted_run(tmp_path, name):
     mode = "fast" if name == "graddrop" else "exact"
     # Seeded: a method made from its string id draws its seed at construction.
-    make = {"db_mtl": losses.DBMTL, "moco": losses.MoCo, "graddrop": lambda: losses.GradDrop(seed=1),
+    make = {"db_mtl": losses.DBMTL, "moco": losses.MoCo, "sdmgrad": losses.SDMGrad, "modo": losses.MoDo,
+            "graddrop": lambda: losses.GradDrop(seed=1),
             "rgw": lambda: losses.RandomGradientWeighting(seed=1)}[name]
     x, y = data()
     uninterrupted = compiled(make(), mode)
@@ -282,7 +366,7 @@ def test_save_load_continue_equals_the_uninterrupted_run(tmp_path, name):
         np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["db_mtl", "moco", "graddrop", "rgw"])
+@pytest.mark.parametrize("name", ["db_mtl", "moco", "graddrop", "rgw", "sdmgrad", "modo"])
 def test_trains_the_synthetic_tasks_as_well_as_equal_weights(name):
     x, y = datasets.synthetic_tasks(2048, correlation=0.5, dim=6, seed=4)
     final = {}
@@ -298,12 +382,17 @@ def test_modes_and_arguments_are_checked():
         compiled("db_mtl", mode="fast")
     with pytest.raises(ValueError, match="projection_mode='fast' only .*representation"):
         compiled("graddrop", mode="exact")
+    with pytest.raises(ValueError, match="projection_mode='exact' only .*sub-batch"):
+        compiled("sdmgrad", mode="fast")
     for make, argument in [
         (lambda: losses.DBMTL(beta=1.0), "beta"), (lambda: losses.DBMTL(beta_sigma=-1), "beta_sigma"),
         (lambda: losses.MoCo(beta=0.0), "beta"), (lambda: losses.MoCo(gamma=0), "gamma"),
         (lambda: losses.MoCo(rho=-0.1), "rho"), (lambda: losses.GradDrop(leak=1.5), "leak"),
         (lambda: losses.RandomGradientWeighting(distribution="beta"), "distribution"),
         (lambda: losses.RandomGradientWeighting(seed=1.5), "seed"),
+        (lambda: losses.SDMGrad(lamda=-1), "lamda"), (lambda: losses.SDMGrad(niter=0), "niter"),
+        (lambda: losses.SDMGrad(w_lr=0), "w_lr"), (lambda: losses.MoDo(gamma=0), "gamma"),
+        (lambda: losses.MoDo(rho=-1), "rho"),
     ]:
         with pytest.raises(ValueError, match=f"`{argument}`"):
             make()
