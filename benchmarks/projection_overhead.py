@@ -51,6 +51,11 @@ CONFIGS = {
     "aligned_mtl": dict(gradient_projection=losses.AlignedMTL),
     "upgrad": dict(gradient_projection=losses.UPGrad),
     "fairgrad": dict(gradient_projection=losses.FairGrad),
+    "db_mtl": dict(gradient_projection=losses.DBMTL),
+    "moco": dict(gradient_projection=losses.MoCo),
+    "sdmgrad": dict(gradient_projection=losses.SDMGrad),
+    "modo": dict(gradient_projection=losses.MoDo),
+    "rgw": dict(gradient_projection=losses.RandomGradientWeighting),
     "pcgrad_fast": dict(gradient_projection=losses.PCGrad, projection_mode="fast"),
     "gradvac_fast": dict(gradient_projection=losses.GradVac, projection_mode="fast"),
     "mgda_fast": dict(gradient_projection=losses.MGDA, projection_mode="fast"),
@@ -61,6 +66,8 @@ CONFIGS = {
     "aligned_mtl_fast": dict(gradient_projection=losses.AlignedMTL, projection_mode="fast"),
     "upgrad_fast": dict(gradient_projection=losses.UPGrad, projection_mode="fast"),
     "fairgrad_fast": dict(gradient_projection=losses.FairGrad, projection_mode="fast"),
+    "rgw_fast": dict(gradient_projection=losses.RandomGradientWeighting, projection_mode="fast"),
+    "graddrop_fast": dict(gradient_projection=losses.GradDrop, projection_mode="fast"),
 }
 
 
@@ -86,6 +93,7 @@ def flop_ratio(config, batch):
         return step_gflop(batch, len(TASKS) + 1) / step_gflop(batch, 1)
     exact = ("gradient_projection" in config and config.get("projection_mode") != "fast") or config.get(
         "log_gradient_cosine")
+    # A method drawing S sub-batches takes each task's gradient on each: S T weight gradients of B / S rows.
     return step_gflop(batch, len(TASKS) if exact else 1) / step_gflop(batch, 1)
 
 

@@ -63,7 +63,8 @@ ARCHITECTURES = ["single_task", "shared_bottom", "cross_stitch", "omoe", "mmoe",
                  "nddr", "mtan", "adashare", "learning_to_branch", "mtl_nas"]
 SEARCHED = ("adashare", "learning_to_branch", "mtl_nas")  # search, freeze, fine-tune
 WEIGHTINGS = ["uncertainty", "gradnorm", "dwa", "famo", "rlw", "gls", "stch", "imtl_l", "excess_mtl"]
-PROJECTIONS = ["pcgrad", "gradvac", "mgda", "cagrad", "pareto", "imtl", "nash_mtl", "aligned_mtl", "upgrad", "fairgrad"]
+PROJECTIONS = ["pcgrad", "gradvac", "mgda", "cagrad", "pareto", "imtl", "nash_mtl", "aligned_mtl", "upgrad", "fairgrad",
+               "db_mtl", "moco", "sdmgrad", "modo", "rgw", "graddrop"]
 CONFIGS = ARCHITECTURES + [f"mmoe+{w}" for w in WEIGHTINGS] + [f"mmoe+{p}" for p in PROJECTIONS]
 QUICK_CONFIGS = ["single_task", "shared_bottom", "mmoe", "mmoe+uncertainty", "mmoe+pcgrad"]
 
@@ -167,6 +168,8 @@ def train_one(config, data, tasks, seed, epochs, batch_size, learning_rate):
             loss={task: "binary_crossentropy" for task in tasks},
             task_weighting=method if method in WEIGHTINGS else None,
             gradient_projection=method if method in PROJECTIONS else None,
+            # GradDrop masks at the shared representation: fast mode is its only one.
+            projection_mode="fast" if method == "graddrop" else "exact",
         ),
         lambda m: m.fit(data.train.x, data.train.y, validation_data=(data.validation.x, data.validation.y),
                         **fit_args),
