@@ -70,7 +70,7 @@ def weights(model):
 
 @pytest.fixture(scope="module")
 def uninterrupted():
-    model = compiled("nested")
+    model = compiled("per_task")
     fit(model)
     fit(model)
     return weights(model)
