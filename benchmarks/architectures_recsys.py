@@ -21,7 +21,8 @@ from mtl_keras import datasets
 from mtl_keras import features as F
 from mtl_keras.backend import keras
 from mtl_keras.datasets import synthetic_recsys_spec
-from quality_census import auc, build, fit_architecture, serving_parameters
+from mtl_keras.evaluation import auc
+from quality_census import build, fit_architecture, serving_parameters
 
 TASKS = ["ctr", "cvr"]
 CONFIGS = ["shared_bottom", "mmoe", "cross_stitch", "nddr", "mtan", "adashare", "learning_to_branch", "mtl_nas"]

@@ -69,16 +69,6 @@ CONFIGS = ARCHITECTURES + [f"mmoe+{w}" for w in WEIGHTINGS] + [f"mmoe+{p}" for p
 QUICK_CONFIGS = ["single_task", "shared_bottom", "mmoe", "mmoe+uncertainty", "mmoe+pcgrad"]
 
 
-def auc(labels, scores):
-    """ROC AUC by the rank-sum formula; tied scores share their mean rank."""
-    labels, scores = np.asarray(labels).ravel(), np.asarray(scores, np.float64).ravel()
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
-    positives = labels == 1
-    n_pos, n_neg = positives.sum(), (~positives).sum()
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
 def build(config, inputs, tasks, steps_per_epoch=100):
     """The configuration's model; ``steps_per_epoch`` paces the searched architectures' schedules."""
     from mtl_keras import models
@@ -135,6 +125,7 @@ def train_one(config, data, tasks, seed, epochs, batch_size, learning_rate):
     """Test AUC by task for one configuration and seed."""
     from mtl_keras import models
     from mtl_keras.backend import keras
+    from mtl_keras.evaluation import auc
 
     width = data.train.x["features"].shape[1]
     fit_args = dict(

@@ -22,26 +22,7 @@ from mtl_keras import datasets, models
 from mtl_keras import features as F
 from mtl_keras.datasets import synthetic_recsys_spec
 from mtl_keras.backend import keras
-
-
-def auc(labels, scores):
-    """ROC AUC by the rank-sum (Mann-Whitney) formula; ties get their mean rank."""
-    labels, scores = np.asarray(labels).ravel(), np.asarray(scores).ravel()
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    start = 0
-    while start < len(scores):
-        stop = start
-        while stop + 1 < len(scores) and sorted_scores[stop + 1] == sorted_scores[start]:
-            stop += 1
-        ranks[order[start : stop + 1]] = (start + stop) / 2.0 + 1.0
-        start = stop + 1
-    positives = labels == 1
-    n_pos, n_neg = positives.sum(), (~positives).sum()
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
+from mtl_keras.evaluation import auc
 
 
 def split(x, y, fraction=0.8):

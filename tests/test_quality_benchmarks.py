@@ -23,16 +23,6 @@ census = _load("quality_census")
 synthetic = _load("quality_synthetic")
 
 
-def test_auc_matches_the_pairwise_definition():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 300)
-    scores = np.round(rng.random(300), 1)  # many ties
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    pairwise = np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :]))
-    assert census.auc(labels, scores) == pytest.approx(pairwise, abs=1e-12)
-    assert census.auc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
-
-
 def test_synthetic_models_have_the_papers_sizes():
     inputs = lambda: keras.Input((100,), name="features")  # noqa: E731
     sizes = {name: synthetic.build(name, inputs(), ["task1", "task2"]).count_params() for name in synthetic.MODELS}

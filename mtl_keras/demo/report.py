@@ -4,24 +4,9 @@ import os
 
 import numpy as np
 
+from mtl_keras.evaluation import auc, log_loss
+
 TIE = 0.0005  # AUC differences below this are reported as a tie
-
-
-def auc(labels, scores):
-    """ROC AUC by the rank-sum formula (ties share their mean rank); NaN with one class."""
-    labels, scores = np.asarray(labels).ravel(), np.asarray(scores, np.float64).ravel()
-    positives = labels == 1
-    n_pos, n_neg = positives.sum(), (~positives).sum()
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def log_loss(labels, scores):
-    p = np.clip(np.asarray(scores, np.float64), 1e-7, 1 - 1e-7)
-    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
 
 
 def evaluate(runs, test, tasks):
