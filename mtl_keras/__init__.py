@@ -9,12 +9,10 @@ __all__ = [
     "IS_KERAS3", "MultiTaskModel", "callbacks", "datasets", "export", "features", "layers", "losses", "models",
 ]
 
-_COMMAND = bool(_sys.argv) and _os.path.basename(_sys.argv[0]) == "mtl-keras"
-if _COMMAND:  # the command: no TensorFlow start-up noise, and none of TensorFlow for --help / --version
-    from mtl_keras.cli import quiet_tensorflow as _quiet_tensorflow
-
-    _quiet_tensorflow()
-else:  # a library import registers every serializable class, so .keras files load without custom_objects
+# The `mtl-keras` command imports what it needs when it needs it (none of TensorFlow for --help /
+# --version, and its stderr filtered first: cli.main); a library import registers every
+# serializable class, so .keras files load without custom_objects.
+if not (_sys.argv and _os.path.basename(_sys.argv[0]) == "mtl-keras"):
     from mtl_keras import callbacks, datasets, export, features, layers, losses, models
     from mtl_keras.backend import IS_KERAS3
     from mtl_keras.model import MultiTaskModel

@@ -198,6 +198,7 @@ def build_parser():
 
 def main(argv=None):
     """The ``mtl-keras`` command; ``--help`` and ``--version`` answer in a fraction of a second."""
+    quiet_tensorflow()
     args = build_parser().parse_args(argv)
     return args.run(args)
 
