@@ -5,7 +5,9 @@ frozen policy differs: "all blocks" selects every block for every task, "half sk
 run 4 of the 8 blocks (a different half per task). Exports are timed side by side, interleaved, at
 batch 1 and 256: one task's signature (it computes only its task's blocks) and serving_default
 (every task; tasks with the same selected blocks so far share them, so "all blocks" computes each
-block once while the halves overlap less). Prints pruned / full ratios.
+block once while the halves overlap less). Prints pruned / full ratios. A last table compares the
+pruned model with the same network still searching (no export: a graph of its inference, which runs
+every block for every task with the policy's hard 0/1 weights), both as tf.functions.
 
     python benchmarks/adashare_pruning.py [--calls 200] [--out FILE]
 """
@@ -67,6 +69,28 @@ def main():
             rows.append({"batch": batch, "signature": signature, "full_ms": full, "pruned_ms": pruned,
                          "ratio": pruned / full})
             print(f"{batch:>6} {signature:>16} {full:11.3f} {pruned:13.3f} {pruned / full:7.2f}")
+    searching = build(None, args.width)
+    layer = searching.get_layer("adashare")
+    logits = np.zeros((4, 8, 2), "float32")
+    logits[..., 0] = np.array(HALVES, "float32")  # the most likely policy is HALVES
+    layer.policy_logits.assign(logits)
+    layer.curriculum = False
+    graphs = {
+        "searching": tf.function(lambda x: searching(x, training=False)),
+        "pruned": tf.function(lambda x, model=build(HALVES, args.width): model(x, training=False)),
+    }
+    print(f"{'batch':>6} {'searching ms':>13} {'pruned ms':>10} {'ratio':>7}   (serving_default's work, tf.function)")
+    for batch in (1, 256):
+        x = tf.constant(np.random.default_rng(batch).normal(size=(batch, args.width)), tf.float32)
+        samples = {name: [] for name in graphs}
+        for _ in range(3):
+            for name, graph in graphs.items():
+                samples[name].append(latency(lambda features, graph=graph: graph(features), {"features": x},
+                                             args.calls // 3))
+        searched, pruned = (statistics.median(samples[n]) * 1000 for n in ("searching", "pruned"))
+        rows.append({"batch": batch, "signature": "searching vs pruned (tf.function)", "full_ms": searched,
+                     "pruned_ms": pruned, "ratio": pruned / searched})
+        print(f"{batch:>6} {searched:13.3f} {pruned:10.3f} {pruned / searched:7.2f}")
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(rows, handle, indent=2)

@@ -121,7 +121,9 @@ class NDDR(keras.layers.Layer):
             )
         else:
             self.kernel = conventions.add_kernel(self, self.kernel_args, "kernel", shape, shape[1:])
-        self.bias = None if self.batch_norm else conventions.add_bias(self, self.kernel_args, "bias", (self.num_tasks, units))
+        self.bias = None
+        if not self.batch_norm:
+            self.bias = conventions.add_bias(self, self.kernel_args, "bias", (self.num_tasks, units))
         for norm in self.norms:
             norm.build((None, units))
         super().build(inputs_shape)

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import save_and_load
 from mtl_keras import datasets, export, models
 from mtl_keras import features as F
 from mtl_keras.backend import keras, tf
@@ -102,6 +103,10 @@ def test_adashare_exports_only_frozen_equal_to_keras_and_pruned(tmp_path):
     assert count_matmuls(paths["pruned"]) < count_matmuls(paths["full"])
     saved = {name: len(tf.saved_model.load(path).serving_variables) for name, path in paths.items()}
     assert saved["full"] - saved["pruned"] == 2 * 4
+    reloaded = save_and_load(searching, tmp_path)  # the MultiTaskModel reloads frozen
+    assert reloaded.get_layer("adashare").get_config()["policy"] == [[1, 0, 0, 0], [0, 0, 0, 1]]
+    np.testing.assert_allclose(reloaded.predict(X, verbose=0)["cvr"], searching.predict(X, verbose=0)["cvr"],
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(SEARCHED))
