@@ -37,13 +37,23 @@ def parameters(obj):
     return found
 
 
+def public_names(module):
+    """A module's ``__all__``, else the names it defines itself (not those it imports)."""
+    if hasattr(module, "__all__"):
+        return list(module.__all__)
+    return [
+        name for name, value in vars(module).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+        and getattr(value, "__module__", module.__name__) == module.__name__
+    ]
+
+
 def public_api():
     """{"module.name": parameters or None} for every public name of the public modules."""
     api = {}
     for module_name in MODULES:
         module = importlib.import_module(module_name)
-        names = getattr(module, "__all__", None) or [n for n in vars(module) if not n.startswith("_")]
-        for name in names:
+        for name in public_names(module):
             value = getattr(module, name)
             if inspect.ismodule(value):
                 continue
