@@ -76,6 +76,15 @@ def all_layers(layer, include_self=False):
     return list(layer._flatten_layers(include_self=include_self, recursive=True))
 
 
+def first_call_arguments(layer):
+    """(args, kwargs) of a layer's first call in a functional model (Keras tensors)."""
+    if IS_KERAS3:
+        arguments = layer._inbound_nodes[0].arguments
+        return tuple(arguments.args), dict(arguments.kwargs)
+    node = layer.inbound_nodes[0]
+    return tuple(node.call_args), dict(node.call_kwargs)
+
+
 def op_determinism_enabled():
     """Whether ``tf.config.experimental.enable_op_determinism()`` is on (its getter is not public)."""
     from tensorflow.python.framework import config
@@ -122,7 +131,7 @@ def tflite_schema():
 
 __all__ = [
     "keras", "tf", "IS_KERAS3", "USE_LEGACY_KERAS", "register", "state_variable", "to_tensor",
-    "AutoTrackable", "all_layers", "op_determinism_enabled", "in_xla_context",
+    "AutoTrackable", "all_layers", "first_call_arguments", "op_determinism_enabled", "in_xla_context",
     "strategy_supports_no_merge_call", "create_optimizer_slots", "saved_training_config",
     "tfrs_task_loss", "tflite_schema",
 ]

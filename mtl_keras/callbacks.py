@@ -4,8 +4,9 @@ import os
 
 import numpy as np
 
-from mtl_keras.backend import keras
+from mtl_keras.backend import first_call_arguments, keras
 from mtl_keras.layers import PLE, CGCLayer, ExpertGate
+from mtl_keras.layers.balance import usage_statistics
 
 
 def expert_usage(model, x):
@@ -26,8 +27,14 @@ def expert_usage(model, x):
     for layer in model.layers:
         if not isinstance(layer, (ExpertGate, CGCLayer, PLE)):
             continue
-        layer_inputs = keras.Model(model.input, layer.input)(x)
-        gates = layer.gate_weights(layer_inputs)
+        args, kwargs = first_call_arguments(layer)
+        # ExpertGate's gates may read their own gate_inputs (a FeatureSpec's task features).
+        gate_inputs = kwargs.get("gate_inputs") if isinstance(layer, ExpertGate) else None
+        if gate_inputs is None:
+            gates = layer.gate_weights(keras.Model(model.input, args[0])(x))
+        else:
+            layer_inputs, gate_values = keras.Model(model.input, [args[0], gate_inputs])(x)
+            gates = layer.gate_weights(layer_inputs, gate_values)
         levels = gates if isinstance(gates, list) else [gates]
         for index, level_gates in enumerate(levels):
             matrix = np.asarray(level_gates).mean(axis=0)
@@ -49,8 +56,14 @@ class ExpertUsage(keras.callbacks.Callback):
     """Records, each ``every`` epochs, the mean gate weight per task and expert.
 
     ``history`` maps each gating layer's name to a list of (epoch, matrix
-    [gates, experts]). With ``directory``, also writes a heatmap PNG per layer
-    and epoch (needs matplotlib: ``pip install mtl_keras[plots]``).
+    [gates, experts]). Each measurement also goes into the epoch's logs (so
+    History and TensorBoard have it), per gate, from the gate's mean weights:
+    ``expert_usage/<layer>/<gate>/entropy`` (of the mean distribution, nats),
+    ``.../max_share`` (the most used expert's share) and ``.../experts_used``
+    (experts above 1 %; ``mtl_keras.layers.balance.usage_statistics``): a gate
+    with one expert used has collapsed. With ``directory``, also writes a
+    heatmap PNG per layer and epoch, rows labelled with those statistics
+    (needs matplotlib: ``pip install mtl_keras[plots]``).
 
     Args:
         x: a batch of model inputs to measure the gates on.
@@ -66,6 +79,8 @@ class ExpertUsage(keras.callbacks.Callback):
     >>> _ = model.fit(x, y, epochs=2, verbose=0, callbacks=[usage])
     >>> [(epoch, matrix.shape) for epoch, matrix in usage.history["mmoe"]]
     [(0, (2, 3)), (1, (2, 3))]
+    >>> usage.statistics["expert_usage/mmoe/ctr/experts_used"]
+    3
     """
 
     def __init__(self, x, every=1, directory=None):
@@ -76,16 +91,22 @@ class ExpertUsage(keras.callbacks.Callback):
         self.every = int(every)
         self.directory = directory
         self.history = {}
+        self.statistics = {}
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
         for name, (matrix, labels) in expert_usage(self.model, self.x).items():
             self.history.setdefault(name, []).append((epoch, matrix))
+            for label, row in zip(labels, matrix):
+                for key, value in usage_statistics(row).items():
+                    self.statistics[f"expert_usage/{name}/{label}/{key}"] = value
             if self.directory:
                 safe = name.replace("/", "_")
                 path = os.path.join(self.directory, f"{safe}_epoch{epoch + 1:03d}.png")
                 write_heatmap(matrix, labels, f"{name}, epoch {epoch + 1}", path)
+        if logs is not None:
+            logs.update(self.statistics)
 
 
 class EpochEnd(keras.callbacks.Callback):
@@ -150,7 +171,8 @@ class NonFiniteBatchLoss(NonFiniteLoss):
 
 
 def write_heatmap(matrix, row_labels, title, path):
-    """A PNG heatmap of a [gates, experts] matrix, each cell annotated.
+    """A PNG heatmap of a [gates, experts] matrix, each cell annotated, each row labelled
+    with its usage statistics (entropy H, the largest share, experts above 1 %).
 
     Example:
     >>> write_heatmap(np.array([[0.7, 0.3], [0.2, 0.8]]), ["ctr", "cvr"], "gates", "gates.png")
@@ -169,7 +191,11 @@ def write_heatmap(matrix, row_labels, title, path):
     figure, axes = plt.subplots(figsize=(1.0 + 0.6 * cols, 1.0 + 0.5 * rows))
     image = axes.imshow(matrix, cmap="viridis", vmin=0.0, vmax=max(float(matrix.max()), 1e-6))
     axes.set_xticks(range(cols), [f"e{i}" for i in range(cols)])
-    axes.set_yticks(range(rows), row_labels)
+    stats = [usage_statistics(row) for row in matrix]
+    axes.set_yticks(range(rows), [
+        f"{label} (H={st['entropy']:.2f}, max={st['max_share']:.2f}, used={st['experts_used']})"
+        for label, st in zip(row_labels, stats)
+    ])
     for r in range(rows):
         for c in range(cols):
             axes.text(c, r, f"{matrix[r, c]:.2f}", ha="center", va="center", color="w", fontsize=7)

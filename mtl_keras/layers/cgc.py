@@ -2,6 +2,7 @@
 
 from mtl_keras.backend import keras, register, tf
 from mtl_keras.layers import checks, conventions
+from mtl_keras.layers.balance import balance_loss, check_balance
 from mtl_keras.layers.dselect_k import make_gates
 from mtl_keras.layers.experts import ExpertStack, call_stacks
 from mtl_keras.layers.gating import ReportsGates, add_gates, gate_probabilities
@@ -35,6 +36,8 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
         gate, k, entropy_penalty: as in ``ExpertGate``: "dselect_k" or
             "dselect_k_static" makes every gate of the level a
             ``DSelectKGate`` selecting at most k of the experts it sees.
+        balance_penalty, balance_form: as in ``ExpertGate``, for every gate of
+            the level (a task gate over the experts it sees).
 
     Input:
         One tensor ``[B, D]`` (first level: every gate and expert reads it),
@@ -73,12 +76,15 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
         gate="softmax",
         k=2,
         entropy_penalty=1e-3,
+        balance_penalty=0.0,
+        balance_form="cv",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.kernel_args = conventions.resolve(
             kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
         )
+        self.balance_penalty, self.balance_form = check_balance(balance_penalty, balance_form)
         self.gate_temperature = checks.positive_float("gate_temperature", gate_temperature)
         self.num_tasks = checks.positive_int("num_tasks", num_tasks)
         self.num_task_experts = checks.positive_int("num_task_experts", num_task_experts)
@@ -207,6 +213,9 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
             ]
             outputs.append(tf.add_n(parts + [shared.mix(shared_gate[:, self.num_tasks * m_t :], shared_out)]))
             level_gates.append(shared_gate)
+            gates = gates + [shared_gate]
+        if training and self.balance_penalty:
+            self.add_loss(self.balance_penalty * tf.add_n([balance_loss(g, self.balance_form) for g in gates]))
         return outputs, tf.stack(level_gates, axis=1)
 
     def _task_gates(self, task_inputs, training):
@@ -246,6 +255,8 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
             gate=self.gate,
             k=self.k,
             entropy_penalty=self.entropy_penalty,
+            balance_penalty=self.balance_penalty,
+            balance_form=self.balance_form,
             **conventions.serialize(self.kernel_args),
         )
         return config
@@ -264,8 +275,8 @@ class PLE(ReportsGates, keras.layers.Layer):
         num_tasks, num_task_experts, num_shared_experts, expert_units,
         expert_activation, expert_dropout, gate_temperature,
         kernel_initializer, bias_initializer, kernel_regularizer,
-        bias_regularizer, gate, k, entropy_penalty: as in ``CGCLayer``, for
-        every level.
+        bias_regularizer, gate, k, entropy_penalty, balance_penalty,
+        balance_form: as in ``CGCLayer``, for every level.
         return_gates: also return a list with each level's gates (see
             ``CGCLayer``).
 
@@ -297,6 +308,8 @@ class PLE(ReportsGates, keras.layers.Layer):
         gate="softmax",
         k=2,
         entropy_penalty=1e-3,
+        balance_penalty=0.0,
+        balance_form="cv",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -319,6 +332,8 @@ class PLE(ReportsGates, keras.layers.Layer):
                 gate=gate,
                 k=k,
                 entropy_penalty=entropy_penalty,
+                balance_penalty=balance_penalty,
+                balance_form=balance_form,
                 **kernel_args,
             )
             for level in range(num_levels)
@@ -359,6 +374,8 @@ class PLE(ReportsGates, keras.layers.Layer):
             gate=first.gate,
             k=first.k,
             entropy_penalty=first.entropy_penalty,
+            balance_penalty=first.balance_penalty,
+            balance_form=first.balance_form,
             **conventions.serialize(first.kernel_args),
         )
         return config

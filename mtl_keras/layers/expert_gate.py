@@ -4,6 +4,7 @@ from mtl_keras.backend import IS_KERAS3, keras, register, tf
 import numpy as np
 
 from mtl_keras.layers import checks, conventions
+from mtl_keras.layers.balance import balance_loss, check_balance
 from mtl_keras.layers.dselect_k import make_gates
 from mtl_keras.layers.experts import ExpertStack
 from mtl_keras.layers.gating import add_gates, gate_probabilities
@@ -36,6 +37,11 @@ class ExpertGate(keras.layers.Layer):
         gate: "softmax", "dselect_k" (per example) or "dselect_k_static".
         k: experts a DSelect-k gate selects (1 <= k <= num_experts).
         entropy_penalty: DSelect-k's entropy regulariser coefficient.
+        balance_penalty: coefficient (>= 0) of a load-balancing loss added in
+            training for every gate (``mtl_keras.layers.balance.balance_loss``),
+            which keeps the experts in use; 0 adds nothing.
+        balance_form: "cv" (squared coefficient of variation of the experts'
+            importance, Shazeer et al. 2017) or "switch" (Fedus et al. 2022).
         kernel_initializer, bias_initializer, kernel_regularizer,
             bias_regularizer: as ``keras.layers.Dense`` takes them, for the
             experts and the gates (``mtl_keras.layers.conventions``).
@@ -73,12 +79,15 @@ class ExpertGate(keras.layers.Layer):
         gate="softmax",
         k=2,
         entropy_penalty=1e-3,
+        balance_penalty=0.0,
+        balance_form="cv",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.kernel_args = conventions.resolve(
             kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
         )
+        self.balance_penalty, self.balance_form = check_balance(balance_penalty, balance_form)
         self.num_experts = checks.positive_int("num_experts", num_experts)
         self.expert_units = checks.units("expert_units", expert_units)
         self.num_tasks = checks.positive_int("num_tasks", num_tasks)
@@ -142,6 +151,8 @@ class ExpertGate(keras.layers.Layer):
             return self._call_frozen(inputs)
         expert_outputs = self.experts(inputs, training=training)  # [B, E, H]
         gates = self._gates(gate_inputs, training)
+        if training and self.balance_penalty:
+            self.add_loss(self.balance_penalty * tf.add_n([balance_loss(g, self.balance_form) for g in gates]))
         outputs = [self.experts.mix(gate, expert_outputs) for gate in gates]
         return (outputs, tf.stack(gates, axis=1)) if self.return_gates else outputs
 
@@ -193,6 +204,8 @@ class ExpertGate(keras.layers.Layer):
             gate=self.gate,
             k=self.k,
             entropy_penalty=self.entropy_penalty,
+            balance_penalty=self.balance_penalty,
+            balance_form=self.balance_form,
             **conventions.serialize(self.kernel_args),
         )
         return config

@@ -20,6 +20,20 @@ def shared_bottom(
 ):
     """Hard parameter sharing: one bottom MLP, one tower per task (Caruana, 1997).
 
+    Args:
+        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
+            ``FeatureSpec``.
+        task_names: the tasks, in order; each names its head and output.
+        bottom_units: widths of the shared ReLU bottom MLP.
+        tower_units: hidden widths of each task's ReLU tower.
+        task_types: "binary" (sigmoid head) or "regression" (linear head); one
+            string for every task or a dict by task.
+        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
+            al., 2022), trained and dropped at export; None: none.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
+            model creates (``mtl_keras.layers.conventions``).
+
     Example:
     >>> model = shared_bottom(keras.Input(shape=(6,)), ["ctr", "cvr"], bottom_units=(8,), tower_units=(4,))
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
@@ -49,6 +63,8 @@ def mmoe(
     k=2,
     gate_temperature=1.0,
     entropy_penalty=1e-3,
+    balance_penalty=0.0,
+    balance_form="cv",
     kernel_initializer="glorot_uniform",
     bias_initializer="zeros",
     kernel_regularizer=None,
@@ -61,7 +77,31 @@ def mmoe(
     gate, the union), and each task's tower the mixture next to the task's own
     features. ``gate="dselect_k"`` (or ``"dselect_k_static"``) puts DSelect-k
     gates selecting ``k`` experts in place of the softmax gates
-    (``mtl_keras.layers.DSelectKGate``); ``gate_temperature`` divides the gate logits.
+    (``mtl_keras.layers.DSelectKGate``); ``gate_temperature`` divides the gate logits;
+    ``balance_penalty`` > 0 adds a load-balancing loss per gate (``balance_form``
+    "cv" or "switch", ``mtl_keras.layers.balance``).
+
+    Args:
+        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
+            ``FeatureSpec``.
+        task_names: the tasks, in order; each names its head and output.
+        num_experts: number of experts (>= 1).
+        expert_units: hidden widths of every expert.
+        tower_units: hidden widths of each task's ReLU tower.
+        task_types: "binary" (sigmoid head) or "regression" (linear head); one
+            string for every task or a dict by task.
+        shared_gate: one gate for every task (OMoE) instead of one per task.
+        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
+            al., 2022), trained and dropped at export; None: none.
+        gate, k, gate_temperature, entropy_penalty: the gates: "softmax", or
+            "dselect_k" / "dselect_k_static" (a ``DSelectKGate`` selecting ``k``
+            experts, its entropy regulariser weighted by ``entropy_penalty``);
+            ``gate_temperature`` (> 0) divides the gate logits.
+        balance_penalty, balance_form: a load-balancing loss per gate of this
+            weight (0: none), "cv" or "switch" (``mtl_keras.layers.balance``).
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
+            model creates (``mtl_keras.layers.conventions``).
 
     Example:
     >>> model = mmoe(keras.Input(shape=(6,)), ["ctr", "cvr"], num_experts=3, expert_units=(4,))
@@ -77,7 +117,7 @@ def mmoe(
         gate_inputs = [views.task_shared[task] for task in tasks]
     mixed = ExpertGate(
         num_experts, expert_units, gates, name=name, gate=gate, k=k, gate_temperature=gate_temperature,
-        entropy_penalty=entropy_penalty, **args,
+        entropy_penalty=entropy_penalty, balance_penalty=balance_penalty, balance_form=balance_form, **args,
     )(
         features, gate_inputs=gate_inputs
     )
@@ -101,6 +141,8 @@ def ple(
     k=2,
     gate_temperature=1.0,
     entropy_penalty=1e-3,
+    balance_penalty=0.0,
+    balance_form="cv",
     kernel_initializer="glorot_uniform",
     bias_initializer="zeros",
     kernel_regularizer=None,
@@ -108,8 +150,31 @@ def ple(
 ):
     """PLE (Tang et al., RecSys 2020): ``num_levels`` CGC levels, then one tower per task.
 
-    ``gate``, ``k``, ``gate_temperature``, ``entropy_penalty``: as in ``mmoe``, for
-    every gate of every level.
+    ``gate``, ``k``, ``gate_temperature``, ``entropy_penalty``, ``balance_penalty``,
+    ``balance_form``: as in ``mmoe``, for every gate of every level.
+
+    Args:
+        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
+            ``FeatureSpec``.
+        task_names: the tasks, in order; each names its head and output.
+        num_levels: number of CGC levels (>= 1).
+        num_task_experts, num_shared_experts: experts per task and shared experts
+            of every level (>= 1).
+        expert_units: hidden widths of every expert.
+        tower_units: hidden widths of each task's ReLU tower.
+        task_types: "binary" (sigmoid head) or "regression" (linear head); one
+            string for every task or a dict by task.
+        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
+            al., 2022), trained and dropped at export; None: none.
+        gate, k, gate_temperature, entropy_penalty: the gates: "softmax", or
+            "dselect_k" / "dselect_k_static" (a ``DSelectKGate`` selecting ``k``
+            experts, its entropy regulariser weighted by ``entropy_penalty``);
+            ``gate_temperature`` (> 0) divides the gate logits.
+        balance_penalty, balance_form: a load-balancing loss per gate of this
+            weight (0: none), "cv" or "switch" (``mtl_keras.layers.balance``).
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
+            model creates (``mtl_keras.layers.conventions``).
 
     Example:
     >>> model = ple(keras.Input(shape=(6,)), ["ctr", "cvr"], num_levels=2, expert_units=(4,))
@@ -118,7 +183,8 @@ def ple(
     """
     tasks = task_names_of(task_names)
     args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
-    gating = dict(gate=gate, k=k, gate_temperature=gate_temperature, entropy_penalty=entropy_penalty)
+    gating = dict(gate=gate, k=k, gate_temperature=gate_temperature, entropy_penalty=entropy_penalty,
+                  balance_penalty=balance_penalty, balance_form=balance_form)
     model_inputs, features, views = features_of(inputs, tasks)
     if views is None:
         per_task = PLE(
