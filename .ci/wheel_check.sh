@@ -15,6 +15,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/mtl_keras_wheel.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 start=$(date +%s)
 
+"$python" -c "import sys; sys.path.insert(0, 'tests/packaging'); import check_installed as c; \
+print('\n'.join(sorted(c.source_modules('mtl_keras'))))" >"$work/source_modules.txt"
 "$python" -m build --outdir "$work/dist" "$repo" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 wheel=$(ls "$work"/dist/mtl_keras-*.whl)
 sdist=$(ls "$work"/dist/mtl_keras-*.tar.gz)
@@ -24,7 +26,7 @@ sdist=$(ls "$work"/dist/mtl_keras-*.tar.gz)
 
 cd "$work"   # outside the checkout: `import mtl_keras` must find the installed copy
 check=("$work/venv/bin/python" "$repo/tests/packaging/check_installed.py" --wheel "$wheel" --sdist "$sdist"
-       --source "$repo/mtl_keras" --demo)
+       --source "$repo/mtl_keras" --source-list "$work/source_modules.txt" --demo)
 env -u TF_USE_LEGACY_KERAS "${check[@]}" --out "$work/demo_keras3"
 TF_USE_LEGACY_KERAS=1 "${check[@]}" --out "$work/demo_tf_keras"
 echo "wheel check took $(( $(date +%s) - start )) s"

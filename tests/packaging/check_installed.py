@@ -26,7 +26,7 @@ import traceback
 import zipfile
 
 
-def source_modules(source):
+def source_modules(source):  # also run as a script by wheel_check.sh, before the build
     """Paths like ``mtl_keras/training/step.py`` of every module under ``source``."""
     root = os.path.dirname(os.path.abspath(source))
     found = set()
@@ -47,7 +47,11 @@ def archive_members(path):
 
 
 def check_files(args, problems):
-    expected = source_modules(args.source)
+    if args.source_list:  # the modules as they were when the sdist was built
+        with open(args.source_list) as handle:
+            expected = set(handle.read().split())
+    else:
+        expected = source_modules(args.source)
     for archive in (args.sdist, args.wheel):
         missing = sorted(expected - archive_members(archive))
         if missing:
@@ -113,6 +117,7 @@ def main():
     parser.add_argument("--wheel", required=True)
     parser.add_argument("--sdist", required=True)
     parser.add_argument("--source", required=True, help="the checkout's mtl_keras folder")
+    parser.add_argument("--source-list", help="a file of the module paths listed at build time (default: --source now)")
     parser.add_argument("--out", required=True, help="a scratch folder for the demo")
     parser.add_argument("--demo", action="store_true", help="also run `mtl-keras demo --quick`")
     args = parser.parse_args()
