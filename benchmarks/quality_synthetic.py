@@ -28,7 +28,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "results", "quality_synthetic")
-MODELS = ["Shared-Bottom", "OMoE", "MMoE", "PLE"]
+MODELS = ["Shared-Bottom", "OMoE", "MMoE", "PLE", "MMoE-DSelect-k", "DBMTL"]
 CORRELATIONS = [0.5, 0.9, 1.0]
 
 
@@ -45,6 +45,11 @@ def build(name, inputs, tasks):
     if name == "PLE":
         return models.ple(inputs, tasks, num_levels=2, num_task_experts=3, num_shared_experts=2,
                           expert_units=(16,), **common)
+    if name == "MMoE-DSelect-k":  # Hazimeh et al. 2021: per-example gates selecting 2 of the 8 experts
+        return models.mmoe(inputs, tasks, num_experts=8, expert_units=(16,), gate="dselect_k", k=2, **common)
+    if name == "DBMTL":  # MMoE bottom as in EasyRec's census example; task 2 reads task 1's relation output
+        return models.dbmtl(inputs, tasks, num_experts=8, expert_units=(16,), tower_units=(8,),
+                            relation_units=(8,), task_types="regression")
     raise ValueError(name)
 
 
