@@ -67,7 +67,8 @@ class ExcessMTL(TaskWeighting):
         return len(self.task_names) * tf.nn.softmax(tf.convert_to_tensor(self._log_weights))
 
     def update(self, step):
-        gradients = tf.cast(replica_sum(task_gradient_matrix(step.tape, step.task_loss_shares, self.shared)), tf.float32)
+        local = task_gradient_matrix(step.tape, step.task_loss_shares, self.shared)
+        gradients = tf.cast(replica_sum(local), tf.float32)
         self.accumulate(gradients)
 
     def accumulate(self, gradients):
