@@ -62,6 +62,9 @@ def test_feature_spec_inputs_and_exact_projection():
                   jit_compile=False)
     history = model.fit(F.prepare_inputs(model, x), {t: y[t] for t in TASKS}, batch_size=60, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+    for name, builder in BUILDERS.items():  # every builder reads the raw features
+        heads = builder(spec)(F.prepare_inputs(model, {k: v[:3] for k, v in x.items()}), training=False)
+        assert {t: tuple(heads[t].shape) for t in TASKS} == {t: (3, 1) for t in TASKS}, name
 
 
 def count_matmuls(path):
