@@ -254,7 +254,7 @@ class TestBadInput:
             two_tower_model().compile(loss=BCE, task_weighting={"like": 1.0})
 
     def test_bad_task_weighting(self):
-        with pytest.raises(ValueError, match=r"`task_weighting` 'uncertain' is not a known TaskWeighting; expected one of \['dwa', 'equal', 'gradnorm', 'uncertainty'\]"):
+        with pytest.raises(ValueError, match=r"`task_weighting` 'uncertain' is not a known TaskWeighting; expected one of \['dwa', 'equal', 'excess_mtl', 'famo', 'gls', 'gradnorm', 'imtl_l', 'rlw', 'stch', 'uncertainty'\]"):
             two_tower_model().compile(loss=BCE, task_weighting="uncertain")
         with pytest.raises(ValueError, match="`task_weighting` must be"):
             two_tower_model().compile(loss=BCE, task_weighting=3)

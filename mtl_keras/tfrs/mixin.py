@@ -188,7 +188,7 @@ class MultiTaskMixin:
 
     def test_step(self, data):
         step = self._mtl_assemble(self.compute_loss(features_of(data), training=False))
-        return self._mtl_logs(self._mtl_trainer.log(step))
+        return self._mtl_logs(self._mtl_trainer.log(step, training=False))
 
     def _mtl_assemble(self, losses):
         trainer = self._mtl_trainer
