@@ -192,7 +192,7 @@ def describe_processes(results, names):
 
 
 # TensorFlow Recommenders 0.7.7 imports only under tf_keras: its tests are not collected in the
-# Keras 3 run, where tests/test_tfrs_import.py checks that mtl_keras.tfrs says so.
+# Keras 3 run, where tests/tfrs/test_tfrs_import.py checks that mtl_keras.tfrs says so.
 from mtl_keras.backend import IS_KERAS3 as _IS_KERAS3  # noqa: E402
 
-collect_ignore = ["test_tfrs.py"] if _IS_KERAS3 else []
+collect_ignore = ["tfrs/test_tfrs.py"] if _IS_KERAS3 else []

@@ -4,7 +4,8 @@ A one-line summary; then the paper and formula (free text); then the sections, e
 header and in this order where present: ``Args:``, ``Call arguments:``, ``Input shape:`` /
 ``Output shape:``, ``Returns:``, ``Raises:``, ``Example:`` (its ``>>>`` lines run as doctests in
 tests/test_doctests.py). ``Args:`` names every parameter of the callable (a class: its
-``__init__``), several on one line where they share a meaning (``beta, beta_sigma: ...``).
+``__init__``), several on one line where they share a meaning (``beta, beta_sigma: ...``);
+a record whose constructor arguments are its fields may name them under ``Attributes:``.
 Only docstrings are read: no TensorFlow work beyond importing the package.
 """
 
@@ -129,7 +130,9 @@ def layout_problems(value):
     if not example or not any(line.lstrip().startswith(">>>") for line in lines[example[0]:]):
         problems.append("no 'Example:' section with '>>>' lines")
     wanted = parameters(value)
-    args = [index for header, index in found if header == "Args"]
+    # a record (a dataclass) whose constructor arguments are its fields lists them as Attributes
+    args = [index for header, index in found if header == "Args"] or [
+        index for header, index in found if header == "Attributes"]
     if wanted and not args:
         problems.append(f"no 'Args:' section for {wanted}")
     elif wanted:

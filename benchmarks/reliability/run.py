@@ -1,7 +1,7 @@
 """The full reliability run behind ``make reliability``: fuzzing, load with hot reloads, faults.
 
 Loopback only, every loop bounded. Prints the figures as JSON (``--out`` also
-writes them); CI runs the same functions reduced (tests/test_serving_reliability.py).
+writes them); CI runs the same functions reduced (tests/serving/test_serving_reliability.py).
 
     python benchmarks/reliability/run.py [--requests 10000] [--clients 32] [--seconds 60] [--reloads 3] [--trials 10]
 """

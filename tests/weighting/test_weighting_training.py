@@ -62,7 +62,7 @@ def snapshot(model):
 
 
 # Two logical CPUs must be configured before TensorFlow starts: a fresh interpreter runs every
-# method under MirroredStrategy (paying TensorFlow's start-up once, as tests/test_distribute.py
+# method under MirroredStrategy (paying TensorFlow's start-up once, as tests/training/test_distribute.py
 # does) and saves what it ends with.
 SCRIPT = textwrap.dedent(
     """

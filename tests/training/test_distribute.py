@@ -1,0 +1,130 @@
+"""MultiTaskModel under MirroredStrategy equals one device for the same global batch.
+
+Two logical CPUs must be configured before TensorFlow starts, so the cases run in
+a fresh interpreter, all in one to pay TensorFlow's start-up once.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+CASES = ["plain", "pcgrad", "mgda", "cagrad", "uncertainty", "gradnorm", "pcgrad_fast"]
+# Projections that need more than the Gram matrix ([T, P] state, representation masks, draws).
+BEYOND_GRAM = [["db_mtl", "moco", "rgw"], ["graddrop_fast", "sdmgrad", "modo"]]
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    if sys.argv[1:] != ["one_device_mirrored"]:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from mtl_keras import losses, models
+    from mtl_keras.backend import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 6)).astype("float32")
+    y = {"ctr": (x[:, :1] > 0).astype("float32"), "cvr": (x[:, 1:2] - x[:, :1] > 0).astype("float32")}
+    # Unequal missing labels across the replicas' halves: the global mean must use the global count.
+    y["cvr"][:10] = np.nan
+    y["ctr"][60:64] = np.nan
+    CASES = {
+        "plain": lambda: dict(task_weighting={"cvr": 2.0}),
+        "pcgrad": lambda: dict(gradient_projection=losses.PCGrad(seed=1)),
+        "mgda": lambda: dict(gradient_projection=losses.MGDA()),
+        "cagrad": lambda: dict(gradient_projection=losses.CAGrad()),
+        "uncertainty": lambda: dict(task_weighting=losses.UncertaintyWeighting()),
+        "gradnorm": lambda: dict(task_weighting=losses.GradNorm(learning_rate=0.1)),
+        "pcgrad_fast": lambda: dict(gradient_projection=losses.PCGrad(seed=1), projection_mode="fast"),
+        "db_mtl": lambda: dict(gradient_projection=losses.DBMTL()),
+        "moco": lambda: dict(gradient_projection=losses.MoCo()),
+        "rgw": lambda: dict(gradient_projection=losses.RandomGradientWeighting(seed=2)),
+        "graddrop_fast": lambda: dict(gradient_projection=losses.GradDrop(seed=2), projection_mode="fast"),
+        "sdmgrad": lambda: dict(gradient_projection=losses.SDMGrad()),
+        "modo": lambda: dict(gradient_projection=losses.MoDo(gamma=0.1), batch_size=24),
+    }
+
+    def train(strategy, options):
+        # Sub-batches (rows i mod S) are one device's when every replica's batch is a multiple of S.
+        batch_size = options.pop("batch_size", 16)
+        rows = len(x) // batch_size * batch_size
+        keras.utils.set_random_seed(3)
+        with strategy.scope():
+            model = models.mmoe(keras.Input((6,), name="x"), ["ctr", "cvr"], num_experts=3)
+            model.compile(optimizer=keras.optimizers.SGD(0.5),
+                          loss={"ctr": "binary_crossentropy", "cvr": "binary_crossentropy"},
+                          jit_compile=False, **options)
+        history = model.fit(x[:rows], {t: v[:rows] for t, v in y.items()}, batch_size=batch_size,
+                            epochs=1, shuffle=False, verbose=0)  # 5 steps (3 with sub-batches of 3)
+        state = [np.array(v) for v in model.trainable_variables]
+        weighting = model.training_state.weighting
+        state += [np.array(v) for v in getattr(weighting, "trainable_variables", ())]
+        if hasattr(weighting, "task_weights"):
+            state.append(np.array(weighting.task_weights))
+        return state, history.history
+
+    report = {}
+    if sys.argv[1:] == ["one_device_mirrored"]:
+        # The default strategy of a CPU-only or one-GPU machine: MirroredStrategy() on one
+        # device (its own process: two MirroredStrategy objects would share collective keys).
+        default_strategy = tf.distribute.MirroredStrategy()
+        assert default_strategy.num_replicas_in_sync == 1
+        for name in ("plain", "pcgrad", "pcgrad_fast"):
+            single, h1 = train(tf.distribute.OneDeviceStrategy("/cpu:0"), CASES[name]())
+            one_device, h2 = train(default_strategy, CASES[name]())
+            report[name] = {
+                "weights": max(float(np.max(np.abs(a - b))) for a, b in zip(single, one_device)),
+                "loss": float(np.max(np.abs(np.array(h1["loss"]) - np.array(h2["loss"])))),
+            }
+        print("REPORT" + json.dumps(report))
+        sys.exit(0)
+    # One strategy object for all cases: two in a process can reuse collective instance keys.
+    mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    for name in sys.argv[1:]:
+        single, h1 = train(tf.distribute.OneDeviceStrategy("/cpu:0"), CASES[name]())
+        mirrored, h2 = train(mirrored_strategy, CASES[name]())
+        report[name] = {
+            "weights": max(float(np.max(np.abs(a - b))) for a, b in zip(single, mirrored)),
+            "loss": float(np.max(np.abs(np.array(h1["loss"]) - np.array(h2["loss"])))),
+        }
+    print("REPORT" + json.dumps(report))
+    """
+)
+
+
+def run_cases(*cases):
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *cases],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(result.stdout.split("REPORT", 1)[1])
+
+
+def assert_equal_runs(report, cases):
+    assert sorted(report) == sorted(cases)
+    for name, diff in report.items():
+        assert diff["weights"] < 1e-5, (name, diff)
+        assert diff["loss"] < 1e-5, (name, diff)
+
+
+def test_mirrored_strategy_equals_one_device():
+    assert_equal_runs(run_cases(*CASES), CASES)
+
+
+@pytest.mark.parametrize("cases", BEYOND_GRAM, ids=["-".join(c) for c in BEYOND_GRAM])
+def test_mirrored_strategy_equals_one_device_beyond_the_gram_matrix(cases):
+    assert_equal_runs(run_cases(*cases), cases)
+
+
+def test_default_mirrored_strategy_on_one_device():
+    """``MirroredStrategy()`` with its defaults, model built and compiled in its scope."""
+    assert_equal_runs(run_cases("one_device_mirrored"), ["plain", "pcgrad", "pcgrad_fast"])
