@@ -186,7 +186,7 @@ class TestBadInput:
             model.compile(loss={"a": "mse", "b": "mse"}, gradient_projection=losses.PCGrad())
 
     def test_not_a_projection(self):
-        with pytest.raises(ValueError, match=r"`gradient_projection` 'pc_grad' is not a known GradientProjection; expected one of \['aligned_mtl', 'cagrad', 'fairgrad', 'gradvac', 'imtl', 'mgda', 'nash_mtl', 'pareto', 'pcgrad', 'upgrad'\]"):
+        with pytest.raises(ValueError, match=r"`gradient_projection` 'pc_grad' is not a known GradientProjection; expected one of \['aligned_mtl', 'cagrad', 'db_mtl', 'fairgrad', 'graddrop', 'gradvac', 'imtl', 'mgda', 'moco', 'modo', 'nash_mtl', 'pareto', 'pcgrad', 'rgw', 'sdmgrad', 'upgrad'\]"):
             two_tower_model().compile(loss=BCE, gradient_projection="pc_grad")
         with pytest.raises(ValueError, match="`gradient_projection` must be"):
             two_tower_model().compile(loss=BCE, gradient_projection=losses.UncertaintyWeighting())
