@@ -12,9 +12,14 @@ from mtl_keras.layers.balance import usage_statistics
 def expert_usage(model, x):
     """Mean gate weight per gate and expert on the batch ``x``, for each gating layer.
 
-    Returns {name: (matrix [gates, experts], row labels)}; names are the layer
-    names (PLE levels as ``<name>/level_<i>``). Rows are named after the tasks
-    when the gates follow the model's task order (as the builders make them).
+    Args:
+        model: a model holding gating layers (``ExpertGate``, ``CGCLayer``, ``PLE``).
+        x: a batch of the model's inputs.
+
+    Returns:
+        {name: (matrix [gates, experts], row labels)}; names are the layer
+        names (PLE levels as ``<name>/level_<i>``). Rows are named after the tasks
+        when the gates follow the model's task order (as the builders make them).
 
     Example:
     >>> from mtl_keras import models
@@ -112,6 +117,9 @@ class ExpertUsage(keras.callbacks.Callback):
 class EpochEnd(keras.callbacks.Callback):
     """Tells a task weighting where epochs end (DWA); MultiTaskModel.fit adds it itself.
 
+    Args:
+        weighting: the built task weighting whose ``on_epoch_end`` is called.
+
     Example:
     >>> from mtl_keras.weighting import DynamicWeightAverage
     >>> dwa = DynamicWeightAverage()
@@ -133,6 +141,13 @@ class NonFiniteLoss(keras.callbacks.Callback):
     MultiTaskModel.fit adds it unless ``compile(skip_nonfinite_steps=True)``:
     this class checks at each epoch end (ParameterServerStrategy allows no
     batch hooks), ``NonFiniteBatchLoss`` after every batch.
+
+    Args:
+        task_names: the tasks whose ``<task>_loss`` logs are checked.
+        step: the training step counter (a variable), named in the error.
+
+    Raises:
+        FloatingPointError: at the first NaN or Inf task loss.
 
     Example:
     >>> check = NonFiniteLoss(["ctr", "cvr"], step=tf.Variable(7))
@@ -171,8 +186,16 @@ class NonFiniteBatchLoss(NonFiniteLoss):
 
 
 def write_heatmap(matrix, row_labels, title, path):
-    """A PNG heatmap of a [gates, experts] matrix, each cell annotated, each row labelled
-    with its usage statistics (entropy H, the largest share, experts above 1 %).
+    """A PNG heatmap of a [gates, experts] matrix, each cell annotated.
+
+    Each row is labelled with its usage statistics (entropy H, the largest
+    share, experts above 1 %).
+
+    Args:
+        matrix: the gate weights [gates, experts].
+        row_labels: one label per gate.
+        title: the figure's title.
+        path: the PNG file to write.
 
     Example:
     >>> write_heatmap(np.array([[0.7, 0.3], [0.2, 0.8]]), ["ctr", "cvr"], "gates", "gates.png")

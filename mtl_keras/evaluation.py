@@ -34,6 +34,14 @@ def auc(labels, scores):
 def log_loss(labels, scores, epsilon=1e-7):
     """The mean binary cross-entropy of probabilities ``scores`` (clipped to [eps, 1 - eps]).
 
+    Args:
+        labels: 0/1 labels [N].
+        scores: predicted probabilities [N].
+        epsilon: the clipping margin eps.
+
+    Returns:
+        The log loss, a float.
+
     Example:
     >>> round(log_loss([1, 0], [0.9, 0.2]), 4)
     0.1643

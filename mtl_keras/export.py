@@ -98,10 +98,24 @@ def export_saved_model(
 
 
 def write_version(base_path, version, save, warmup_inputs, warmup_batch_size, warmup_records):
-    """``base_path/<version>``, written whole or not at all: ``save(folder)`` and the warm-up
-    records go to a temporary folder, renamed into place, so a server never sees half a version.
+    """Writes ``base_path/<version>`` whole or not at all.
 
-    ``version``: an int, or None for the latest + 1; ``warmup_inputs``: [(name, TensorSpec)].
+    ``save(folder)`` and the warm-up records go to a temporary folder, renamed
+    into place, so a server never sees half a version.
+
+    Args:
+        base_path: the model's folder, the versions below it.
+        version: an int, or None for the latest + 1.
+        save: called with the folder to write the SavedModel into.
+        warmup_inputs: [(name, TensorSpec)] of the warm-up requests.
+        warmup_batch_size, warmup_records: batch size and count of the warm-up
+            requests (0 records: none).
+
+    Returns:
+        The version's path.
+
+    Raises:
+        FileExistsError: when the version appeared during the export.
 
     Example:
     >>> path = write_version("models/plain", None, lambda folder: tf.saved_model.save(tf.Module(), folder),
@@ -126,8 +140,15 @@ def write_version(base_path, version, save, warmup_inputs, warmup_batch_size, wa
 
 
 def signature_variables(signatures):
-    """The variables the signatures read, each once: what a serving module keeps (no
-    auxiliary towers, no training state).
+    """The variables the signatures read, each once: what a serving module keeps.
+
+    Auxiliary towers and training state are left out: no signature reads them.
+
+    Args:
+        signatures: {name: concrete function}.
+
+    Returns:
+        The variables, in the order the signatures first read them.
 
     Example:
     >>> module = tf.Module()

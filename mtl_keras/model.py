@@ -23,6 +23,14 @@ class _MultiTaskBase(keras.Model):
     class is defined per Keras flavour only for the constructor signature
     each one needs to revive it from a `.keras` file.
 
+    Args:
+        inputs: the Keras inputs, as ``keras.Model`` takes them.
+        outputs: {task: output tensor}; each key names a task.
+        name: the model's name.
+        trainable: whether the weights train (tf_keras's signature names it).
+        **kwargs: passed to ``keras.Model`` (``auxiliary_outputs``: {task:
+            self-auxiliary tower output}, trained and dropped at export).
+
     Example:
     >>> x = keras.Input((4,), name="features")
     >>> h = keras.layers.Dense(8, activation="relu")(x)

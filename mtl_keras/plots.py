@@ -50,8 +50,10 @@ def _pyplot():
 
 
 class BatchLog(keras.callbacks.Callback):
-    """Records the training logs every ``every`` steps: ``series[key]`` is a list of
-    (step, value), ``step`` counting from 1 across epochs.
+    """Records the training logs every ``every`` steps, for finer curves than an epoch's.
+
+    ``series[key]`` is a list of (step, value), ``step`` counting from 1 across
+    epochs.
 
     Args:
         every: steps between records.
@@ -129,7 +131,15 @@ def _line_plot(curves, path, title, y_label, x_label, label=lambda key: key, ref
 def task_weights(history, path):
     """Plots every ``<task>_weight`` log (validation ones left out) against the epoch or step.
 
-    Returns {task: (x, weight)}. Raises ValueError when the history has no weight.
+    Args:
+        history: a ``keras.callbacks.History``, its ``history`` dict, or a ``BatchLog``.
+        path: the PNG file to write.
+
+    Returns:
+        {task: (x, weight)}.
+
+    Raises:
+        ValueError: when the history has no weight.
 
     Example:
     >>> curves = task_weights({"ctr_weight": [1.0, 1.2], "cvr_weight": [1.0, 0.8], "loss": [0.5, 0.4]}, "weights.png")
@@ -145,11 +155,21 @@ def task_weights(history, path):
 
 
 def gradient_cosine(history, path):
-    """Plots every ``grad_cosine/<a>__<b>`` log: the cosine between two tasks' gradients of the
-    shared variables (before any projection). Returns {"a__b": (x, cosine)}.
+    """Plots every ``grad_cosine/<a>__<b>`` log against the epoch or step.
 
-    Raises ValueError when none was logged (compile with a gradient projection or
-    ``log_gradient_cosine=True``).
+    Each is the cosine between two tasks' gradients of the shared variables
+    (before any projection).
+
+    Args:
+        history: a ``keras.callbacks.History``, its ``history`` dict, or a ``BatchLog``.
+        path: the PNG file to write.
+
+    Returns:
+        {"a__b": (x, cosine)}.
+
+    Raises:
+        ValueError: when none was logged (compile with a gradient projection or
+            ``log_gradient_cosine=True``).
 
     Example:
     >>> curves = gradient_cosine({"grad_cosine/ctr__cvr": [(10, 0.2), (20, -0.1)]}, "cosine.png")
@@ -224,8 +244,10 @@ def expert_usage(usage, directory, prefix="expert_usage"):
             or an ``ExpertUsage`` callback (its last record per layer, rows named by
             ``expert_usage``'s rule).
         directory: where to write ``<prefix>_<layer>.png``.
+        prefix: the file names' prefix.
 
-    Returns {path: matrix [gates, experts]}; each row sums to 1 (a softmax gate).
+    Returns:
+        {path: matrix [gates, experts]}; each row sums to 1 (a softmax gate).
 
     Example:
     >>> written = expert_usage({"mmoe": (np.array([[0.7, 0.3], [0.4, 0.6]]), ["ctr", "cvr"])}, "plots")

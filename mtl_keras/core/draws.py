@@ -15,7 +15,26 @@ SIMPLEX_DISTRIBUTIONS = ("normal", "uniform", "dirichlet")
 
 
 def check_seed(seed, method):
-    """``seed`` as an int (None: one drawn now, then part of the config); ValueError otherwise."""
+    """``seed`` as an int (None: one drawn now, then part of the config).
+
+    Args:
+        seed: an int or None.
+        method: the strategy's name, for the error message.
+
+    Returns:
+        The seed, an int.
+
+    Raises:
+        ValueError: when ``seed`` is neither an int nor None.
+
+    Example:
+    >>> check_seed(7, "RLW")
+    7
+    >>> check_seed(0.5, "RLW")
+    Traceback (most recent call last):
+    ...
+    ValueError: RLW: `seed` must be an integer or None; got 0.5.
+    """
     if seed is None:
         return random.randrange(2**31)
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -25,6 +44,9 @@ def check_seed(seed, method):
 
 class StepDraws:
     """Seeds for one draw per training step, from ``seed`` and a saved counter.
+
+    Args:
+        seed: the fixed part of every draw's seed (an int).
 
     Example:
     >>> from mtl_keras.core.stateful import StatefulObject
@@ -62,6 +84,19 @@ def simplex_weights(distribution, seed, num_tasks):
     "normal": softmax(z), z ~ N(0, I) (the paper's default); "uniform":
     softmax(u), u ~ U(0, 1)^T; "dirichlet": Dir(1, ..., 1), as normalised
     Exp(1) samples.
+
+    Args:
+        distribution: "normal", "uniform" or "dirichlet".
+        seed: a stateless seed, shape [2] (``StepDraws.next_seed()``).
+        num_tasks: T.
+
+    Returns:
+        A float32 tensor [T] of non-negative weights summing to 1.
+
+    Example:
+    >>> weights = simplex_weights("dirichlet", tf.constant([1, 2], tf.int64), 3)
+    >>> weights.shape, round(float(tf.reduce_sum(weights)), 5)
+    (TensorShape([3]), 1.0)
     """
     shape = [num_tasks]
     if distribution == "normal":

@@ -14,6 +14,15 @@ class StatefulObject(AutoTrackable):
     Subclasses take their hyper-parameters in ``__init__``, return them from
     ``get_config`` (``from_config`` calls ``cls(**config)``), and create their
     state in ``build`` with ``add_state``; the model saves and restores it.
+
+    Example:
+    >>> class Counter(StatefulObject):
+    ...     def build(self, task_names):
+    ...         self.count = self.add_state("count", 0)
+    >>> counter = Counter()
+    >>> counter.build(["ctr", "cvr"])
+    >>> list(counter.state_variables), Counter.from_config(counter.get_config()).state_variables
+    (['count'], {})
     """
 
     def add_state(self, name, initial_value, trainable=False):
@@ -42,9 +51,31 @@ class StatefulObject(AutoTrackable):
 
 
 def resolve(identifier, argument, base, by_name, accepted):
-    """A ``base`` instance from an instance, a name of ``by_name`` (as Keras takes
-    optimizer="adam") or a Keras-serialized config; a ValueError naming ``argument``
-    and what it ``accepted`` otherwise."""
+    """A ``base`` instance from an instance, a name or a Keras-serialized config.
+
+    Names are looked up in ``by_name`` case-insensitively, as Keras takes
+    optimizer="adam".
+
+    Args:
+        identifier: an instance of ``base``, a name of ``by_name``, or a config
+            that ``keras.saving.serialize_keras_object`` wrote.
+        argument: the argument's name, for the error message.
+        base: the class every result is an instance of.
+        by_name: {lower-case name: class or factory taking no arguments}.
+        accepted: what else the argument accepts, for the error message.
+
+    Returns:
+        The ``base`` instance.
+
+    Raises:
+        ValueError: naming ``argument`` and what it accepts, for anything else.
+
+    Example:
+    >>> from mtl_keras import weighting
+    >>> resolve("DWA", "task_weighting", weighting.TaskWeighting, {"dwa": weighting.DynamicWeightAverage},
+    ...         "or a TaskWeighting").__class__.__name__
+    'DynamicWeightAverage'
+    """
     if isinstance(identifier, base):
         return identifier
     if isinstance(identifier, str):

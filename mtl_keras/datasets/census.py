@@ -46,8 +46,10 @@ Example:
 CensusIncome = collections.namedtuple(
     "CensusIncome", "train validation test feature_names vocabulary_sizes"
 )
-CensusIncome.__doc__ = """What ``census_income`` returns: three ``CensusSplit`` and the inputs' description
-(``feature_names``; ``vocabulary_sizes`` of the categorical columns).
+CensusIncome.__doc__ = """What ``census_income`` returns: three ``CensusSplit`` and the inputs' description.
+
+``feature_names`` names the input columns; ``vocabulary_sizes`` gives the
+categorical columns' vocabulary sizes.
 
 Example:
 >>> CensusIncome._fields
@@ -75,6 +77,8 @@ def census_income(
             missing value is the file's own "?").
         group: 1 or 2.
         seed: seeds the train / validation / test split.
+        validation_fraction, test_fraction: the shares of the rows in the
+            validation and test splits.
         one_hot: x is ``{"features": float32 [N, D]}`` (numeric then one-hot
             categories); else ``{"numeric": float32 [N, 7], "categorical":
             int32 [N, C]}`` for embeddings.

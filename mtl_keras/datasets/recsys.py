@@ -141,6 +141,12 @@ def synthetic_recsys_spec(x):
     Every column is shared by the tasks: ids with learnt vocabularies, the
     device from its known values, the click history pooled from the item table.
 
+    Args:
+        x: the columns ``synthetic_recsys`` returns (or a part of its rows).
+
+    Returns:
+        The adapted ``FeatureSpec``.
+
     Example:
     >>> x, _ = synthetic_recsys(200, seed=0)
     >>> list(synthetic_recsys_spec(x).features)

@@ -16,7 +16,9 @@ def synthetic_tasks(num_samples, correlation, dim=100, seed=0, scale=1.0, num_si
     Args:
         num_samples: rows N.
         correlation: p in [-1, 1], the cosine between w1 and w2.
-        dim: d. scale: c. num_sines: m.
+        dim: d.
+        scale: c.
+        num_sines: m.
         seed: seeds everything (directions, alphas, betas, x, noise).
 
     Returns:

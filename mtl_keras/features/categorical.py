@@ -110,6 +110,7 @@ class Categorical(IdColumn):
             task), "both" (the shared table plus one per task).
         dtype: "string" or "int64"; None = from the vocabulary or adapt data.
         num_oov_buckets: rows for ids outside the vocabulary.
+        max_vocabulary: the most ids ``adapt`` learns (None: every one).
 
     Unknown ids at serving time go to an OOV row. Ids are never negative:
     -1 (and "" for strings) means missing, the OOV row too; a pandas column's

@@ -112,6 +112,16 @@ def prepare_inputs(model, x):
     Columns the model does not read are dropped. Anything else (a
     tf.data.Dataset, a model without features) is returned unchanged.
 
+    Args:
+        model: the model whose features read ``x``.
+        x: what fit / evaluate / predict / call received.
+
+    Returns:
+        The prepared ``x``.
+
+    Raises:
+        ValueError: naming the feature a raw column does not fit.
+
     Example:
     >>> from mtl_keras import models
     >>> from mtl_keras.features import Categorical, FeatureSpec, Numeric
@@ -145,6 +155,13 @@ def prepare_inputs(model, x):
 
 def prepare_arguments(model, args, kwargs):
     """``(args, kwargs)`` of fit / evaluate / predict with ``x`` (and ``validation_data``'s x) prepared.
+
+    Args:
+        model: the model whose features read ``x``.
+        args, kwargs: the positional and keyword arguments of the call.
+
+    Returns:
+        ``(args, kwargs)``, each ``x`` as ``prepare_inputs`` returns it.
 
     Example:
     >>> from mtl_keras import models

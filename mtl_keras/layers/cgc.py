@@ -39,12 +39,12 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
         balance_penalty, balance_form: as in ``ExpertGate``, for every gate of
             the level (a task gate over the experts it sees).
 
-    Input:
+    Input shape:
         One tensor ``[B, D]`` (first level: every gate and expert reads it),
         or a list of T + 1 tensors (task 1..T inputs ``[B, D]``, then the
         shared input ``[B, D_s]``) from a previous level.
 
-    Output:
+    Output shape:
         A list of T (last level) or T + 1 tensors ``[B, expert_units[-1]]``.
         With ``return_gates``, ``(outputs, gates)``: gates is
         ``[B, G, T * m_t + m_s]`` with G = T gates (+ 1 shared gate below the
@@ -280,8 +280,10 @@ class PLE(ReportsGates, keras.layers.Layer):
         return_gates: also return a list with each level's gates (see
             ``CGCLayer``).
 
-    Input shape: ``[B, D]``.
-    Output: a list of num_tasks tensors ``[B, expert_units[-1]]``.
+    Input shape:
+        ``[B, D]``.
+    Output shape:
+        a list of num_tasks tensors ``[B, expert_units[-1]]``.
 
     Example:
     >>> ple = PLE(num_levels=2, num_tasks=2, num_task_experts=1,

@@ -53,7 +53,7 @@ class ExpertGate(keras.layers.Layer):
             reading its own (a task's own features).
         training: enables dropout.
 
-    Output:
+    Output shape:
         A list of T tensors ``[B, expert_units[-1]]``; with ``return_gates``,
         ``(outputs, gates)`` where gates is ``[B, T, E]`` and rows sum to 1.
 

@@ -30,6 +30,22 @@ def mtan(
     Works with every weighting and projection; fast projections read the
     first trunk layer's output, which every task reaches.
 
+    Args:
+        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
+            ``FeatureSpec``.
+        task_names: the tasks, in order; each names its head and output.
+        units: widths of the shared trunk's ReLU Dense layers, one attention level
+            after each.
+        attention_units: hidden width of the attention modules (None: the level's).
+        tower_units: hidden widths of each task's ReLU tower.
+        task_types: "binary" (sigmoid head) or "regression" (linear head); one
+            string for every task or a dict by task.
+        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
+            al., 2022), trained and dropped at export; None: none.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
+            model creates (``mtl_keras.layers.conventions``).
+
     Example:
     >>> model = mtan(keras.Input(shape=(6,)), ["ctr", "cvr"], units=(4, 3))
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}

@@ -21,8 +21,10 @@ def dbmtl(
     kernel_regularizer=None,
     bias_regularizer=None,
 ):
-    """DBMTL (Wang et al., "Deep Bayesian Multi-Target Learning for Recommender Systems",
-    arXiv 1902.09154, 2019), as EasyRec ships it.
+    """DBMTL: task heads conditioned on the earlier tasks' representations, as EasyRec ships it.
+
+    Wang et al., "Deep Bayesian Multi-Target Learning for Recommender Systems",
+    arXiv 1902.09154, 2019.
 
     The joint probability is factored along the task order, P(y_1, ..., y_T | x) =
     prod_t P(y_t | y_<t, x): a shared bottom (an MLP of ``bottom_units``, or with
@@ -33,9 +35,20 @@ def dbmtl(
     tasks' representations; an earlier task's never sees a later one's.
 
     Args:
+        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
+            ``FeatureSpec``.
+        task_names: the tasks, in order; each names its head and output.
+        bottom_units: widths of the shared ReLU bottom MLP (without experts).
+        tower_units: hidden widths of each task's ReLU tower.
+        relation_units: widths of each task's relation MLP.
         relations: {task: [tasks it depends on]}; every dependency comes earlier
             in ``task_names``. Default: each task depends on all before it.
         num_experts, expert_units: the MMoE bottom (0 = the MLP bottom).
+        task_types: "binary" (sigmoid head) or "regression" (linear head); one
+            string for every task or a dict by task.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
+            model creates (``mtl_keras.layers.conventions``).
 
     Example:
     >>> model = dbmtl(keras.Input(shape=(6,)), ["ctr", "cvr"], bottom_units=(8,), tower_units=(4,),

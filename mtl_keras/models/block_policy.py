@@ -41,6 +41,24 @@ def adashare(
     ([T, num_blocks] of 0/1) builds the fixed network directly. Works with
     every weighting and projection; fast projections read the stem's output.
 
+    Args:
+        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
+            ``FeatureSpec``.
+        task_names: the tasks, in order; each names its head and output.
+        units: width of the shared stem and of every block.
+        num_blocks: residual blocks whose per-task use is searched.
+        tower_units: hidden widths of each task's ReLU tower.
+        task_types: "binary" (sigmoid head) or "regression" (linear head); one
+            string for every task or a dict by task.
+        temperature, temperature_decay, steps_per_epoch, warmup_epochs, curriculum,
+            sparsity_weight, sharing_weight, policy, seed: the search, as
+            ``mtl_keras.layers.AdaShareBlocks`` takes them.
+        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
+            al., 2022), trained and dropped at export; None: none.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
+            model creates (``mtl_keras.layers.conventions``).
+
     Example:
     >>> model = adashare(keras.Input(shape=(6,)), ["ctr", "cvr"], units=4, num_blocks=2)
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}

@@ -26,6 +26,16 @@ def esmm(
     From a ``FeatureSpec`` each tower reads its task's features (``task_features``
     may name "ctr" and "cvr"), shared tables shared by both.
 
+    Args:
+        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
+            ``FeatureSpec``.
+        tower_units: hidden widths of the ctr and cvr ReLU towers.
+        auxiliary_tower_units: widths of a self-auxiliary tower for ctr (Wang et
+            al., 2022), trained and dropped at export; None: none.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
+            model creates (``mtl_keras.layers.conventions``).
+
     Example:
     >>> model = esmm(keras.Input(shape=(6,)), tower_units=(4,))
     >>> model.compile(optimizer="adam", loss={"ctr": "binary_crossentropy", "cvr": None,

@@ -31,18 +31,30 @@ def star(
     paper's auxiliary network (domain embedding concatenated with the
     features, a 2-layer MLP of ``auxiliary_units``, one logit), and the head
     is sigmoid (binary) or identity (regression) of their sum.
+    From a FeatureSpec, the star layers read the shared features and each
+    task's auxiliary network reads its task's own features next to the
+    domain embedding.
 
     Args:
+        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
+            ``FeatureSpec``.
         domain_ids: a Keras integer input [B] or [B, 1] (part of the model's
             inputs); with a ``FeatureSpec``, the name of one of its
             Categorical features (e.g. "device"), whose lookup rows are the
             domains (the OOV row included).
         num_domains: number of domains P (default with a FeatureSpec: the
             feature's lookup rows).
-
-    From a FeatureSpec, the star layers read the shared features and each
-    task's auxiliary network reads its task's own features next to the
-    domain embedding.
+        task_names: the tasks, in order; each names its head and output.
+        units: widths of the star-topology ``StarDense`` layers.
+        task_types: "binary" (sigmoid head) or "regression" (linear head); one
+            string for every task or a dict by task.
+        auxiliary_units: widths of the auxiliary network's MLP.
+        domain_embedding_dim: width of the domain embedding the auxiliary network reads.
+        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
+            al., 2022), trained and dropped at export; None: none.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
+            model creates (``mtl_keras.layers.conventions``).
 
     Example:
     >>> domain = keras.Input(shape=(), dtype="int32", name="domain")

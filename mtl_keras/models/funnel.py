@@ -37,6 +37,22 @@ def aitm(
     features (the transfer carries a step's representation to the next task)
     and each tower also reads its task's own features.
 
+    Args:
+        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
+            ``FeatureSpec``.
+        task_names: the binary tasks in funnel order (two or more); each names its
+            head and output.
+        bottom_units: widths of each step's bottom MLP.
+        tower_units: hidden widths of each task's ReLU tower.
+        calibration_weight: weight of the behavioural expectation calibrator (>= 0).
+        batch_norm: BatchNormalization after every hidden Dense, before its ReLU.
+        dropout: dropout rate after every hidden ReLU.
+        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
+            al., 2022), trained and dropped at export; None: none.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
+            model creates (``mtl_keras.layers.conventions``).
+
     Example:
     >>> model = aitm(keras.Input(shape=(6,)), ["click", "buy"], bottom_units=(8,), tower_units=(4,))
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}

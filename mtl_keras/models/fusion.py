@@ -45,8 +45,10 @@ def nddr(
     kernel_regularizer=None,
     bias_regularizer=None,
 ):
-    """NDDR network (Gao et al., CVPR 2019): one column per task, an ``NDDR``
-    fusion after each of its layers, then the towers.
+    """NDDR network (Gao et al., CVPR 2019): task columns fused by ``NDDR`` layers.
+
+    One column per task, an ``NDDR`` fusion after each of its layers, then the
+    towers.
 
     Each column layer is a ReLU Dense of ``units[k]``; the NDDR layer that
     follows concatenates the T columns and reduces them back to ``units[k]``
@@ -56,6 +58,24 @@ def nddr(
     read the first column layers' outputs. The kernel arguments reach every
     column, tower and head, and the regularizers the NDDR kernels (which keep
     the paper's initialisation).
+
+    Args:
+        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
+            ``FeatureSpec``.
+        task_names: the tasks, in order (two or more); each names its column, head
+            and output.
+        units: widths of the column layers, an NDDR fusion after each.
+        tower_units: hidden widths of each task's ReLU tower.
+        task_types: "binary" (sigmoid head) or "regression" (linear head); one
+            string for every task or a dict by task.
+        diagonal, off_diagonal: the NDDR kernels' initial weights on a task's own
+            block and elsewhere (None: (1 - diagonal) / (T - 1)).
+        batch_norm: batch norm in every NDDR layer.
+        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
+            al., 2022), trained and dropped at export; None: none.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
+            model creates (``mtl_keras.layers.conventions``).
 
     Example:
     >>> model = nddr(keras.Input(shape=(6,)), ["ctr", "cvr"], units=(4,))

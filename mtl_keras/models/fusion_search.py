@@ -36,6 +36,26 @@ def mtl_nas(
     name; only the kept edges get kernels). Works with every weighting and
     projection; fast projections read the first column layers' outputs.
 
+    Args:
+        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
+            ``FeatureSpec``.
+        task_names: the tasks, in order (two or more); each names its column, head
+            and output.
+        units: widths of the column layers, a searched fusion after each.
+        tower_units: hidden widths of each task's ReLU tower.
+        task_types: "binary" (sigmoid head) or "regression" (linear head); one
+            string for every task or a dict by task.
+        phase: "search" (every candidate edge, weighted) or "fixed" (``edges`` only).
+        edges: with phase="fixed", the kept edges by fusion layer name (what
+            ``models.freeze_structure`` returns for the search model).
+        entropy_weight: weight of the minimum-entropy regulariser on the edge weights.
+        batch_norm: batch norm in every fusion.
+        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
+            al., 2022), trained and dropped at export; None: none.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
+            model creates (``mtl_keras.layers.conventions``).
+
     Example:
     >>> from mtl_keras.models import freeze_structure
     >>> search = mtl_nas(keras.Input(shape=(6,)), ["ctr", "cvr"], units=(4, 3))

@@ -37,7 +37,15 @@ def pepnet(
             the model's inputs); with a FeatureSpec, a non-empty list of names of
             its Categorical features, each embedded (``prior_embedding_dim``) for
             the gates from the lookup rows the spec computes.
+        task_names: the tasks, in order; each names its head and output.
+        tower_units: hidden widths of each task's ReLU tower.
         gate_hidden_units, gate_scale: every GateNU's hidden width and gamma.
+        prior_embedding_dim: width of each prior feature's embedding (FeatureSpec only).
+        task_types: "binary" (sigmoid head) or "regression" (linear head); one
+            string for every task or a dict by task.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
+            model creates (``mtl_keras.layers.conventions``).
 
     Example:
     >>> prior = keras.Input(shape=(2,), name="user")

@@ -28,6 +28,23 @@ def snr(
     the input; a ``HardConcreteRouter`` (``mode`` "trans" or "avg") feeds each
     next level, and a last router feeds the task towers.
 
+    Args:
+        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
+            ``FeatureSpec``.
+        task_names: the tasks, in order; each names its head and output.
+        mode: "trans" (SNR-Trans: a learnt transform per edge) or "avg" (SNR-Avg).
+        num_subnetworks: sub-networks per level.
+        subnetwork_units: each level's sub-network width (one entry: every level).
+        tower_units: hidden widths of each task's ReLU tower.
+        task_types: "binary" (sigmoid head) or "regression" (linear head); one
+            string for every task or a dict by task.
+        l0_penalty: weight of the routers' expected-L0 penalty (>= 0).
+        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
+            al., 2022), trained and dropped at export; None: none.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
+            model creates (``mtl_keras.layers.conventions``).
+
     Example:
     >>> model = snr(keras.Input(shape=(6,)), ["ctr", "cvr"], num_subnetworks=(2, 2), subnetwork_units=(4,))
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
@@ -79,8 +96,23 @@ def cross_stitch(
     kernel_regularizer=None,
     bias_regularizer=None,
 ):
-    """Cross-stitch network (Misra et al., CVPR 2016): one column per task, a
-    ``CrossStitch`` unit after each layer, then the towers.
+    """Cross-stitch network (Misra et al., CVPR 2016): task columns mixed by ``CrossStitch`` units.
+
+    One column per task, a ``CrossStitch`` unit after each layer, then the towers.
+
+    Args:
+        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
+            ``FeatureSpec``.
+        task_names: the tasks, in order; each names its head and output.
+        units: widths of the column layers, a cross-stitch unit after each.
+        tower_units: hidden widths of each task's ReLU tower.
+        task_types: "binary" (sigmoid head) or "regression" (linear head); one
+            string for every task or a dict by task.
+        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
+            al., 2022), trained and dropped at export; None: none.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
+            model creates (``mtl_keras.layers.conventions``).
 
     Example:
     >>> model = cross_stitch(keras.Input(shape=(6,)), ["ctr", "cvr"], units=(4,))

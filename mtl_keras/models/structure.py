@@ -16,6 +16,9 @@ def freeze_structure(model):
     training it further: the train step and the variables the tasks share
     change with the structure.
 
+    Args:
+        model: a model holding searching layers (``LearntStructure``).
+
     Returns:
         {layer name: the frozen structure (nested lists of ints)}.
 

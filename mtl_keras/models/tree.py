@@ -36,6 +36,23 @@ def learning_to_branch(
     directly. Works with every weighting and projection; fast projections
     read the root's output.
 
+    Args:
+        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
+            ``FeatureSpec``.
+        task_names: the tasks, in order (two or more); each names its head and output.
+        units: the root's width, then each branched level's.
+        branches: nodes per branched level (None: one per task).
+        tower_units: hidden widths of each task's ReLU tower.
+        task_types: "binary" (sigmoid head) or "regression" (linear head); one
+            string for every task or a dict by task.
+        temperature, temperature_decay, steps_per_epoch, parents, seed: the search, as
+            ``mtl_keras.layers.BranchingLayers`` takes them.
+        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
+            al., 2022), trained and dropped at export; None: none.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
+            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
+            model creates (``mtl_keras.layers.conventions``).
+
     Example:
     >>> model = learning_to_branch(keras.Input(shape=(6,)), ["ctr", "cvr"], units=(4, 3, 2))
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}

@@ -42,7 +42,17 @@ BY_NAME = {
 
 
 def get(identifier):
-    """None, a name from ``BY_NAME``, a serialized config, or a GradientProjection.
+    """The GradientProjection that compile's ``gradient_projection`` names.
+
+    Args:
+        identifier: None, a name from ``BY_NAME``, a serialized config, or a
+            GradientProjection.
+
+    Returns:
+        A ``GradientProjection``, or None for None.
+
+    Raises:
+        ValueError: for anything else, naming ``gradient_projection``.
 
     Example:
     >>> type(get("pcgrad")).__name__

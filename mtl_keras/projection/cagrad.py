@@ -21,6 +21,8 @@ class CAGrad(GradientProjection):
     Args:
         c: the conflict-aversion radius (>= 0); 0.4 in the paper.
         rescale: divide by 1 + c^2.
+        steps, learning_rate, momentum: the inner SGD on z (the reference code's
+            20, 25 and 0.5).
 
     Example:
     >>> [round(float(g), 4) for g in CAGrad(c=0.4).combine([[1.0, 0.0], [-1.0, 1.0]])]

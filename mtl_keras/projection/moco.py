@@ -26,8 +26,8 @@ class MoCo(GradientProjection):
     and restored with the model). ``last_weights`` holds lambda.
 
     Args:
-        beta: in (0, 1], the tracking rate; beta_sigma >= 0 its decay with the step.
-        gamma: > 0, the step size of lambda; gamma_sigma >= 0 its decay.
+        beta, beta_sigma: the tracking rate, in (0, 1], and its decay with the step (>= 0).
+        gamma, gamma_sigma: the step size of lambda (> 0) and its decay (>= 0).
         rho: >= 0, the regularisation of lambda's problem.
 
     Example:

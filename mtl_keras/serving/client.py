@@ -19,6 +19,10 @@ from mtl_keras.serving.tensors import fill_content, to_array
 class ServingError(RuntimeError):
     """A failed call, with the server's gRPC status code and message.
 
+    Args:
+        code: the ``grpc.StatusCode``.
+        message: the server's message.
+
     Example:
     >>> import grpc
     >>> error = ServingError(grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(ranker)")

@@ -29,8 +29,17 @@ BY_NAME = {
 
 
 def get(identifier):
-    """None (equal weights), a name from ``BY_NAME``, a dict of floats by task,
-    a serialized config, or a TaskWeighting.
+    """The TaskWeighting that compile's ``task_weighting`` names.
+
+    Args:
+        identifier: None (equal weights), a name from ``BY_NAME``, a dict of
+            floats by task, a serialized config, or a TaskWeighting.
+
+    Returns:
+        A ``TaskWeighting`` (not built yet).
+
+    Raises:
+        ValueError: for anything else, naming ``task_weighting``.
 
     Example:
     >>> type(get("uncertainty")).__name__
