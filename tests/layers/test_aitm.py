@@ -128,3 +128,19 @@ def test_bad_arguments():
         models.aitm(keras.Input((6,)), TASKS, dropout=1.0)
     layer = InformationTransfer(kernel_regularizer="l2")
     assert InformationTransfer.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_builds_from_a_feature_spec():
+    from mtl_keras import datasets
+    from mtl_keras import features as F
+
+    x, _ = datasets.synthetic_recsys(64, seed=3, num_users=20, num_items=15, history_length=4)
+    spec = F.FeatureSpec([F.Numeric("price"), F.Categorical("user_id", num_buckets=50, embedding_dim=4),
+                          F.Categorical("item_id", embedding_dim=4, sharing="both")],
+                         task_features={"cvr": ["item_id", "price"]})
+    spec.adapt(x)
+    model = models.aitm(spec, ["ctr", "cvr"], bottom_units=(4,), tower_units=(4,))
+    feed = {n: x[n][:5] for n in ("price", "user_id", "item_id")}
+    assert {t: tuple(p.shape) for t, p in model(feed).items()} == {"ctr": (5, 1), "cvr": (5, 1)}
+    # The cvr bottom reads the shared tables of cvr's features only (price 1 + item 4).
+    assert model.get_layer("cvr_bottom_0").get_weights()[0].shape[0] == 5

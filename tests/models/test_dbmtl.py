@@ -59,3 +59,19 @@ def test_mmoe_bottom_trains_and_round_trips(tmp_path):
     before = model.predict(x[:6], verbose=0)
     np.testing.assert_allclose(save_and_load(model, tmp_path).predict(x[:6], verbose=0)["buy"], before["buy"],
                                atol=1e-5)
+
+
+def test_builds_from_a_feature_spec_with_task_features():
+    from mtl_keras import datasets
+    from mtl_keras import features as F
+
+    x, _ = datasets.synthetic_recsys(64, seed=3, num_users=20, num_items=15, history_length=4)
+    spec = F.FeatureSpec([F.Numeric("price"), F.Categorical("user_id", num_buckets=50, embedding_dim=4),
+                          F.Categorical("item_id", embedding_dim=4, sharing="both")],
+                         task_features={"cvr": ["item_id", "price"]})
+    spec.adapt(x)
+    model = models.dbmtl(spec, ["ctr", "cvr"], bottom_units=(4,), tower_units=(4,), relation_units=(2,))
+    feed = {n: x[n][:5] for n in ("price", "user_id", "item_id")}
+    assert {t: tuple(p.shape) for t, p in model(feed).items()} == {"ctr": (5, 1), "cvr": (5, 1)}
+    # cvr's tower reads its shared tower input next to its own features (price 1 + item's task table 4).
+    assert model.get_layer("cvr_tower_0").get_weights()[0].shape[0] == 4 + 1 + 4 + 4
