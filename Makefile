@@ -56,6 +56,7 @@ bench: bench-quality
 bench-quality: $(STAMP)
 	$(BIN)/python benchmarks/quality_synthetic.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/quality_census.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/architectures_recsys.py --out benchmarks/results/architectures_recsys.json
 
 # The speed benchmarks (tens of minutes): fit throughput against DeepCTR 0.9.4 (installed
 # without its dependencies, which pin an old TensorFlow), the projections' step overhead
@@ -75,4 +76,5 @@ bench-speed: $(STAMP)
 	$(BIN)/python benchmarks/embeddings.py --out benchmarks/results/embeddings.json
 	$(BIN)/python benchmarks/serving.py --out benchmarks/results/serving.json
 	$(BIN)/python benchmarks/snr_pruning.py --out benchmarks/results/snr_pruning.json
+	$(BIN)/python benchmarks/adashare_pruning.py --out benchmarks/results/adashare_pruning.json
 	$(BIN)/python benchmarks/recsys_sharing.py --out benchmarks/results/recsys_sharing.json

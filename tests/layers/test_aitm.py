@@ -71,7 +71,7 @@ def _copy_rechub_weights(model, reference):
 
 
 def test_equals_torch_rechub_aitm_with_copied_weights():
-    """torch-rechub 0.9.0's AITM on the same input with the same weights (benchmarks/aitm_rechub_reference.py)."""
+    """torch-rechub 0.9.0's AITM on the same input with the same weights (tests/data/aitm_rechub_reference.py)."""
     reference = dict(np.load(RECHUB))
     model = models.aitm(keras.Input((6,), name="x"), TASKS, bottom_units=(8,), tower_units=(4,),
                         batch_norm=True)

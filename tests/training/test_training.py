@@ -96,10 +96,11 @@ def test_uncertainty_weighting_learns_its_log_variances():
     assert np.all(np.abs(s) > 1e-3), s  # it moved
     # Logged weights: classification 1/exp(s), regression 1/(2 exp(s)), at s = 0 in the first step.
     assert history["ctr_weight"][0] < 1.0 + 1e-6 and history["cvr_weight"][0] < 0.5 + 1e-6
+    weights = weighting.weights(tf.constant([1.0, 1.0])).numpy()
+    assert weights[0] == pytest.approx(np.exp(-s[0]), rel=1e-5)
+    assert weights[1] == pytest.approx(0.5 * np.exp(-s[1]), rel=1e-5)
     scores = model.evaluate(x, y, verbose=0, return_dict=True, batch_size=128)
-    assert scores["ctr_weight"] == pytest.approx(np.exp(-s[0]), rel=1e-5)
-    assert scores["cvr_weight"] == pytest.approx(0.5 * np.exp(-s[1]), rel=1e-5)
-    expected = scores["ctr_weight"] * scores["ctr_loss"] + scores["cvr_weight"] * scores["cvr_loss"] + s.sum() / 2
+    expected = weights[0] * scores["ctr_loss"] + weights[1] * scores["cvr_loss"] + s.sum() / 2
     assert scores["loss"] == pytest.approx(expected, rel=1e-5)
 
 

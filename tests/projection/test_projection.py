@@ -276,7 +276,7 @@ def test_projection_inside_the_train_step_matches_numpy(name, mode):
     model = models.shared_bottom(keras.Input((6,), name="x"), list(STEP_TASKS), bottom_units=(8,), tower_units=(4,))
     model.compile(optimizer=keras.optimizers.SGD(1.0), loss={t: "binary_crossentropy" for t in STEP_TASKS},
                   gradient_projection=make(), projection_mode=mode,
-                  jit_compile=False)  # cheaper; XLA's step equals this one (tests/test_training.py)
+                  jit_compile=False)  # cheaper; XLA's step equals this one (tests/training/test_training.py)
     # Independent of the step: per-task losses, their gradients on every variable and at the representation.
     probe = keras.Model(model.input, [model.output[t] for t in STEP_TASKS] + [model.get_layer("shared_representation").output])
     bce = keras.losses.BinaryCrossentropy()

@@ -5,7 +5,7 @@ and compares its outputs (inference and training-mode BatchNorm) with torch-rech
 checks the comparison without torch. Run with a Python that has torch and torch-rechub (not the
 project's venv): ``pip install torch==2.13.0 && pip install --no-deps torch-rechub==0.9.0``
 (its imports also want tqdm, scikit-learn and pandas), then
-``python benchmarks/aitm_rechub_reference.py [out.npz]``.
+``python tests/data/aitm_rechub_reference.py [out.npz]``.
 """
 
 import sys
