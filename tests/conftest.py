@@ -1,4 +1,5 @@
 import contextlib
+import inspect
 import os
 import pathlib
 import re
@@ -17,6 +18,25 @@ from mtl_keras.backend import keras, tf  # noqa: E402
 SHARED_DATA = pathlib.Path(
     os.environ.get("MTL_KERAS_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
 )
+
+
+# The public API modules of ../shared/API.md (test_public_api, test_docstring_layout).
+PUBLIC_MODULES = [
+    "mtl_keras", "mtl_keras.layers", "mtl_keras.models", "mtl_keras.losses", "mtl_keras.weighting",
+    "mtl_keras.projection", "mtl_keras.features", "mtl_keras.datasets", "mtl_keras.export",
+    "mtl_keras.serving", "mtl_keras.callbacks", "mtl_keras.plots",
+]
+
+
+def public_names(module):
+    """A module's ``__all__``, else the names it defines itself (not those it imports)."""
+    if hasattr(module, "__all__"):
+        return list(module.__all__)
+    return [
+        name for name, value in vars(module).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+        and getattr(value, "__module__", module.__name__) == module.__name__
+    ]
 
 
 @pytest.fixture(autouse=True)

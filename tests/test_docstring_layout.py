@@ -15,11 +15,10 @@ import re
 
 import pytest
 
-# the public modules of tests/test_public_api.py, plus the foundation's and the helpers' modules
-MODULES = [
-    "mtl_keras", "mtl_keras.layers", "mtl_keras.models", "mtl_keras.losses", "mtl_keras.weighting",
-    "mtl_keras.projection", "mtl_keras.features", "mtl_keras.datasets", "mtl_keras.export",
-    "mtl_keras.serving", "mtl_keras.callbacks", "mtl_keras.plots",
+from conftest import PUBLIC_MODULES, public_names
+
+# the public modules, plus the foundation's and the helpers' modules
+MODULES = PUBLIC_MODULES + [
     "mtl_keras.core.stateful", "mtl_keras.core.gram", "mtl_keras.core.draws", "mtl_keras.evaluation",
     "mtl_keras.training.factory",
 ]
@@ -31,17 +30,6 @@ ALIASES = {
     "Return": "Returns", "Yields": "Returns", "Examples": "Example", "Usage": "Example",
 }
 HEADER = re.compile(r"^([A-Z][A-Za-z ]*):\s*$")
-
-
-def public_names(module):
-    """A module's ``__all__``, else the names it defines itself (the rule of test_public_api.py)."""
-    if hasattr(module, "__all__"):
-        return list(module.__all__)
-    return [
-        name for name, value in vars(module).items()
-        if not name.startswith("_") and not inspect.ismodule(value)
-        and getattr(value, "__module__", module.__name__) == module.__name__
-    ]
 
 
 def public_callables():

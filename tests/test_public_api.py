@@ -12,14 +12,11 @@ import json
 import pathlib
 import sys
 
+from conftest import PUBLIC_MODULES, public_names
 from mtl_keras.backend import IS_KERAS3
 
 SNAPSHOT = pathlib.Path(__file__).parent / "data" / "public_api.json"
-MODULES = [
-    "mtl_keras", "mtl_keras.layers", "mtl_keras.models", "mtl_keras.losses", "mtl_keras.weighting",
-    "mtl_keras.projection", "mtl_keras.features", "mtl_keras.datasets", "mtl_keras.export",
-    "mtl_keras.serving", "mtl_keras.callbacks", "mtl_keras.plots",
-]
+MODULES = PUBLIC_MODULES
 
 
 def parameters(obj):
@@ -35,17 +32,6 @@ def parameters(obj):
         default = None if parameter.default is inspect.Parameter.empty else repr(parameter.default)
         found.append([parameter.name, parameter.kind.name, default])
     return found
-
-
-def public_names(module):
-    """A module's ``__all__``, else the names it defines itself (not those it imports)."""
-    if hasattr(module, "__all__"):
-        return list(module.__all__)
-    return [
-        name for name, value in vars(module).items()
-        if not name.startswith("_") and not inspect.ismodule(value)
-        and getattr(value, "__module__", module.__name__) == module.__name__
-    ]
 
 
 def public_api():
