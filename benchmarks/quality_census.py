@@ -125,14 +125,14 @@ def train_one(config, data, tasks, seed, epochs, batch_size, learning_rate):
     """Test AUC by task for one configuration and seed."""
     from mtl_keras import models
     from mtl_keras.backend import keras
-    from mtl_keras.evaluation import auc
+    from mtl_keras.evaluation import auc, log_loss
 
     width = data.train.x["features"].shape[1]
     fit_args = dict(
         epochs=epochs, batch_size=batch_size, verbose=0,
         callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=2, restore_best_weights=True)],
     )
-    scores, epochs_run = {}, {}
+    scores, losses, epochs_run = {}, {}, {}
     if config == "single_task":
         for task in tasks:
             keras.utils.set_random_seed(seed)
@@ -144,9 +144,10 @@ def train_one(config, data, tasks, seed, epochs, batch_size, learning_rate):
             )
             predicted = model.predict(data.test.x, batch_size=4096, verbose=0)[task]
             scores[task] = auc(data.test.y[task], predicted)
+            losses[task] = log_loss(data.test.y[task], predicted)
             epochs_run[task] = len(history.history["loss"])
         # one single-task model per task, all of one size
-        return scores, epochs_run, {"params": serving_parameters(model, data.test.x) * len(tasks)}
+        return scores, losses, epochs_run, {"params": serving_parameters(model, data.test.x) * len(tasks)}
     keras.utils.set_random_seed(seed)
     steps = -(-len(data.train.y[tasks[0]]) // batch_size)
     arch = config.split("+")[0]
@@ -168,13 +169,14 @@ def train_one(config, data, tasks, seed, epochs, batch_size, learning_rate):
     predicted = model.predict(data.test.x, batch_size=4096, verbose=0)
     for task in tasks:
         scores[task] = auc(data.test.y[task], predicted[task])
+        losses[task] = log_loss(data.test.y[task], predicted[task])
     # The cosine between the tasks' gradients of the shared variables, per epoch (with a projection).
     logged = {k: [float(v) for v in values] for k, values in histories[-1].history.items()
               if k.startswith("grad_cosine/") or (k.endswith("_weight") and not k.startswith("val_"))}
     logged["params"] = serving_parameters(model, data.test.x)
     if structure is not None:
         logged["structure"] = structure
-    return scores, {"all": sum(len(h.history["loss"]) for h in histories)}, logged
+    return scores, losses, {"all": sum(len(h.history["loss"]) for h in histories)}, logged
 
 
 def summarize(out_dir):
@@ -187,6 +189,8 @@ def summarize(out_dir):
         for task, value in record["auc"].items():
             cell.setdefault(task, []).append(value)
         cell.setdefault("_seeds", []).append(record["seed"])
+        if "test_log_loss" in record:  # runs before the log loss was recorded have none
+            cell.setdefault("_loss", []).append(sum(record["test_log_loss"].values()))
         params = cell.setdefault("_params", set())
         if record.get("logged", {}).get("params") is not None:  # runs before parameter counts have none
             params.add(record["logged"]["params"])
@@ -201,7 +205,8 @@ def format_table(table):
         tasks = sorted({t for cell in rows.values() for t in cell if not t.startswith("_")})
         lines.append(f"\nCensus-income group {group}: test AUC, mean ± std over seeds")
         sources = [name for name, by_group in PUBLISHED.items() if group in by_group]
-        header = ["configuration", "seeds"] + tasks + [f"{name} {t}" for name in sources for t in tasks] + ["params"]
+        header = (["configuration", "seeds"] + tasks + [f"{name} {t}" for name in sources for t in tasks]
+                  + ["params", "test log loss / mmoe"])
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join(["---"] * len(header)) + "|")
         base = rows.get("mmoe")
@@ -220,8 +225,11 @@ def format_table(table):
                 published = PUBLISHED[name][group].get(config, {})
                 values += [f"{published[t]:.4f}" if t in published else "" for t in tasks]
             values.append("/".join(str(p) for p in sorted(cell.get("_params", ()))))
+            has_losses = base and "_loss" in cell and len(cell["_loss"]) == len(base.get("_loss", ()))
+            values.append(f"{np.mean(cell['_loss']) / np.mean(base['_loss']):.3f}" if has_losses else "")
             lines.append("| " + " | ".join([config, str(len(cell["_seeds"]))] + values) + " |")
-        lines.append("(in parentheses: difference to plain MMoE's mean)")
+        lines.append("(in parentheses: difference to plain MMoE's mean; last column: the sum of the tasks'"
+                     " test log losses over plain MMoE's (equal weights), means over the same seeds)")
     return "\n".join(lines)
 
 
@@ -292,12 +300,12 @@ def main(argv=None):
                         data, data_seed = datasets.census_income(args.data, group=group, seed=seed), seed
                         tasks = list(data.train.y)
                     start = time.perf_counter()
-                    scores, epochs_run, logged = train_one(
+                    scores, losses, epochs_run, logged = train_one(
                         config, data, tasks, seed, args.epochs, args.batch_size, args.learning_rate
                     )
                     record = {
                         "group": group, "config": config, "seed": seed, "auc": scores,
-                        "max_epochs": args.epochs, "epochs_run": epochs_run, "logged": logged,
+                        "test_log_loss": losses, "max_epochs": args.epochs, "epochs_run": epochs_run, "logged": logged,
                         "batch_size": args.batch_size,
                         "learning_rate": args.learning_rate, "seconds": round(time.perf_counter() - start, 1),
                     }
