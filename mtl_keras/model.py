@@ -10,13 +10,13 @@ training state: saved like the optimizer, never one of ``model.weights``.
 from mtl_keras.backend import IS_KERAS3, keras, register, tf
 from mtl_keras.features.inputs import prepare_arguments
 from mtl_keras.training import arguments, auxiliary as auxiliary_heads, factory, labels
-from mtl_keras.training import state as state_lib
 from mtl_keras.training.data import data_arguments
+from mtl_keras.training.persistence import SavesTraining
 from mtl_keras.training.sharing import shared_variables, variable_tasks
 from mtl_keras.training.step import check_strategy, resolve_jit_compile
 
 
-class _MultiTaskBase(keras.Model):
+class _MultiTaskBase(SavesTraining, keras.Model):
     """A Keras functional model whose outputs are a dict keyed by task.
 
     ``MultiTaskModel(inputs, outputs={"ctr": p_ctr, "cvr": p_cvr})``; the
@@ -254,32 +254,6 @@ class _MultiTaskBase(keras.Model):
         """
         tasks = self.trained_tasks or self.task_names
         return shared_variables(self.trainable_variables, self._reaching_tasks(tasks))
-
-    # ----------------------------------------------------------- serialization
-    def get_compile_config(self):
-        if not self._mtl_trainer:
-            return None
-        return arguments.serialize(self._mtl_compiled)
-
-    def compile_from_config(self, config):
-        self.compile(**arguments.deserialize(config))
-
-    def _get_compile_args(self, user_metrics=True):
-        # tf_keras writes these into a SavedModel's training config; ours travel whole.
-        return arguments.for_saved_model(self.optimizer, self.get_compile_config())
-
-    def save_own_variables(self, store):
-        super().save_own_variables(store)
-        if self._mtl_state is not None:
-            state_lib.save(self._mtl_state, store)
-
-    def load_own_variables(self, store):
-        own, training = state_lib.split_store(store)
-        super().load_own_variables(own)
-        # An uncompiled model (inference) skips the training state, as Keras skips
-        # the state of an optimizer it has not built.
-        if training and self._mtl_state is not None:
-            state_lib.load(self._mtl_state, training)
 
 
 if IS_KERAS3:
