@@ -14,28 +14,16 @@ every block for every task with the policy's hard 0/1 weights), both as tf.funct
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 
 import numpy as np
 
 from mtl_keras import export, models
 from mtl_keras.backend import keras, tf
+from timing.latency import features, interleaved_ms
 
 TASKS = ["ctr", "cvr", "like", "share"]
 HALVES = [[1, 0, 1, 0, 1, 0, 1, 0], [0, 1, 0, 1, 0, 1, 0, 1], [1, 1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1, 1, 1]]
-
-
-def latency(signature, feed, calls):
-    for _ in range(10):
-        signature(**feed)
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        signature(**feed)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def build(policy, width):
@@ -59,13 +47,11 @@ def main():
     print(f"AdaShare, 4 tasks, 8 blocks of {args.width}, median of {args.calls} calls (ms)")
     print(f"{'batch':>6} {'signature':>16} {'all blocks':>11} {'half skipped':>13} {'ratio':>7}")
     for batch in (1, 256):
-        feed = {"features": tf.constant(np.random.default_rng(batch).normal(size=(batch, args.width)), tf.float32)}
+        feed = {"features": features(batch, args.width)}
         for signature in ("ctr", "serving_default"):
-            samples = {name: [] for name in loaded}
-            for _ in range(3):  # interleaved rounds
-                for name, model in loaded.items():
-                    samples[name].append(latency(model.signatures[signature], feed, args.calls // 3))
-            full, pruned = (statistics.median(samples[n]) * 1000 for n in ("full", "pruned"))
+            ms = interleaved_ms({name: model.signatures[signature] for name, model in loaded.items()}, feed,
+                                args.calls)
+            full, pruned = ms["full"], ms["pruned"]
             rows.append({"batch": batch, "signature": signature, "full_ms": full, "pruned_ms": pruned,
                          "ratio": pruned / full})
             print(f"{batch:>6} {signature:>16} {full:11.3f} {pruned:13.3f} {pruned / full:7.2f}")
@@ -81,13 +67,8 @@ def main():
     }
     print(f"{'batch':>6} {'searching ms':>13} {'pruned ms':>10} {'ratio':>7}   (serving_default's work, tf.function)")
     for batch in (1, 256):
-        x = tf.constant(np.random.default_rng(batch).normal(size=(batch, args.width)), tf.float32)
-        samples = {name: [] for name in graphs}
-        for _ in range(3):
-            for name, graph in graphs.items():
-                samples[name].append(latency(lambda features, graph=graph: graph(features), {"features": x},
-                                             args.calls // 3))
-        searched, pruned = (statistics.median(samples[n]) * 1000 for n in ("searching", "pruned"))
+        ms = interleaved_ms(graphs, {"x": features(batch, args.width)}, args.calls)
+        searched, pruned = ms["searching"], ms["pruned"]
         rows.append({"batch": batch, "signature": "searching vs pruned (tf.function)", "full_ms": searched,
                      "pruned_ms": pruned, "ratio": pruned / searched})
         print(f"{batch:>6} {searched:13.3f} {pruned:10.3f} {pruned / searched:7.2f}")

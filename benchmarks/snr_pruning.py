@@ -9,26 +9,14 @@ timed side by side, interleaved, at batch 1 and 256. Prints the ratios.
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 
 import numpy as np
 
 from mtl_keras import export, models
 from mtl_keras.backend import keras, tf
 from mtl_keras.layers import HardConcreteRouter
-
-
-def latency(signature, feed, calls):
-    for _ in range(10):
-        signature(**feed)
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        signature(**feed)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing.latency import features, interleaved_ms
 
 
 def main():
@@ -55,13 +43,8 @@ def main():
     print(f"SNR-Trans, 4 -> 4 -> 4 tasks, sub-networks of {args.width}, median of {args.calls} calls")
     print(f"{'batch':>6} {'open ms':>9} {'pruned ms':>10} {'ratio':>7}")
     for batch in (1, 256):
-        feed = {"features": tf.constant(np.random.default_rng(batch).normal(size=(batch, args.width)), tf.float32)}
-        samples = {name: [] for name in signatures}
-        for _ in range(3):  # interleaved rounds
-            for name, signature in signatures.items():
-                samples[name].append(latency(signature, feed, args.calls // 3))
-        opened = statistics.median(samples["all routes open"]) * 1000
-        pruned = statistics.median(samples["half the routes closed"]) * 1000
+        ms = interleaved_ms(signatures, {"features": features(batch, args.width)}, args.calls)
+        opened, pruned = ms["all routes open"], ms["half the routes closed"]
         rows.append({"batch": batch, "open_ms": opened, "pruned_ms": pruned, "ratio": pruned / opened})
         print(f"{batch:>6} {opened:9.3f} {pruned:10.3f} {pruned / opened:7.2f}")
     if args.out:
