@@ -5,12 +5,13 @@ import numpy as np
 from mtl_keras.backend import keras, register, tf
 from mtl_keras.layers import checks, conventions
 from mtl_keras.layers.gumbel import LearntStructure
+from mtl_keras.layers.nddr import FusedOutputs
 
 PHASES = ("search", "fixed")
 
 
 @register
-class SearchedFusion(LearntStructure, keras.layers.Layer):
+class SearchedFusion(LearntStructure, FusedOutputs, keras.layers.Layer):
     """One level of MTL-NAS: each task column fused with searched edges from the other columns.
 
     Gao et al., "MTL-NAS: Task-Agnostic Neural Architecture Search towards
@@ -92,16 +93,10 @@ class SearchedFusion(LearntStructure, keras.layers.Layer):
             raise ValueError(f"`entropy_weight` must be >= 0; got {entropy_weight!r}.")
         self.entropy_weight = float(entropy_weight)
         self.diagonal, self.off_diagonal = float(diagonal), float(off_diagonal)
-        self.batch_norm = bool(batch_norm)
-        self.activation = keras.activations.get(activation)
-        self.momentum, self.epsilon = float(momentum), float(epsilon)
         self.kernel_args = conventions.resolve(
             kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer
         )
-        self.norms = [
-            keras.layers.BatchNormalization(momentum=self.momentum, epsilon=self.epsilon, name=f"norm_{t}")
-            for t in range(self.num_tasks)
-        ] if self.batch_norm else []
+        self.init_outputs(self.num_tasks, batch_norm, activation, momentum, epsilon)
 
     def sources(self, target):
         """The candidate sources (level, task) of ``target``, in the order of its edges: the
@@ -146,8 +141,7 @@ class SearchedFusion(LearntStructure, keras.layers.Layer):
             self.edge_logits = self.add_weight(
                 name="edge_logits", shape=(self.num_tasks, len(self.sources(0))), initializer="zeros"
             )
-        for norm in self.norms:
-            norm.build((None, width))
+        self.build_outputs(width)
         super().build(inputs_shape)
 
     def _identity_kernel(self, name, rows, columns, scale):
@@ -184,8 +178,7 @@ class SearchedFusion(LearntStructure, keras.layers.Layer):
                     continue  # a dropped edge is not computed
                 fused = inputs[i * self.num_tasks + s] @ self.edge_kernels[t][e]
                 y += fused if self.frozen else weights[t, e] * fused
-            y = self.norms[t](y, training=training) if self.batch_norm else y + self.biases[t]
-            outputs.append(self.activation(y))
+            outputs.append(self.fused_output(t, y, None if self.biases is None else self.biases[t], training))
         return outputs
 
     def get_config(self):
@@ -198,10 +191,7 @@ class SearchedFusion(LearntStructure, keras.layers.Layer):
             entropy_weight=self.entropy_weight,
             diagonal=self.diagonal,
             off_diagonal=self.off_diagonal,
-            batch_norm=self.batch_norm,
-            activation=keras.activations.serialize(self.activation),
-            momentum=self.momentum,
-            epsilon=self.epsilon,
+            **self.outputs_config(),
             kernel_regularizer=conventions.serialize(self.kernel_args)["kernel_regularizer"],
             bias_regularizer=conventions.serialize(self.kernel_args)["bias_regularizer"],
         )

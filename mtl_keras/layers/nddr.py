@@ -6,8 +6,49 @@ from mtl_keras.backend import keras, register, tf
 from mtl_keras.layers import checks, conventions
 
 
+class FusedOutputs:
+    """Mixin of the NDDR-style fusions: each task's fused sum through batch norm (else a bias), then the activation.
+
+    ``init_outputs`` takes the layer's ``batch_norm``, ``activation``,
+    ``momentum`` and ``epsilon`` (one batch norm per task, as the paper);
+    ``fused_output`` finishes task t's sum; ``outputs_config`` is their part of
+    ``get_config``.
+
+    Example:
+    >>> fusion = NDDR(2, batch_norm=False, activation="relu")
+    >>> float(fusion.fused_output(0, tf.constant([-1.0, 2.0]), tf.constant(0.5), training=False)[1])
+    2.5
+    """
+
+    def init_outputs(self, num_tasks, batch_norm, activation, momentum, epsilon):
+        self.batch_norm = bool(batch_norm)
+        self.activation = keras.activations.get(activation)
+        self.momentum, self.epsilon = float(momentum), float(epsilon)
+        self.norms = [
+            keras.layers.BatchNormalization(momentum=self.momentum, epsilon=self.epsilon, name=f"norm_{t}")
+            for t in range(num_tasks)
+        ] if self.batch_norm else []
+
+    def build_outputs(self, width):
+        for norm in self.norms:
+            norm.build((None, width))
+
+    def fused_output(self, task, y, bias, training):
+        """act(BN_task(y)), or act(y + bias) without batch norm."""
+        y = self.norms[task](y, training=training) if self.batch_norm else y + bias
+        return self.activation(y)
+
+    def outputs_config(self):
+        return dict(
+            batch_norm=self.batch_norm,
+            activation=keras.activations.serialize(self.activation),
+            momentum=self.momentum,
+            epsilon=self.epsilon,
+        )
+
+
 @register
-class NDDR(keras.layers.Layer):
+class NDDR(FusedOutputs, keras.layers.Layer):
     """Neural Discriminative Dimensionality Reduction between task columns.
 
     Gao et al., "NDDR-CNN: Layerwise Feature Fusing in Multi-Task CNNs by
@@ -73,21 +114,11 @@ class NDDR(keras.layers.Layer):
         self.off_diagonal = (
             (1.0 - self.diagonal) / (self.num_tasks - 1) if off_diagonal is None else float(off_diagonal)
         )
-        self.batch_norm = bool(batch_norm)
-        self.activation = keras.activations.get(activation)
-        self.momentum, self.epsilon = float(momentum), float(epsilon)
         self.identity_init = kernel_initializer is None
         self.kernel_args = conventions.resolve(
             kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
         )
-        self.norms = (
-            [
-                keras.layers.BatchNormalization(momentum=self.momentum, epsilon=self.epsilon, name=f"norm_{i}")
-                for i in range(self.num_tasks)
-            ]
-            if self.batch_norm
-            else []
-        )
+        self.init_outputs(self.num_tasks, batch_norm, activation, momentum, epsilon)
 
     def identity_blocks(self, width, units):
         """The paper's initial kernel [T, T * width, units]: diagonal * I in W_ii, off_diagonal * I elsewhere."""
@@ -124,22 +155,16 @@ class NDDR(keras.layers.Layer):
         self.bias = None
         if not self.batch_norm:
             self.bias = conventions.add_bias(self, self.kernel_args, "bias", (self.num_tasks, units))
-        for norm in self.norms:
-            norm.build((None, units))
+        self.build_outputs(units)
         super().build(inputs_shape)
 
     def call(self, inputs, training=None):
         concatenated = tf.concat(inputs, axis=-1)  # [B, T C]
         projected = tf.einsum("bc,tcu->tbu", concatenated, tf.convert_to_tensor(self.kernel))
-        outputs = []
-        for i in range(self.num_tasks):
-            y = projected[i]
-            if self.batch_norm:
-                y = self.norms[i](y, training=training)
-            else:
-                y = y + self.bias[i]
-            outputs.append(self.activation(y))
-        return outputs
+        return [
+            self.fused_output(i, projected[i], None if self.bias is None else self.bias[i], training)
+            for i in range(self.num_tasks)
+        ]
 
     def get_config(self):
         config = super().get_config()
@@ -148,10 +173,7 @@ class NDDR(keras.layers.Layer):
             units=self.units,
             diagonal=self.diagonal,
             off_diagonal=self.off_diagonal,
-            batch_norm=self.batch_norm,
-            activation=keras.activations.serialize(self.activation),
-            momentum=self.momentum,
-            epsilon=self.epsilon,
+            **self.outputs_config(),
             **conventions.serialize(self.kernel_args),
         )
         if self.identity_init:
