@@ -1,4 +1,5 @@
-"""The quality benchmarks' pieces: AUC, the paper's model sizes, resumable tables and the chart."""
+"""The quality benchmarks' pieces: AUC, the paper's model sizes, every configuration's builder,
+resumable tables and the chart."""
 
 import importlib.util
 import json
@@ -7,7 +8,9 @@ import pathlib
 import numpy as np
 import pytest
 
-from mtl_keras.backend import keras
+from mtl_keras import datasets
+from mtl_keras import features as F
+from mtl_keras.backend import all_layers, keras
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -21,6 +24,29 @@ def _load(name):
 
 census = _load("quality_census")
 synthetic = _load("quality_synthetic")
+recsys = _load("architectures_recsys")
+
+# What each configuration name must build: a layer class or model name only its builder makes.
+# The DSelect-k configurations are told from the softmax ones by their DSelectKGate.
+BUILT_BY = {
+    "shared_bottom": "shared_bottom", "cross_stitch": "CrossStitch", "omoe": "omoe", "mmoe": "mmoe",
+    "mmoe_dselect_k": "ExpertGate", "ple": "CGCLayer", "ple_dselect_k": "CGCLayer", "snr": "HardConcreteRouter",
+    "nddr": "NDDR", "mtan": "MTANAttention", "adashare": "AdaShareBlocks",
+    "learning_to_branch": "BranchingLayers", "mtl_nas": "SearchedFusion", "aitm": "InformationTransfer",
+    "dbmtl": "dbmtl", "esmm": "esmm", "pepnet": "PPNet",
+}
+
+
+def _built(model):
+    """The model's name, its layers' class names and its layers' names."""
+    layers = all_layers(model)
+    return {model.name} | {type(layer).__name__ for layer in layers}, {layer.name for layer in layers}
+
+
+def _check_builder(config, model):
+    kinds, _ = _built(model)
+    assert BUILT_BY[config] in kinds, (config, sorted(kinds))
+    assert ("DSelectKGate" in kinds) == config.endswith("_dselect_k"), (config, sorted(kinds))
 
 
 def test_synthetic_models_have_the_papers_sizes():
@@ -60,3 +86,66 @@ def test_census_table_from_run_files(tmp_path):
     assert "| mmoe+pcgrad | 2 | 0.9480 ± 0.0010 (+0.0010) |" in table
     # Summed test log losses over plain MMoE's, means over the seeds: 0.425 / 0.405.
     assert [line for line in table.splitlines() if line.startswith("| mmoe+pcgrad")][0].endswith("| 1.049 |")
+    assert "pepnet is not in this table: its gates read prior" in table
+
+
+def test_census_configurations_build_their_architectures():
+    tasks = ["income", "marital"]
+    x = np.random.default_rng(0).normal(size=(3, 6)).astype("float32")
+    built = {}
+    for config in census.ARCHITECTURES[1:]:  # single_task: shared_bottom per task
+        model = built[config] = census.build(config, keras.Input((6,), name="features"), tasks, steps_per_epoch=2)
+        _check_builder(config, model)
+        predicted = model(x, training=False)
+        assert sorted(predicted) == tasks and all(p.shape == (3, 1) for p in predicted.values()), config
+    # AITM's funnel on census: marital, then income (the docstring's choice).
+    _, names = _built(built["aitm"])
+    assert "income_ait" in names and "marital_ait" not in names
+    assert "pepnet" in census.LEFT_OUT and "pepnet" not in census.CONFIGS
+
+
+def test_recsys_configurations_build_their_architectures():
+    x, y = datasets.synthetic_recsys(64, seed=0, num_users=20, num_items=10)
+    spec = datasets.synthetic_recsys_spec(x)
+    rows = {k: v[:3] for k, v in x.items()}
+    assert set(recsys.CONFIGS) - set(census.CONFIGS) == {"esmm", "pepnet"}
+    built = {}
+    for config in recsys.CONFIGS:
+        model = built[config] = recsys.build(config, spec, steps_per_epoch=2)
+        _check_builder(config, model)
+        predicted = model(F.prepare_inputs(model, rows), training=False)
+        # Every trained head is an output with a label; every model gives ctr and a conversion rate.
+        assert set(recsys.losses(config)) <= set(predicted) and set(recsys.losses(config)) <= set(y), config
+        assert np.asarray(predicted["ctr"]).shape == (3, 1) and recsys.conversion(predicted).shape == (3,), config
+    _, names = _built(built["aitm"])
+    assert "ctcvr_ait" in names  # the funnel: click, then click and conversion
+    _, names = _built(built["pepnet"])
+    assert {"user_id_prior_embedding", "item_id_prior_embedding"} <= names
+
+
+def test_recsys_conversion_of_the_impression_space_models():
+    assert recsys.losses("aitm") == {"ctr": "binary_crossentropy", "ctcvr": "binary_crossentropy"}
+    assert recsys.losses("esmm")["cvr"] is None
+    assert recsys.losses("mmoe") == {"ctr": "binary_crossentropy", "cvr": "binary_crossentropy"}
+    # P(conversion | click) = P(click and conversion) / P(click).
+    np.testing.assert_allclose(recsys.conversion({"ctr": [[0.5], [0.2]], "ctcvr": [[0.1], [0.1]]}), [0.2, 0.5])
+    np.testing.assert_allclose(recsys.conversion({"ctr": [[0.5]], "cvr": [[0.3]], "ctcvr": [[0.15]]}), [0.3])
+
+
+def test_recsys_runs_resume_from_their_files_and_make_the_table(tmp_path, monkeypatch, capsys):
+    argv = ["--configs", "esmm", "--seeds", "0", "--samples", "300", "--epochs", "1", "--users", "30",
+            "--items", "20", "--out-dir", str(tmp_path), "--out", str(tmp_path / "all.json")]
+    recsys.main(argv)
+    row = json.loads((tmp_path / "esmm_s0.json").read_text())
+    assert row["settings"]["samples"] == 300 and 0 <= row["cvr_auc_clicked"] <= 1
+    monkeypatch.setattr(recsys, "run", lambda *a, **k: pytest.fail("a finished run ran again"))
+    recsys.main(argv)
+    assert len(json.loads((tmp_path / "all.json").read_text())["rows"]) == 1
+    for seed, (ctr, cvr) in enumerate([(0.70, 0.61), (0.72, 0.65)]):
+        record = dict(row, config="aitm", seed=seed, ctr_auc=ctr, cvr_auc_clicked=cvr, params=100)
+        (tmp_path / f"aitm_s{seed}.json").write_text(json.dumps(record))
+    table = recsys.format_table(recsys.load_rows(str(tmp_path)))
+    assert "| aitm | 2 | 0.7100 ± 0.0100 | 0.6300 ± 0.0200 | 100 |" in table
+    lines = table.splitlines()
+    assert lines.index(next(line for line in lines if line.startswith("| esmm"))) < lines.index(
+        next(line for line in lines if line.startswith("| aitm")))  # CONFIGS' order
