@@ -4,11 +4,11 @@ import numpy as np
 
 from mtl_keras.backend import keras, register, tf
 from mtl_keras.layers import checks, conventions
-from mtl_keras.layers.gumbel import LearntStructure, gumbel_softmax, positive_temperature
+from mtl_keras.layers.gumbel import GumbelSearch, gumbel_softmax
 
 
 @register
-class AdaShareBlocks(LearntStructure, keras.layers.Layer):
+class AdaShareBlocks(GumbelSearch, keras.layers.Layer):
     """Residual blocks shared by all tasks; per task a learnt select-or-skip policy per block.
 
     Sun et al., "AdaShare: Learning What To Share For Efficient Deep
@@ -84,9 +84,7 @@ class AdaShareBlocks(LearntStructure, keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_tasks = checks.positive_int("num_tasks", num_tasks, minimum=2)
         self.num_blocks = checks.positive_int("num_blocks", num_blocks)
-        self.temperature = positive_temperature("temperature", temperature)
-        self.temperature_decay = positive_temperature("temperature_decay", temperature_decay)
-        self.steps_per_epoch = checks.positive_int("steps_per_epoch", steps_per_epoch)
+        self.init_search(temperature, temperature_decay, steps_per_epoch, seed)
         self.warmup_epochs = checks.positive_int("warmup_epochs", warmup_epochs, minimum=0)
         self.curriculum = bool(curriculum)
         for name, value in (("sparsity_weight", sparsity_weight), ("sharing_weight", sharing_weight)):
@@ -94,7 +92,6 @@ class AdaShareBlocks(LearntStructure, keras.layers.Layer):
                 raise ValueError(f"`{name}` must be >= 0; got {value!r}.")
         self.sparsity_weight, self.sharing_weight = float(sparsity_weight), float(sharing_weight)
         self.policy = None if policy is None else self._checked_policy(policy)
-        self.seed = int(seed)
         self.kernel_args = conventions.resolve(
             kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
         )
@@ -126,9 +123,7 @@ class AdaShareBlocks(LearntStructure, keras.layers.Layer):
         self.policy_logits = self.add_weight(
             name="policy_logits", shape=(self.num_tasks, blocks, 2), initializer="zeros"
         )
-        self.sample_step = self.add_weight(
-            name="sample_step", shape=(), dtype="int64", initializer="zeros", trainable=False
-        )
+        self.add_sample_step()
         super().build(inputs_shape)
 
     # -- the policy ----------------------------------------------------------
@@ -140,17 +135,13 @@ class AdaShareBlocks(LearntStructure, keras.layers.Layer):
         )
         return tf.range(self.num_blocks, dtype=epochs.dtype) >= self.num_blocks - count
 
-    def _epoch(self, step=None):
-        step = tf.convert_to_tensor(self.sample_step) if step is None else step
-        return step // self.steps_per_epoch
-
     def select_probabilities(self):
         """a_kl = softmax(logits)[select], [T, L]."""
         return tf.nn.softmax(tf.convert_to_tensor(self.policy_logits), axis=-1)[..., 0]
 
     def most_likely(self):
         logits = np.asarray(self.policy_logits)
-        learnt = np.asarray(self.learnt_blocks(self._epoch()))
+        learnt = np.asarray(self.learnt_blocks(self.epoch()))
         return np.where(learnt[None, :], logits[..., 0] >= logits[..., 1], True).astype("int64")
 
     def regularization(self, learnt):
@@ -176,16 +167,15 @@ class AdaShareBlocks(LearntStructure, keras.layers.Layer):
             return self.run_policy(inputs, self.policy)
         if training:
             seed, step = self.step_seed(self.seed)
-            epoch = self._epoch(step)
-            tau = self.temperature * tf.pow(self.temperature_decay, tf.cast(epoch, tf.float32))
+            epoch = self.epoch(step)
             learnt = self.learnt_blocks(epoch)
-            sample = gumbel_softmax(tf.convert_to_tensor(self.policy_logits), tau, seed)[..., 0]
+            sample = gumbel_softmax(tf.convert_to_tensor(self.policy_logits), self.temperature_at(epoch), seed)[..., 0]
             self.add_loss(self.regularization(learnt))
             return self.run_soft(inputs, tf.where(learnt[None, :], sample, tf.ones_like(sample)))
         if tf.executing_eagerly():
             return self.run_policy(inputs, self.most_likely())
         logits = tf.convert_to_tensor(self.policy_logits)
-        hard = tf.where(self.learnt_blocks(self._epoch())[None, :], logits[..., 0] >= logits[..., 1], True)
+        hard = tf.where(self.learnt_blocks(self.epoch())[None, :], logits[..., 0] >= logits[..., 1], True)
         return self.run_soft(inputs, tf.cast(hard, inputs.dtype))
 
     def run_soft(self, inputs, select):
@@ -218,15 +208,12 @@ class AdaShareBlocks(LearntStructure, keras.layers.Layer):
         config.update(
             num_tasks=self.num_tasks,
             num_blocks=self.num_blocks,
-            temperature=self.temperature,
-            temperature_decay=self.temperature_decay,
-            steps_per_epoch=self.steps_per_epoch,
             warmup_epochs=self.warmup_epochs,
             curriculum=self.curriculum,
             sparsity_weight=self.sparsity_weight,
             sharing_weight=self.sharing_weight,
             policy=self.structure_config(),
-            seed=self.seed,
+            **self.search_config(),
             **conventions.serialize(self.kernel_args),
         )
         return config

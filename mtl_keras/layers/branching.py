@@ -4,11 +4,11 @@ import numpy as np
 
 from mtl_keras.backend import keras, register, tf
 from mtl_keras.layers import checks, conventions
-from mtl_keras.layers.gumbel import LearntStructure, gumbel_softmax, positive_temperature
+from mtl_keras.layers.gumbel import GumbelSearch, gumbel_softmax
 
 
 @register
-class BranchingLayers(LearntStructure, keras.layers.Layer):
+class BranchingLayers(GumbelSearch, keras.layers.Layer):
     """A super-graph of branch nodes whose parents are searched, then frozen to a tree.
 
     Guo et al., "Learning to Branch for Multi-Task Learning", ICML 2020.
@@ -82,14 +82,11 @@ class BranchingLayers(LearntStructure, keras.layers.Layer):
                 f"`branches` must have one entry or one per level of `units` ({len(self.units)}); got {branches}."
             )
         self.branches = branches
-        self.temperature = positive_temperature("temperature", temperature)
-        self.temperature_decay = positive_temperature("temperature_decay", temperature_decay)
-        self.steps_per_epoch = checks.positive_int("steps_per_epoch", steps_per_epoch)
+        self.init_search(temperature, temperature_decay, steps_per_epoch, seed)
         # (number of choosers, number of candidates) per choice: levels 1.., then the tasks
         self.choices = [(self.branches[l], self.branches[l - 1]) for l in range(1, len(self.units))]
         self.choices.append((self.num_tasks, self.branches[-1]))
         self.parents = None if parents is None else self._checked_parents(parents)
-        self.seed = int(seed)
         self.kernel_args = conventions.resolve(
             kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
         )
@@ -123,9 +120,7 @@ class BranchingLayers(LearntStructure, keras.layers.Layer):
             self.add_weight(name=f"parent_logits_{c}", shape=shape_, initializer="zeros")
             for c, shape_ in enumerate(self.choices)
         ]
-        self.sample_step = self.add_weight(
-            name="sample_step", shape=(), dtype="int64", initializer="zeros", trainable=False
-        )
+        self.add_sample_step()
         super().build(inputs_shape)
 
     def node(self, level, index, h):
@@ -145,9 +140,7 @@ class BranchingLayers(LearntStructure, keras.layers.Layer):
             return self.run_tree(inputs, self.tree(self.parents))
         if training:
             seed, step = self.step_seed(self.seed)
-            tau = self.temperature * tf.pow(
-                self.temperature_decay, tf.cast(step // self.steps_per_epoch, tf.float32)
-            )
+            tau = self.temperature_at(self.epoch(step))
             mixing = [
                 # one noise stream per choice: the seed's salt shifted by the choice's index
                 gumbel_softmax(tf.convert_to_tensor(logits), tau, seed + tf.constant([0, 7919 * (c + 1)], tf.int64))
@@ -189,11 +182,8 @@ class BranchingLayers(LearntStructure, keras.layers.Layer):
             num_tasks=self.num_tasks,
             units=list(self.units),
             branches=list(self.branches),
-            temperature=self.temperature,
-            temperature_decay=self.temperature_decay,
-            steps_per_epoch=self.steps_per_epoch,
             parents=self.structure_config(),
-            seed=self.seed,
+            **self.search_config(),
             **conventions.serialize(self.kernel_args),
         )
         return config

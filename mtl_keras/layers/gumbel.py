@@ -3,6 +3,7 @@
 import numpy as np
 
 from mtl_keras.backend import tf
+from mtl_keras.layers import checks
 
 
 def gumbel_softmax(logits, temperature, seed):
@@ -63,8 +64,52 @@ class LearntStructure:
                 "freeze it first (mtl_keras.models.freeze_structure(model)), then fine-tune and export."
             )
 
+
+class GumbelSearch(LearntStructure):
+    """A ``LearntStructure`` sampled by Gumbel-softmax at an annealed temperature (AdaShare, Learning to Branch).
+
+    ``tau = temperature * temperature_decay ** epoch``, ``epoch = step //
+    steps_per_epoch``, ``step`` the training calls so far (``sample_step``, a
+    non-trainable int64 weight, so a resumed search goes on from its epoch).
+    A subclass calls ``init_search`` in ``__init__`` and ``add_sample_step``
+    in ``build``, and puts ``search_config()`` in its config.
+
+    Example:
+    >>> from mtl_keras.layers import AdaShareBlocks
+    >>> blocks = AdaShareBlocks(2, 1, temperature=2.0, temperature_decay=0.5, steps_per_epoch=3)
+    >>> float(blocks.temperature_at(tf.constant(2, tf.int64)))   # epoch 2: 2 * 0.5 ** 2
+    0.5
+    """
+
+    def init_search(self, temperature, temperature_decay, steps_per_epoch, seed):
+        self.temperature = positive_temperature("temperature", temperature)
+        self.temperature_decay = positive_temperature("temperature_decay", temperature_decay)
+        self.steps_per_epoch = checks.positive_int("steps_per_epoch", steps_per_epoch)
+        self.seed = int(seed)
+
+    def add_sample_step(self):
+        self.sample_step = self.add_weight(
+            name="sample_step", shape=(), dtype="int64", initializer="zeros", trainable=False
+        )
+
+    def epoch(self, step=None):
+        """The schedule's epoch at ``step`` (None: the training calls so far)."""
+        step = tf.convert_to_tensor(self.sample_step) if step is None else step
+        return step // self.steps_per_epoch
+
+    def temperature_at(self, epoch):
+        return self.temperature * tf.pow(self.temperature_decay, tf.cast(epoch, tf.float32))
+
     def step_seed(self, salt):
         """The int64 [2] seed of this call's sample; advances the layer's step counter."""
         step = tf.convert_to_tensor(self.sample_step)
         self.sample_step.assign_add(1)
         return tf.stack([step, tf.constant(salt, tf.int64)]), step
+
+    def search_config(self):
+        return dict(
+            temperature=self.temperature,
+            temperature_decay=self.temperature_decay,
+            steps_per_epoch=self.steps_per_epoch,
+            seed=self.seed,
+        )
