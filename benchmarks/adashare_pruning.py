@@ -12,15 +12,13 @@ every block for every task with the policy's hard 0/1 weights), both as tf.funct
     python benchmarks/adashare_pruning.py [--calls 200] [--out FILE]
 """
 
-import argparse
-import json
 import tempfile
 
 import numpy as np
 
 from mtl_keras import export, models
 from mtl_keras.backend import keras, tf
-from timing.latency import features, interleaved_ms
+from timing.latency import arguments, features, interleaved_ms, write_rows
 
 TASKS = ["ctr", "cvr", "like", "share"]
 HALVES = [[1, 0, 1, 0, 1, 0, 1, 0], [0, 1, 0, 1, 0, 1, 0, 1], [1, 1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1, 1, 1]]
@@ -33,11 +31,7 @@ def build(policy, width):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+    args = arguments(__doc__.split("\n")[0])
     base = tempfile.mkdtemp(prefix="adashare-pruning-")
     loaded = {
         name: tf.saved_model.load(export.export_saved_model(build(policy, args.width), f"{base}/{name}"))
@@ -72,9 +66,7 @@ def main():
         rows.append({"batch": batch, "signature": "searching vs pruned (tf.function)", "full_ms": searched,
                      "pruned_ms": pruned, "ratio": pruned / searched})
         print(f"{batch:>6} {searched:13.3f} {pruned:10.3f} {pruned / searched:7.2f}")
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(rows, handle, indent=2)
+    write_rows(rows, args.out)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ timed side by side, interleaved, at batch 1 and 256. Prints the ratios.
     python benchmarks/snr_pruning.py [--calls 200] [--out FILE]
 """
 
-import argparse
-import json
 import tempfile
 
 import numpy as np
@@ -16,15 +14,11 @@ import numpy as np
 from mtl_keras import export, models
 from mtl_keras.backend import keras, tf
 from mtl_keras.layers import HardConcreteRouter
-from timing.latency import features, interleaved_ms
+from timing.latency import arguments, features, interleaved_ms, write_rows
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+    args = arguments(__doc__.split("\n")[0])
     keras.utils.set_random_seed(0)
     model = models.snr(keras.Input((args.width,), name="features"), ["ctr", "cvr", "like", "share"],
                        num_subnetworks=(4, 4), subnetwork_units=(args.width,), tower_units=(32,))
@@ -47,9 +41,7 @@ def main():
         opened, pruned = ms["all routes open"], ms["half the routes closed"]
         rows.append({"batch": batch, "open_ms": opened, "pruned_ms": pruned, "ratio": pruned / opened})
         print(f"{batch:>6} {opened:9.3f} {pruned:10.3f} {pruned / opened:7.2f}")
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(rows, handle, indent=2)
+    write_rows(rows, args.out)
 
 
 if __name__ == "__main__":

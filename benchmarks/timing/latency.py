@@ -5,6 +5,8 @@ slowdown of the machine during the run reaches all of them alike; a round's figu
 median of its calls after a warm-up, the result the median over rounds.
 """
 
+import argparse
+import json
 import statistics
 import time
 
@@ -37,3 +39,19 @@ def interleaved_ms(fns, feed, calls, rounds=3):
 def features(batch, width):
     """A float32 [batch, width] batch of normal draws, the same for every run of one batch size."""
     return tf.constant(np.random.default_rng(batch).normal(size=(batch, width)), tf.float32)
+
+
+def arguments(description):
+    """The pruning benchmarks' command line: ``--calls`` (timed calls per callable), ``--width``, ``--out``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--out", default=None, help="a JSON file for the rows")
+    return parser.parse_args()
+
+
+def write_rows(rows, path):
+    """The result rows as JSON at ``path`` (None: nowhere)."""
+    if path:
+        with open(path, "w") as handle:
+            json.dump(rows, handle, indent=2)
