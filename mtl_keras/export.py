@@ -17,34 +17,30 @@ row. ``predict_examples`` parses those features from ``tf.Example`` (an id
 sequence as a variable-length list).
 
 Inputs keep the model's input names with a dynamic batch dimension, every
-output has dim 0 = batch, and everything runs with ``training=False``. SNR
-routers are frozen first, so their z_hat are constants and closed routes are
-absent from the graph (likewise MMoE layers whose static DSelect-k gates have
-converged: only the selected experts are computed). Searched structures (AdaShare policies, Learning to
-Branch trees, MTL-NAS edges) must be frozen first (a ValueError says so);
-each signature then computes only the blocks its heads use. Only the
-variables the signatures read are saved:
-auxiliary towers and training state (optimizer slots, weighting variables)
-stay behind. The version is written to a temporary folder in ``base_path``
-and renamed into place, so a server polling the folder never sees half a
-version.
+output has dim 0 = batch, and everything runs with ``training=False``. Every
+layer with the ``mtl_keras.layers.pruning.PrunedAtExport`` mixin is frozen for
+the export: SNR routers' z_hat become constants and closed routes are absent
+from the graph; MMoE layers and CGC/PLE levels whose static DSelect-k gates
+have converged compute only the selected experts. Searched structures
+(AdaShare policies, Learning to Branch trees, MTL-NAS edges) must be frozen
+first (a ValueError says so); each signature then computes only the blocks
+its heads use. Only the variables the signatures read are saved: auxiliary
+towers and training state (optimizer slots, weighting variables) stay behind.
+The version is written whole or not at all (``mtl_keras.export_versions``).
 """
 
-import os
 import re
-import shutil
-import tempfile
 
 import numpy as np
 
 from mtl_keras.backend import all_layers, keras, tf
+from mtl_keras.export_versions import WARMUP_FILE, write_version
 from mtl_keras.features.inputs import raw_features
 from mtl_keras.features.layers import IdLookup, pad_value
-from mtl_keras.layers import ExpertGate, HardConcreteRouter
 from mtl_keras.layers.gumbel import LearntStructure
+from mtl_keras.layers.pruning import frozen_for_export
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-_TEMP_PREFIX = ".export-"
+__all__ = ["FUSIONS", "RANK_SCORE", "WARMUP_FILE", "export_saved_model", "signature_variables", "write_version"]
 # Names Keras gives an Input nobody named: they change from process to process.
 _AUTOMATIC_NAME = re.compile(r"^(keras_tensor|input_layer|input)(_\d+)?$")
 RANK_SCORE = "rank_score"
@@ -67,6 +63,7 @@ def export_saved_model(
         ranking_fusion: "linear", sum_t w_t p_t, or "product", prod_t p_t ** w_t.
 
     Example:
+    >>> import os
     >>> from mtl_keras import models
     >>> model = models.mmoe(keras.Input(shape=(6,), name="features"), ["ctr", "cvr"], num_experts=2,
     ...                     expert_units=(4,))
@@ -82,61 +79,12 @@ def export_saved_model(
     for layer in _all_layers(model):
         if isinstance(layer, LearntStructure):  # AdaShare, Learning to Branch, MTL-NAS: frozen first
             layer.check_frozen()
-    # ExpertGate: static DSelect-k gates converged to k experts compute only those.
-    routers = [layer for layer in _all_layers(model) if isinstance(layer, (HardConcreteRouter, ExpertGate))]
-    try:
-        for router in routers:
-            router.freeze()
+    with frozen_for_export(_all_layers(model)):
         module, signatures = _serving_module(model, inputs, fusion)
         return write_version(
             base_path, version, lambda folder: tf.saved_model.save(module, folder, signatures=signatures),
             inputs, warmup_batch_size, warmup_records,
         )
-    finally:
-        for router in routers:
-            router.unfreeze()
-
-
-def write_version(base_path, version, save, warmup_inputs, warmup_batch_size, warmup_records):
-    """Writes ``base_path/<version>`` whole or not at all.
-
-    ``save(folder)`` and the warm-up records go to a temporary folder, renamed
-    into place, so a server never sees half a version.
-
-    Args:
-        base_path: the model's folder, the versions below it.
-        version: an int, or None for the latest + 1.
-        save: called with the folder to write the SavedModel into.
-        warmup_inputs: [(name, TensorSpec)] of the warm-up requests.
-        warmup_batch_size, warmup_records: batch size and count of the warm-up
-            requests (0 records: none).
-
-    Returns:
-        The version's path.
-
-    Raises:
-        FileExistsError: when the version appeared during the export.
-
-    Example:
-    >>> path = write_version("models/plain", None, lambda folder: tf.saved_model.save(tf.Module(), folder),
-    ...                      warmup_inputs=[], warmup_batch_size=1, warmup_records=0)
-    >>> os.path.basename(path), os.path.exists(os.path.join(path, "saved_model.pb"))
-    ('1', True)
-    """
-    os.makedirs(base_path, exist_ok=True)
-    version = _version(base_path, version)
-    target = os.path.join(base_path, str(version))
-    temp = tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=base_path)
-    try:
-        save(temp)
-        _write_warmup(temp, warmup_inputs, warmup_batch_size, warmup_records)
-        if os.path.exists(target):
-            raise FileExistsError(f"`version` {version} appeared in {base_path} during the export.")
-        os.rename(temp, target)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
-    return target
 
 
 def signature_variables(signatures):
@@ -194,17 +142,6 @@ def _input_name(tensor):
     history = getattr(tensor, "_keras_history", None)
     layer = history[0] if history else None
     return getattr(layer, "name", None) or tensor.name.split(":")[0]
-
-
-def _version(base_path, version):
-    if version is None:
-        existing = [int(n) for n in os.listdir(base_path) if n.isdigit()]
-        return max(existing, default=0) + 1
-    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 0:
-        raise ValueError(f"`version` must be a non-negative integer or None; got {version!r}.")
-    if any(n.isdigit() and int(n) == version for n in os.listdir(base_path)):
-        raise FileExistsError(f"`version` {version} already exists in {base_path}.")
-    return int(version)
 
 
 def _all_layers(model):
@@ -312,25 +249,3 @@ def _serving_module(model, inputs, fusion=None):
     module.lookups = [layer for layer in _all_layers(model) if isinstance(layer, IdLookup)]
     module.serving_variables = signature_variables(signatures)
     return module, signatures
-
-
-def _write_warmup(folder, inputs, batch_size, records):
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
-    os.makedirs(os.path.join(folder, "assets.extra"), exist_ok=True)
-    with tf.io.TFRecordWriter(os.path.join(folder, WARMUP_FILE)) as writer:
-        for _ in range(records):
-            request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(signature_name="serving_default")
-            )
-            for name, spec in inputs:
-                shape = [batch_size] + [1 if d is None else d for d in spec.shape[1:]]
-                if spec.dtype == tf.string:
-                    value = np.full(shape, b"unseen", dtype=object)  # OOV: every model can answer it
-                else:
-                    value = np.zeros(shape, spec.dtype.as_numpy_dtype)
-                request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request)
-            )
-            writer.write(log.SerializeToString())

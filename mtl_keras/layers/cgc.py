@@ -1,15 +1,17 @@
-"""PLE: Customized Gate Control levels and their stack."""
+"""PLE's Customized Gate Control: one level of task and shared experts with their gates."""
+
+import numpy as np
 
 from mtl_keras.backend import keras, register, tf
-from mtl_keras.layers import checks, conventions
-from mtl_keras.layers.balance import balance_loss, check_balance
-from mtl_keras.layers.dselect_k import make_gates
+from mtl_keras.layers import checks
 from mtl_keras.layers.experts import ExpertStack, call_stacks
-from mtl_keras.layers.gating import ReportsGates, add_gates, gate_probabilities
+from mtl_keras.layers.gate_options import GateOptions, constant_gates
+from mtl_keras.layers.gating import ReportsGates, add_gates
+from mtl_keras.layers.pruning import PrunedAtExport
 
 
 @register
-class CGCLayer(ReportsGates, keras.layers.Layer):
+class CGCLayer(GateOptions, PrunedAtExport, ReportsGates, keras.layers.Layer):
     """Customized Gate Control, one level of Progressive Layered Extraction.
 
     Tang et al., "Progressive Layered Extraction (PLE): A Novel Multi-Task
@@ -18,6 +20,14 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
     ``S^k(x) = [task k's experts; the shared experts]``. Below the last level a
     shared gate over *all* experts of the level (every task's and the shared
     ones) reads the shared input and produces the shared output.
+
+    With ``gate="dselect_k_static"``, once every gate of the level selects at
+    most k experts, ``freeze()`` (which ``export_saved_model`` calls) makes
+    inference calls compute only the experts some gate selected, task-specific
+    and shared, a stack no gate selected not at all, with the gates as
+    constants; outputs and gates are those of the unfrozen level. The stacks
+    then record the selected experts' outputs only; fast projections read
+    training calls, which never take that path.
 
     Args:
         num_tasks: number of tasks T (>= 1).
@@ -81,11 +91,10 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.kernel_args = conventions.resolve(
-            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
+        self._init_gate_options(
+            gate, k, entropy_penalty, gate_temperature, balance_penalty, balance_form,
+            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
         )
-        self.balance_penalty, self.balance_form = check_balance(balance_penalty, balance_form)
-        self.gate_temperature = checks.positive_float("gate_temperature", gate_temperature)
         self.num_tasks = checks.positive_int("num_tasks", num_tasks)
         self.num_task_experts = checks.positive_int("num_task_experts", num_task_experts)
         self.num_shared_experts = checks.positive_int("num_shared_experts", num_shared_experts)
@@ -113,16 +122,16 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
             name="shared_experts",
             **self.kernel_args,
         )
-        self.gate, self.k, self.entropy_penalty = gate, k, float(entropy_penalty)
-        gate_args = (k, entropy_penalty, self.gate_temperature, self.kernel_args)
-        self.task_dselect_gates = make_gates(
-            gate, num_tasks, num_task_experts + num_shared_experts, *gate_args, "task_dselect_k"
+        self.task_dselect_gates = self._dselect_gates(
+            num_tasks, num_task_experts + num_shared_experts, "task_dselect_k"
         )
         self.shared_dselect_gates = None
         if not self.is_last_level and self.task_dselect_gates is not None:
-            self.shared_dselect_gates = make_gates(
-                gate, 1, self._num_level_experts, *gate_args, "shared_dselect_k"
-            )
+            self.shared_dselect_gates = self._dselect_gates(1, self._num_level_experts, "shared_dselect_k")
+        # Softmax gates' weights, made in build; DSelect-k gates are layers of their own.
+        self.task_gate_kernels = self.task_gate_biases = None
+        self.shared_gate_kernels = self.shared_gate_biases = None
+        self.frozen = None
 
     def _split_shapes(self, inputs_shape):
         """(task input shape, shared input shape) from one shape or T + 1 of them."""
@@ -188,6 +197,8 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
         else:
             self._split_shapes(inputs.shape)
             task_inputs, shared_input = [inputs] * self.num_tasks, inputs
+        if self.frozen is not None and not training:
+            return self._frozen_outputs(task_inputs, shared_input)
         if isinstance(inputs, (list, tuple)):
             task_out = [  # T x [B, m_t, H]
                 stack(x, training=training) for stack, x in zip(self.task_experts, task_inputs)
@@ -214,23 +225,49 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
             outputs.append(tf.add_n(parts + [shared.mix(shared_gate[:, self.num_tasks * m_t :], shared_out)]))
             level_gates.append(shared_gate)
             gates = gates + [shared_gate]
-        if training and self.balance_penalty:
-            self.add_loss(self.balance_penalty * tf.add_n([balance_loss(g, self.balance_form) for g in gates]))
+        self._add_balance_loss(gates, training)
         return outputs, tf.stack(level_gates, axis=1)
 
     def _task_gates(self, task_inputs, training):
-        if self.task_dselect_gates is not None:
-            return [gate(x, training=training) for gate, x in zip(self.task_dselect_gates, task_inputs)]
-        return gate_probabilities(
-            task_inputs, self.task_gate_kernels, self.task_gate_biases, self.gate_temperature
+        return self._probabilities(
+            self.task_dselect_gates, task_inputs, self.task_gate_kernels, self.task_gate_biases, training
         )
 
     def _shared_gate(self, shared_input, training):
-        if self.shared_dselect_gates is not None:
-            return self.shared_dselect_gates[0](shared_input, training=training)
-        return gate_probabilities(
-            shared_input, self.shared_gate_kernels, self.shared_gate_biases, self.gate_temperature
+        return self._probabilities(
+            self.shared_dselect_gates, shared_input, self.shared_gate_kernels, self.shared_gate_biases, training
         )[0]
+
+    def freeze(self):
+        """For an export: when every gate of the level is a static DSelect-k gate with at most
+        k non-zero weights, later inference calls compute only the experts some gate selected,
+        the gates as constants (their level layout, ``[G, T * m_t + m_s]``). Otherwise nothing
+        changes."""
+        weights = self._converged_selection((self.task_dselect_gates or []) + (self.shared_dselect_gates or []))
+        if weights is None or not any(row.any() for row in weights):  # a level selecting nothing stays
+            self.frozen = None
+            return
+        task_rows = [np.asarray(self._spread(t, row[None]))[0] for t, row in enumerate(weights[: self.num_tasks])]
+        self.frozen = np.stack(task_rows + weights[self.num_tasks :])  # [G, T * m_t + m_s]
+
+    def unfreeze(self):
+        self.frozen = None
+
+    def _frozen_outputs(self, task_inputs, shared_input):
+        """(outputs, gates) from the selected experts alone, each stack's apart."""
+        selected = self.frozen.any(axis=0)
+        stacks = self.task_experts + [self.shared_experts]
+        firsts = [t * self.num_task_experts for t in range(self.num_tasks + 1)]  # level column of each stack
+        parts = []  # (level columns, stack, outputs of those experts) of each stack a gate selected from
+        for stack, x, first in zip(stacks, task_inputs + [shared_input], firsts):
+            columns = first + np.flatnonzero(selected[first : first + stack.num_experts])
+            if columns.size:
+                parts.append((columns, stack, stack.subset(x, columns - first)))
+        outputs = [
+            tf.add_n([stack.mix(constant_gates(row[columns], own), own) for columns, stack, own in parts])
+            for row in self.frozen
+        ]
+        return outputs, constant_gates(self.frozen, outputs[0])
 
     def _spread(self, task, gate):
         """Task ``task``'s gate [B, m_t + m_s] over all experts of the level, 0 elsewhere."""
@@ -251,133 +288,6 @@ class CGCLayer(ReportsGates, keras.layers.Layer):
             expert_activation=keras.activations.serialize(self.shared_experts.activation),
             expert_dropout=self.shared_experts.dropout,
             return_gates=self.return_gates,
-            gate_temperature=self.gate_temperature,
-            gate=self.gate,
-            k=self.k,
-            entropy_penalty=self.entropy_penalty,
-            balance_penalty=self.balance_penalty,
-            balance_form=self.balance_form,
-            **conventions.serialize(self.kernel_args),
-        )
-        return config
-
-
-@register
-class PLE(ReportsGates, keras.layers.Layer):
-    """Progressive Layered Extraction: ``num_levels`` stacked CGC levels.
-
-    Tang et al., RecSys 2020. Level j's task k gate reads task k's output of
-    level j - 1 (the input x at level 1); every level but the last has a shared
-    gate whose output feeds the next level's shared experts and gates.
-
-    Args:
-        num_levels: number of CGC levels (>= 1); the last is ``is_last_level``.
-        num_tasks, num_task_experts, num_shared_experts, expert_units,
-        expert_activation, expert_dropout, gate_temperature,
-        kernel_initializer, bias_initializer, kernel_regularizer,
-        bias_regularizer, gate, k, entropy_penalty, balance_penalty,
-        balance_form: as in ``CGCLayer``, for every level.
-        return_gates: also return a list with each level's gates (see
-            ``CGCLayer``).
-
-    Input shape:
-        ``[B, D]``.
-    Output shape:
-        a list of num_tasks tensors ``[B, expert_units[-1]]``.
-
-    Example:
-    >>> ple = PLE(num_levels=2, num_tasks=2, num_task_experts=1,
-    ...           num_shared_experts=1, expert_units=8)
-    >>> [o.shape for o in ple(tf.zeros([3, 5]))]
-    [TensorShape([3, 8]), TensorShape([3, 8])]
-    """
-
-    def __init__(
-        self,
-        num_levels,
-        num_tasks,
-        num_task_experts,
-        num_shared_experts,
-        expert_units,
-        expert_activation="relu",
-        expert_dropout=0.0,
-        return_gates=False,
-        gate_temperature=1.0,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        gate="softmax",
-        k=2,
-        entropy_penalty=1e-3,
-        balance_penalty=0.0,
-        balance_form="cv",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.num_levels = checks.positive_int("num_levels", num_levels)
-        kernel_args = conventions.resolve(
-            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
-        )
-        self.return_gates = bool(return_gates)
-        self.levels = [
-            CGCLayer(
-                num_tasks,
-                num_task_experts,
-                num_shared_experts,
-                expert_units,
-                is_last_level=level == num_levels - 1,
-                expert_activation=expert_activation,
-                expert_dropout=expert_dropout,
-                gate_temperature=gate_temperature,
-                name=f"cgc_{level}",
-                gate=gate,
-                k=k,
-                entropy_penalty=entropy_penalty,
-                balance_penalty=balance_penalty,
-                balance_form=balance_form,
-                **kernel_args,
-            )
-            for level in range(num_levels)
-        ]
-
-    def build(self, inputs_shape):
-        inputs_shape = tf.TensorShape(inputs_shape)
-        if inputs_shape.rank != 2:
-            raise ValueError(f"PLE `inputs` must have shape [B, D]; got {inputs_shape}.")
-        level_shape = inputs_shape
-        for level in self.levels:
-            level.build(level_shape)
-            width = tf.TensorShape([inputs_shape[0], level.expert_units[-1]])
-            level_shape = [width] * (level.num_tasks + 1)
-        super().build(inputs_shape)
-
-    def outputs_and_gates(self, inputs, training=None):
-        """(the last level's outputs, every level's gates) of one call."""
-        all_gates = []
-        for level in self.levels:
-            inputs, gates = level.outputs_and_gates(inputs, training)
-            all_gates.append(gates)
-        return inputs, all_gates
-
-    def get_config(self):
-        first = self.levels[0]
-        config = super().get_config()
-        config.update(
-            num_levels=self.num_levels,
-            num_tasks=first.num_tasks,
-            num_task_experts=first.num_task_experts,
-            num_shared_experts=first.num_shared_experts,
-            expert_units=list(first.expert_units),
-            expert_activation=keras.activations.serialize(first.shared_experts.activation),
-            expert_dropout=first.shared_experts.dropout,
-            return_gates=self.return_gates,
-            gate_temperature=first.gate_temperature,
-            gate=first.gate,
-            k=first.k,
-            entropy_penalty=first.entropy_penalty,
-            balance_penalty=first.balance_penalty,
-            balance_form=first.balance_form,
-            **conventions.serialize(first.kernel_args),
+            **self._gate_options_config(),
         )
         return config

@@ -1,17 +1,17 @@
 """MMoE: experts shared by all tasks, one softmax gate per task."""
 
-from mtl_keras.backend import IS_KERAS3, keras, register, tf
 import numpy as np
 
-from mtl_keras.layers import checks, conventions
-from mtl_keras.layers.balance import balance_loss, check_balance
-from mtl_keras.layers.dselect_k import make_gates
+from mtl_keras.backend import IS_KERAS3, keras, register, tf
+from mtl_keras.layers import checks
 from mtl_keras.layers.experts import ExpertStack
-from mtl_keras.layers.gating import add_gates, gate_probabilities
+from mtl_keras.layers.gate_options import GateOptions, constant_gates
+from mtl_keras.layers.gating import add_gates
+from mtl_keras.layers.pruning import PrunedAtExport
 
 
 @register
-class ExpertGate(keras.layers.Layer):
+class ExpertGate(GateOptions, PrunedAtExport, keras.layers.Layer):
     """Multi-gate Mixture-of-Experts (MMoE).
 
     Ma et al., "Modeling Task Relationships in Multi-task Learning with
@@ -84,25 +84,19 @@ class ExpertGate(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.kernel_args = conventions.resolve(
-            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer
+        self._init_gate_options(
+            gate, k, entropy_penalty, gate_temperature, balance_penalty, balance_form,
+            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
         )
-        self.balance_penalty, self.balance_form = check_balance(balance_penalty, balance_form)
         self.num_experts = checks.positive_int("num_experts", num_experts)
         self.expert_units = checks.units("expert_units", expert_units)
         self.num_tasks = checks.positive_int("num_tasks", num_tasks)
-        self.gate_temperature = checks.positive_float("gate_temperature", gate_temperature)
         self.return_gates = bool(return_gates)
         self.experts = ExpertStack(
             num_experts, self.expert_units, expert_activation, expert_dropout, name="experts",
             **self.kernel_args,
         )
-        self.gate = gate
-        self.dselect_gates = make_gates(
-            gate, self.num_tasks, self.num_experts, k, entropy_penalty, self.gate_temperature,
-            self.kernel_args, "dselect_k",
-        )
-        self.k, self.entropy_penalty = k, float(entropy_penalty)
+        self.dselect_gates = self._dselect_gates(self.num_tasks, self.num_experts, "dselect_k")
         self.gate_kernels = None
         self.frozen = None
 
@@ -134,7 +128,7 @@ class ExpertGate(keras.layers.Layer):
         if self.dselect_gates is not None:
             for gate, shape in zip(self.dselect_gates, shapes * self.num_tasks if not per_gate else shapes):
                 gate.build(shape)
-            self.gate_kernels = []
+            self.gate_kernels, self.gate_biases = [], []
             return
         widths = [shape[-1] for shape in shapes] if per_gate else shapes[0][-1]
         self.gate_kernels, self.gate_biases = add_gates(
@@ -151,17 +145,12 @@ class ExpertGate(keras.layers.Layer):
             return self._call_frozen(inputs)
         expert_outputs = self.experts(inputs, training=training)  # [B, E, H]
         gates = self._gates(gate_inputs, training)
-        if training and self.balance_penalty:
-            self.add_loss(self.balance_penalty * tf.add_n([balance_loss(g, self.balance_form) for g in gates]))
+        self._add_balance_loss(gates, training)
         outputs = [self.experts.mix(gate, expert_outputs) for gate in gates]
         return (outputs, tf.stack(gates, axis=1)) if self.return_gates else outputs
 
     def _gates(self, gate_inputs, training=None):
-        if self.dselect_gates is None:
-            return gate_probabilities(gate_inputs, self.gate_kernels, self.gate_biases, self.gate_temperature)
-        if not isinstance(gate_inputs, (list, tuple)):
-            gate_inputs = [gate_inputs] * self.num_tasks
-        return [gate(x, training=training) for gate, x in zip(self.dselect_gates, gate_inputs)]
+        return self._probabilities(self.dselect_gates, gate_inputs, self.gate_kernels, self.gate_biases, training)
 
     def gate_weights(self, inputs, gate_inputs=None):
         """The gates alone, [B, T, E], for diagnostics (``mtl_keras.callbacks.ExpertUsage``)."""
@@ -171,11 +160,8 @@ class ExpertGate(keras.layers.Layer):
         """For an export: when every gate is a static DSelect-k gate with at most k non-zero
         weights, later inference calls compute only the experts some gate selected, with the
         gates as constants. Otherwise nothing changes."""
-        if self.gate != "dselect_k_static":
-            return
-        weights = np.stack([gate.static_weights() for gate in self.dselect_gates])  # [T, E]
-        if all(np.count_nonzero(row) <= self.k for row in weights):
-            self.frozen = weights
+        weights = self._converged_selection(self.dselect_gates)
+        self.frozen = None if weights is None else np.stack(weights)  # [T, E]
 
     def unfreeze(self):
         self.frozen = None
@@ -183,13 +169,8 @@ class ExpertGate(keras.layers.Layer):
     def _call_frozen(self, inputs):
         used = np.flatnonzero(self.frozen.any(axis=0))
         expert_outputs = self.experts.subset(inputs, used)  # [B, |used|, H]
-        batch = tf.shape(inputs)[:1]
-        gates = [tf.tile(tf.constant(row[used])[None], tf.concat([batch, [1]], 0)) for row in self.frozen]
-        outputs = [self.experts.mix(gate, expert_outputs) for gate in gates]
-        if not self.return_gates:
-            return outputs
-        full = tf.constant(self.frozen)[None] * tf.ones(tf.concat([batch, [1, 1]], 0))
-        return outputs, full
+        outputs = [self.experts.mix(constant_gates(row[used], expert_outputs), expert_outputs) for row in self.frozen]
+        return (outputs, constant_gates(self.frozen, expert_outputs)) if self.return_gates else outputs
 
     def get_config(self):
         config = super().get_config()
@@ -199,13 +180,7 @@ class ExpertGate(keras.layers.Layer):
             num_tasks=self.num_tasks,
             expert_activation=keras.activations.serialize(self.experts.activation),
             expert_dropout=self.experts.dropout,
-            gate_temperature=self.gate_temperature,
             return_gates=self.return_gates,
-            gate=self.gate,
-            k=self.k,
-            entropy_penalty=self.entropy_penalty,
-            balance_penalty=self.balance_penalty,
-            balance_form=self.balance_form,
-            **conventions.serialize(self.kernel_args),
+            **self._gate_options_config(),
         )
         return config

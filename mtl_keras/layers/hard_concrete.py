@@ -6,10 +6,11 @@ import numpy as np
 
 from mtl_keras.backend import keras, register, tf
 from mtl_keras.layers import checks, conventions
+from mtl_keras.layers.pruning import PrunedAtExport
 
 
 @register
-class HardConcreteRouter(keras.layers.Layer):
+class HardConcreteRouter(PrunedAtExport, keras.layers.Layer):
     """Sub-Network Routing between U lower and V upper sub-networks.
 
     Ma et al., "SNR: Sub-Network Routing for Flexible Parameter Sharing in
