@@ -1,11 +1,21 @@
 """Training throughput of ``fit``: mtl_keras (Keras 3 and tf_keras) against DeepCTR 0.9.4.
 
-MMoE, PLE and Shared-Bottom with 4 binary tasks and towers of 64 at two shapes:
+MMoE, PLE, Shared-Bottom, and the recommender architectures AITM, PEPNet,
+DBMTL and MMoE with DSelect-k gates, with 4 binary tasks and towers of 64 at
+two shapes:
 
 - "large": d = 256, 8 experts x 256 (PLE: 2 levels, 2 task + 2 shared experts
   of 256), shared bottom (256, 256), batch 1024;
 - "small": d = 64, 4 experts x 64 (PLE: 2 levels, 1 task + 1 shared expert
   of 64), shared bottom (64, 64), batch 256.
+
+The recommender ones at each shape: AITM with every step's bottom the shared
+bottom's widths (tasks t0 -> t3 the funnel); DBMTL on the shared bottom, with
+relation MLPs of 16 (its default); PEPNet's towers (experts' width, 64) gated
+from prior features of width d / 8 (a second input); MMoE's experts with
+DSelect-k gates (k = 2, the default). DeepCTR 0.9.4 has none of these four,
+and torch-rechub's AITM is no contender here (this benchmark times Keras
+models only): their rows give no ratio to DeepCTR.
 
 Each round starts one subprocess per contender and model, in shuffled order:
 DeepCTR (``MMOE``/``PLE``/``SharedBottom``, under tf_keras: it needs it),
@@ -45,11 +55,16 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 TASKS = ["t0", "t1", "t2", "t3"]
 SHAPES = {
-    "large": dict(d=256, experts=8, units=256, task_experts=2, shared_experts=2, bottom=(256, 256), batch=1024),
-    "small": dict(d=64, experts=4, units=64, task_experts=1, shared_experts=1, bottom=(64, 64), batch=256),
+    "large": dict(d=256, experts=8, units=256, task_experts=2, shared_experts=2, bottom=(256, 256), batch=1024,
+                  prior=32),
+    "small": dict(d=64, experts=4, units=64, task_experts=1, shared_experts=1, bottom=(64, 64), batch=256,
+                  prior=8),
 }
-ARCHS = ("mmoe", "ple", "shared_bottom")
+DEEPCTR_ARCHS = ("mmoe", "ple", "shared_bottom")
+ARCHS = DEEPCTR_ARCHS + ("aitm", "pepnet", "dbmtl", "mmoe_dselect_k")
 TOWER = 64
+RELATION = 16  # DBMTL's relation MLP: the builder's default width
+K = 2  # DSelect-k: experts each gate selects, the builder's default
 
 
 # ---------------------------------------------------------------- FLOPs
@@ -59,20 +74,45 @@ def _dense_flops(batch, fan_in, fan_out, input_is_data=False):
     return one * (2 if input_is_data else 3)
 
 
+def _mlp_flops(batch, widths, input_is_data):
+    """An MLP of ``widths`` (input first): each layer's ``_dense_flops``."""
+    return sum(_dense_flops(batch, i, o, input_is_data and k == 0) for k, (i, o) in enumerate(zip(widths, widths[1:])))
+
+
 def step_flops(arch, shape):
     """Matmul FLOPs of one training step (biases, activations, gates' softmax left out)."""
     s = SHAPES[shape]
     b, d, h, t = s["batch"], s["d"], s["units"], len(TASKS)
-    towers = t * (_dense_flops(b, h if arch != "shared_bottom" else s["bottom"][-1], TOWER)
-                  + _dense_flops(b, TOWER, 1))
+    bottom_width = s["bottom"][-1]
+    on_bottom = arch in ("shared_bottom", "aitm", "dbmtl")
+    towers = t * (_dense_flops(b, bottom_width if on_bottom else h, TOWER) + _dense_flops(b, TOWER, 1))
+    bottom = _mlp_flops(b, (d,) + tuple(s["bottom"]), True)
     if arch == "shared_bottom":
-        widths = (d,) + tuple(s["bottom"])
-        bottom = sum(_dense_flops(b, i, o, k == 0) for k, (i, o) in enumerate(zip(widths, widths[1:])))
         return bottom + towers
-    if arch == "mmoe":
+    if arch == "aitm":
+        # A bottom per step; from step 2 a transfer layer and the attention's value/query/key maps
+        # over the pair [q_t, p_{t-1}] (2 rows an example).
+        transfer = _dense_flops(b, bottom_width, bottom_width) + 3 * _dense_flops(2 * b, bottom_width, bottom_width)
+        return t * bottom + (t - 1) * transfer + towers
+    if arch == "dbmtl":
+        # Task k's relation MLP reads its tower and the k earlier tasks' relation outputs.
+        relations = sum(_dense_flops(b, TOWER + k * RELATION, RELATION) + _dense_flops(b, RELATION, 1)
+                        for k in range(t))
+        return bottom + t * _dense_flops(b, bottom_width, TOWER) + relations
+    if arch == "pepnet":
+        # Every gate reads the prior features and a stop-gradient input: no input gradient.
+        gate_in = d + s["prior"]
+        epnet = _dense_flops(b, gate_in, d, True) + _dense_flops(b, d, d)
+        widths = (d, h, TOWER)
+        ppnet = sum(_dense_flops(b, gate_in, t * i, True) + _dense_flops(b, t * i, t * i) + t * _dense_flops(b, i, o)
+                    for i, o in zip(widths, widths[1:]))
+        return epnet + ppnet + t * _dense_flops(b, TOWER, 1)
+    if arch in ("mmoe", "mmoe_dselect_k"):
         e = s["experts"]
+        # DSelect-k: k selectors of ceil(log2 e) bits and k selector weights per gate.
+        gate_width = e if arch == "mmoe" else K * ((e - 1).bit_length() + 1)
         experts = e * _dense_flops(b, d, h, True)
-        gates = t * _dense_flops(b, d, e, True)
+        gates = t * _dense_flops(b, d, gate_width, True)
         mixing = t * 3 * 2 * b * e * h  # weighted sum and its two gradients
         return experts + gates + mixing + towers
     # PLE: level 1 reads the data, level 2 the level-1 outputs.
@@ -91,13 +131,16 @@ def step_flops(arch, shape):
 
 
 # ---------------------------------------------------------------- workers
-def _data(tf, np, shape, deepctr):
+def _data(tf, np, arch, shape, deepctr):
     s = SHAPES[shape]
     rng = np.random.default_rng(0)
     x = rng.normal(size=(s["batch"] * 8, s["d"])).astype("float32")
     y = {t: (x[:, i : i + 1] + rng.normal(size=(len(x), 1)) > 0).astype("float32") for i, t in enumerate(TASKS)}
-    # DeepCTR: a dict of features, a tuple of labels; mtl_keras: one tensor, a dict by task.
+    # DeepCTR: a dict of features, a tuple of labels; mtl_keras: one tensor (PEPNet: and its prior
+    # features), a dict by task.
     features, labels = ({"x": x}, tuple(y[t] for t in TASKS)) if deepctr else (x, y)
+    if arch == "pepnet":
+        features = {"x": x, "prior": rng.normal(size=(len(x), s["prior"])).astype("float32")}
     batches = tf.data.Dataset.from_tensor_slices((features, labels)).batch(s["batch"]).cache()
     # One full pass fills the cache: a fit that stops inside the first pass would drop it, and
     # every later fit would slice the rows again (3 ms of a core per step) while being timed.
@@ -118,6 +161,16 @@ def _build_mtl(arch, shape, compile_kwargs):
     elif arch == "ple":
         model = models.ple(x, TASKS, num_levels=2, num_task_experts=s["task_experts"],
                            num_shared_experts=s["shared_experts"], expert_units=(s["units"],), tower_units=(TOWER,))
+    elif arch == "aitm":
+        model = models.aitm(x, TASKS, bottom_units=s["bottom"], tower_units=(TOWER,))
+    elif arch == "dbmtl":
+        model = models.dbmtl(x, TASKS, bottom_units=s["bottom"], tower_units=(TOWER,), relation_units=(RELATION,))
+    elif arch == "pepnet":
+        prior = keras.Input((s["prior"],), name="prior")
+        model = models.pepnet(x, prior, TASKS, tower_units=(s["units"], TOWER))
+    elif arch == "mmoe_dselect_k":
+        model = models.mmoe(x, TASKS, num_experts=s["experts"], expert_units=(s["units"],), tower_units=(TOWER,),
+                            gate="dselect_k", k=K)
     else:
         model = models.shared_bottom(x, TASKS, bottom_units=s["bottom"], tower_units=(TOWER,))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss={t: "binary_crossentropy" for t in TASKS},
@@ -179,7 +232,7 @@ def worker(kind, shapes, archs, steps, options):
     built = {}
     for arch, shape in jobs:
         model = build(arch, shape)
-        data = _data(tf, np, shape, kind == "deepctr")
+        data = _data(tf, np, arch, shape, kind == "deepctr")
         model.fit(data, steps_per_epoch=5, epochs=1, verbose=0)  # trace, compile, warm up
         built[arch, shape] = (model, data)
     results, cpu = {}, {}
@@ -269,7 +322,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
+    parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS),
+                        help=f"DeepCTR has {', '.join(DEEPCTR_ARCHS)} only")
     parser.add_argument("--only", nargs="+", default=None, help="contenders to run (deepctr always)")
     parser.add_argument("--variant", action="append", default=[],
                         help='extra mtl_keras contender NAME:POLICY[:KERAS[:COMPILE_JSON]], KERAS 3 or tf_keras; '
@@ -294,7 +348,8 @@ def main():
         everyone = {k: v for k, v in everyone.items() if k in args.only or k == "deepctr"}
     rounds = []
     for index in range(args.rounds):
-        jobs = [(name, arch, shape) for name in everyone for shape in args.shapes for arch in args.archs]
+        jobs = [(name, arch, shape) for name in everyone for shape in args.shapes for arch in args.archs
+                if name != "deepctr" or arch in DEEPCTR_ARCHS]
         jobs.append(("matmul", None, None))
         random.shuffle(jobs)
         record = {name: {"seconds_per_step": {}, "cpu_seconds_per_step": {}} for name in everyone}
@@ -323,18 +378,23 @@ def report(rounds, everyone, args):
             flops = step_flops(arch, shape)
             limit = peak * 1e9 / flops * batch
             for name in everyone:
+                if key not in rounds[0][name]["seconds_per_step"]:  # DeepCTR lacks the architecture
+                    continue
                 per_round = [r[name]["seconds_per_step"][key] for r in rounds]
-                ratios = [r["deepctr"]["seconds_per_step"][key] / r[name]["seconds_per_step"][key] for r in rounds]
                 seconds = statistics.median(per_round)
                 cpu = [r[name]["cpu_seconds_per_step"][key] for r in rounds]
-                cpu_ratios = [r["deepctr"]["cpu_seconds_per_step"][key] / c for r, c in zip(rounds, cpu)]
+                ratios, cpu_ratios = [], []
+                if arch in DEEPCTR_ARCHS:
+                    ratios = [r["deepctr"]["seconds_per_step"][key] / s for r, s in zip(rounds, per_round)]
+                    cpu_ratios = [r["deepctr"]["cpu_seconds_per_step"][key] / c for r, c in zip(rounds, cpu)]
                 rows.append(dict(
                     arch=arch, shape=shape, contender=name, batch=batch,
                     examples_per_s=batch / seconds, ms_per_step=seconds * 1000,
                     examples_per_s_rounds=[batch / s for s in per_round],
-                    ratio_to_deepctr=statistics.median(ratios), ratio_rounds=ratios,
+                    ratio_to_deepctr=statistics.median(ratios) if ratios else None, ratio_rounds=ratios,
                     cpu_ms_per_step=statistics.median(cpu) * 1000,
-                    cpu_ratio_to_deepctr=statistics.median(cpu_ratios), cpu_ratio_rounds=cpu_ratios,
+                    cpu_ratio_to_deepctr=statistics.median(cpu_ratios) if cpu_ratios else None,
+                    cpu_ratio_rounds=cpu_ratios,
                     gflop_per_step=flops / 1e9, limit_examples_per_s=limit,
                     fraction_of_limit=batch / seconds / limit,
                     cpu_fraction_of_limit=flops / statistics.median(cpu) / (cpu_peak * 1e9),
@@ -346,12 +406,17 @@ def report(rounds, everyone, args):
     header = f"{'model':<22} {'contender':<14} {'examples/s':>10} {'ms/step':>8} {'x DeepCTR':>9} " \
              f"{'rounds':>17} {'GFLOP':>6} {'of limit':>8} {'jit':>5} {'cpu ms':>7} {'x (cpu)':>7}"
     print(header)
+    ratio = lambda value: "n/a" if value is None else f"{value:.2f}"  # noqa: E731
     for row in rows:
-        rr = "/".join(f"{r:.2f}" for r in row["ratio_rounds"])
+        rr = "/".join(f"{r:.2f}" for r in row["ratio_rounds"]) or "n/a"
         print(f"{row['arch'] + '/' + row['shape']:<22} {row['contender']:<14} {row['examples_per_s']:10.0f} "
-              f"{row['ms_per_step']:8.2f} {row['ratio_to_deepctr']:9.2f} {rr:>17} {row['gflop_per_step']:6.2f} "
+              f"{row['ms_per_step']:8.2f} {ratio(row['ratio_to_deepctr']):>9} {rr:>17} {row['gflop_per_step']:6.2f} "
               f"{row['fraction_of_limit']:8.0%} {str(row['jit_compile']):>5} {row['cpu_ms_per_step']:7.1f} "
-              f"{row['cpu_ratio_to_deepctr']:7.2f} {row['cpu_fraction_of_limit']:8.0%}")
+              f"{ratio(row['cpu_ratio_to_deepctr']):>7} {row['cpu_fraction_of_limit']:8.0%}")
+    missing = [a for a in args.archs if a not in DEEPCTR_ARCHS]
+    if missing:
+        print(f"n/a: DeepCTR 0.9.4 has none of {', '.join(missing)}; torch-rechub's AITM is not timed here "
+              "(Keras models only)")
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as handle:
