@@ -1,10 +1,12 @@
 """MTAN: one shared trunk, per-task attention masks at every level."""
 
 from mtl_keras.layers import MTANAttention, SharedRepresentation
-from mtl_keras.layers import checks, conventions
-from mtl_keras.models.common import build_model, dense, features_of, task_names_of
+from mtl_keras.layers import checks
+from mtl_keras.models.common import build_model, dense, prepare
+from mtl_keras.models.docstrings import shared_entries
 
 
+@shared_entries
 def mtan(
     inputs,
     task_names,
@@ -31,31 +33,24 @@ def mtan(
     first trunk layer's output, which every task reaches.
 
     Args:
-        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
-            ``FeatureSpec``.
+        {inputs}
         task_names: the tasks, in order; each names its head and output.
         units: widths of the shared trunk's ReLU Dense layers, one attention level
             after each.
         attention_units: hidden width of the attention modules (None: the level's).
         tower_units: hidden widths of each task's ReLU tower.
-        task_types: "binary" (sigmoid head) or "regression" (linear head); one
-            string for every task or a dict by task.
-        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
-            al., 2022), trained and dropped at export; None: none.
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
-            model creates (``mtl_keras.layers.conventions``).
+        {task_types}
+        {auxiliary_tower_units}
+        {kernel_arguments}
 
     Example:
     >>> model = mtan(keras.Input(shape=(6,)), ["ctr", "cvr"], units=(4, 3))
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
     {'ctr': (2, 1), 'cvr': (2, 1)}
     """
-    tasks = task_names_of(task_names)
-    if len(tasks) < 2:
-        raise ValueError(f"mtan needs two or more `task_names`; got {tasks}.")
-    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
-    model_inputs, trunk, views = features_of(inputs, tasks)
+    tasks, args, model_inputs, trunk, views = prepare(
+        inputs, task_names, (kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer), "mtan"
+    )
     attended = []
     for depth, width in enumerate(checks.units("units", units)):
         trunk = dense(width, f"trunk_{depth}", args, activation="relu")(trunk)

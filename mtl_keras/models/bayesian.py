@@ -1,11 +1,13 @@
 """DBMTL: task towers conditioned on the towers of the tasks before them."""
 
 from mtl_keras.backend import keras
-from mtl_keras.layers import ExpertGate, SharedRepresentation, checks, conventions
+from mtl_keras.layers import ExpertGate, SharedRepresentation, checks
 from mtl_keras.model import MultiTaskModel
-from mtl_keras.models.common import HEAD_ACTIVATION, dense, features_of, mlp, task_names_of, task_types_of
+from mtl_keras.models.common import head, mlp, prepare, task_types_of, tower_inputs
+from mtl_keras.models.docstrings import shared_entries
 
 
+@shared_entries
 def dbmtl(
     inputs,
     task_names,
@@ -35,8 +37,7 @@ def dbmtl(
     tasks' representations; an earlier task's never sees a later one's.
 
     Args:
-        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
-            ``FeatureSpec``.
+        {inputs}
         task_names: the tasks, in order; each names its head and output.
         bottom_units: widths of the shared ReLU bottom MLP (without experts).
         tower_units: hidden widths of each task's ReLU tower.
@@ -44,11 +45,8 @@ def dbmtl(
         relations: {task: [tasks it depends on]}; every dependency comes earlier
             in ``task_names``. Default: each task depends on all before it.
         num_experts, expert_units: the MMoE bottom (0 = the MLP bottom).
-        task_types: "binary" (sigmoid head) or "regression" (linear head); one
-            string for every task or a dict by task.
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
-            model creates (``mtl_keras.layers.conventions``).
+        {task_types}
+        {kernel_arguments}
 
     Example:
     >>> model = dbmtl(keras.Input(shape=(6,)), ["ctr", "cvr"], bottom_units=(8,), tower_units=(4,),
@@ -56,11 +54,11 @@ def dbmtl(
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
     {'ctr': (2, 1), 'cvr': (2, 1)}
     """
-    tasks = task_names_of(task_names)
+    tasks, args, model_inputs, features, views = prepare(
+        inputs, task_names, (kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
+    )
     types = task_types_of(task_types, tasks)
-    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
     depends = _relations(relations, tasks)
-    model_inputs, features, views = features_of(inputs, tasks)
     if num_experts:
         bottoms = ExpertGate(checks.positive_int("num_experts", num_experts), expert_units, len(tasks),
                              name="mmoe", **args)(features)
@@ -68,9 +66,8 @@ def dbmtl(
         shared = mlp(features, checks.units("bottom_units", bottom_units), "bottom", args)
         bottoms = [SharedRepresentation(name="shared_representation")(shared)] * len(tasks)
     towers = {
-        task: mlp(views.tower_input(task, x) if views is not None else x,
-                  checks.units("tower_units", tower_units), f"{task}_tower", args)
-        for task, x in zip(tasks, bottoms)
+        task: mlp(x, checks.units("tower_units", tower_units), f"{task}_tower", args)
+        for task, x in zip(tasks, tower_inputs(views, tasks, bottoms))
     }
     relation_units = checks.units("relation_units", relation_units)
     related, outputs = {}, {}
@@ -78,7 +75,7 @@ def dbmtl(
         parts = [towers[task]] + [related[dep] for dep in depends[task]]
         joined = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name=f"{task}_relation_input")(parts)
         related[task] = mlp(joined, relation_units, f"{task}_relation", args)
-        outputs[task] = dense(1, task, args, activation=HEAD_ACTIVATION[types[task]])(related[task])
+        outputs[task] = head(related[task], (), task, types[task], args)
     return MultiTaskModel(model_inputs, outputs, name="dbmtl")
 
 

@@ -1,10 +1,12 @@
 """AdaShare: one network of residual blocks, each task selecting the blocks it runs."""
 
 from mtl_keras.layers import AdaShareBlocks, SharedRepresentation
-from mtl_keras.layers import checks, conventions
-from mtl_keras.models.common import build_model, dense, features_of, task_names_of
+from mtl_keras.layers import checks
+from mtl_keras.models.common import build_model, dense, prepare
+from mtl_keras.models.docstrings import shared_entries
 
 
+@shared_entries
 def adashare(
     inputs,
     task_names,
@@ -42,33 +44,26 @@ def adashare(
     every weighting and projection; fast projections read the stem's output.
 
     Args:
-        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
-            ``FeatureSpec``.
+        {inputs}
         task_names: the tasks, in order; each names its head and output.
         units: width of the shared stem and of every block.
         num_blocks: residual blocks whose per-task use is searched.
         tower_units: hidden widths of each task's ReLU tower.
-        task_types: "binary" (sigmoid head) or "regression" (linear head); one
-            string for every task or a dict by task.
+        {task_types}
         temperature, temperature_decay, steps_per_epoch, warmup_epochs, curriculum,
             sparsity_weight, sharing_weight, policy, seed: the search, as
             ``mtl_keras.layers.AdaShareBlocks`` takes them.
-        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
-            al., 2022), trained and dropped at export; None: none.
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
-            model creates (``mtl_keras.layers.conventions``).
+        {auxiliary_tower_units}
+        {kernel_arguments}
 
     Example:
     >>> model = adashare(keras.Input(shape=(6,)), ["ctr", "cvr"], units=4, num_blocks=2)
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
     {'ctr': (2, 1), 'cvr': (2, 1)}
     """
-    tasks = task_names_of(task_names)
-    if len(tasks) < 2:
-        raise ValueError(f"adashare needs two or more `task_names`; got {tasks}.")
-    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
-    model_inputs, features, views = features_of(inputs, tasks)
+    tasks, args, model_inputs, features, views = prepare(
+        inputs, task_names, (kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer), "adashare"
+    )
     stem = dense(checks.positive_int("units", units), "stem", args, activation="relu")(features)
     stem = SharedRepresentation(name="shared_representation")(stem)
     per_task = AdaShareBlocks(

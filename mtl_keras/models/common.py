@@ -4,10 +4,49 @@ import re
 
 from mtl_keras.backend import keras
 from mtl_keras.features import FeatureSpec
-from mtl_keras.layers import checks, conventions
+from mtl_keras.layers import SharedRepresentation, checks, conventions
 from mtl_keras.model import MultiTaskModel
 
 HEAD_ACTIVATION = {"binary": "sigmoid", "regression": None}
+
+
+def prepare(inputs, task_names, kernel_arguments, multi_task=None):
+    """What every builder starts from: (the task list, the resolved kernel arguments,
+    the model's inputs, one [B, D] feature tensor, FeatureViews or None).
+
+    ``kernel_arguments``: the builder's (kernel_initializer, bias_initializer,
+    kernel_regularizer, bias_regularizer); ``multi_task``: the builder's name
+    when it needs two or more tasks (the error names it).
+    """
+    tasks = task_names_of(task_names)
+    if multi_task and len(tasks) < 2:
+        raise ValueError(f"{multi_task} needs two or more `task_names`; got {tasks}.")
+    args = conventions.resolve(*kernel_arguments)
+    return (tasks, args) + features_of(inputs, tasks)
+
+
+def task_columns(inputs, task_names, kernel_arguments, name):
+    """``prepare`` for the builders of one column per task (two or more tasks): (tasks, kernel
+    arguments, model inputs, the level-0 input of each column, FeatureViews or None).
+
+    From a FeatureSpec column t reads task t's shared features (the columns are mixed across
+    tasks, so a task table there would reach every task)."""
+    tasks, args, model_inputs, features, views = prepare(inputs, task_names, kernel_arguments, name)
+    columns = [views.task_shared[t] for t in tasks] if views is not None else [features] * len(tasks)
+    return tasks, args, model_inputs, columns, views
+
+
+def column_level(columns, tasks, width, depth, kernel_args, shared_representation=True):
+    """One ReLU Dense layer ``<task>_column_<depth>`` per column. With ``shared_representation``
+    level 0's outputs are marked as the shared representation (every task reads every column
+    after the first fusion), so fast projections work."""
+    columns = [
+        dense(width, f"{task}_column_{depth}", kernel_args, activation="relu")(x)
+        for task, x in zip(tasks, columns)
+    ]
+    if shared_representation and depth == 0:
+        columns = [SharedRepresentation(name=f"{task}_representation")(x) for task, x in zip(tasks, columns)]
+    return columns
 
 
 def features_of(inputs, tasks=None):
@@ -86,19 +125,27 @@ def build_model(
     """The towers and heads on ``per_task`` (one tensor per task); with FeatureViews
     each tower also reads its task's own features."""
     types = task_types_of(task_types, tasks)
-    if views is not None:
-        per_task = [views.tower_input(task, x) for task, x in zip(tasks, per_task)]
+    per_task = tower_inputs(views, tasks, per_task)
     tower_units = checks.units("tower_units", tower_units) if tower_units else ()
     outputs = {
         task: head(x, tower_units, task, types[task], kernel_args) for task, x in zip(tasks, per_task)
     }
-    auxiliary_outputs = None
-    if auxiliary_tower_units is not None:
-        units = checks.units("auxiliary_tower_units", auxiliary_tower_units)
-        auxiliary_outputs = {
-            task: head(x, units, f"{task}_aux", types[task], kernel_args) for task, x in zip(tasks, per_task)
-        }
+    auxiliary_outputs = auxiliary_heads(tasks, per_task, auxiliary_tower_units, types, kernel_args)
     return MultiTaskModel(model_inputs, outputs, name=name, auxiliary_outputs=auxiliary_outputs)
+
+
+def tower_inputs(views, tasks, per_task):
+    """What each task's tower reads: its ``per_task`` tensor, with FeatureViews next to the task's own features."""
+    return per_task if views is None else [views.tower_input(task, x) for task, x in zip(tasks, per_task)]
+
+
+def auxiliary_heads(tasks, per_task, auxiliary_tower_units, types, kernel_args=None):
+    """{task: self-auxiliary head ``<task>_aux`` on its ``per_task`` tensor}, or None without
+    ``auxiliary_tower_units``; ``types``: the task types by task."""
+    if auxiliary_tower_units is None:
+        return None
+    units = checks.units("auxiliary_tower_units", auxiliary_tower_units)
+    return {task: head(x, units, f"{task}_aux", types[task], kernel_args) for task, x in zip(tasks, per_task)}
 
 
 def head(features, units, name, task_type, kernel_args=None):

@@ -2,10 +2,12 @@
 
 from mtl_keras.backend import keras
 from mtl_keras.layers import PLE, CGCLayer, ExpertGate, SharedRepresentation
-from mtl_keras.layers import checks, conventions
-from mtl_keras.models.common import build_model, dense, features_of, mlp, task_names_of
+from mtl_keras.layers import checks
+from mtl_keras.models.common import build_model, dense, mlp, prepare
+from mtl_keras.models.docstrings import shared_entries
 
 
+@shared_entries
 def shared_bottom(
     inputs,
     task_names,
@@ -21,27 +23,22 @@ def shared_bottom(
     """Hard parameter sharing: one bottom MLP, one tower per task (Caruana, 1997).
 
     Args:
-        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
-            ``FeatureSpec``.
+        {inputs}
         task_names: the tasks, in order; each names its head and output.
         bottom_units: widths of the shared ReLU bottom MLP.
         tower_units: hidden widths of each task's ReLU tower.
-        task_types: "binary" (sigmoid head) or "regression" (linear head); one
-            string for every task or a dict by task.
-        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
-            al., 2022), trained and dropped at export; None: none.
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
-            model creates (``mtl_keras.layers.conventions``).
+        {task_types}
+        {auxiliary_tower_units}
+        {kernel_arguments}
 
     Example:
     >>> model = shared_bottom(keras.Input(shape=(6,)), ["ctr", "cvr"], bottom_units=(8,), tower_units=(4,))
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
     {'ctr': (2, 1), 'cvr': (2, 1)}
     """
-    tasks = task_names_of(task_names)
-    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
-    model_inputs, features, views = features_of(inputs, tasks)
+    tasks, args, model_inputs, features, views = prepare(
+        inputs, task_names, (kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
+    )
     shared = mlp(features, checks.units("bottom_units", bottom_units), "bottom", args)
     shared = SharedRepresentation(name="shared_representation")(shared)
     return build_model(
@@ -50,6 +47,7 @@ def shared_bottom(
     )
 
 
+@shared_entries
 def mmoe(
     inputs,
     task_names,
@@ -82,35 +80,25 @@ def mmoe(
     "cv" or "switch", ``mtl_keras.layers.balance``).
 
     Args:
-        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
-            ``FeatureSpec``.
+        {inputs}
         task_names: the tasks, in order; each names its head and output.
         num_experts: number of experts (>= 1).
         expert_units: hidden widths of every expert.
         tower_units: hidden widths of each task's ReLU tower.
-        task_types: "binary" (sigmoid head) or "regression" (linear head); one
-            string for every task or a dict by task.
+        {task_types}
         shared_gate: one gate for every task (OMoE) instead of one per task.
-        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
-            al., 2022), trained and dropped at export; None: none.
-        gate, k, gate_temperature, entropy_penalty: the gates: "softmax", or
-            "dselect_k" / "dselect_k_static" (a ``DSelectKGate`` selecting ``k``
-            experts, its entropy regulariser weighted by ``entropy_penalty``);
-            ``gate_temperature`` (> 0) divides the gate logits.
-        balance_penalty, balance_form: a load-balancing loss per gate of this
-            weight (0: none), "cv" or "switch" (``mtl_keras.layers.balance``).
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
-            model creates (``mtl_keras.layers.conventions``).
+        {auxiliary_tower_units}
+        {gates}
+        {kernel_arguments}
 
     Example:
     >>> model = mmoe(keras.Input(shape=(6,)), ["ctr", "cvr"], num_experts=3, expert_units=(4,))
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
     {'ctr': (2, 1), 'cvr': (2, 1)}
     """
-    tasks = task_names_of(task_names)
-    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
-    model_inputs, features, views = features_of(inputs, tasks)
+    tasks, args, model_inputs, features, views = prepare(
+        inputs, task_names, (kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
+    )
     gates, name = (1, "omoe") if shared_gate else (len(tasks), "mmoe")
     gate_inputs = None
     if views is not None and not shared_gate:
@@ -127,6 +115,7 @@ def mmoe(
     )
 
 
+@shared_entries
 def ple(
     inputs,
     task_names,
@@ -154,38 +143,28 @@ def ple(
     ``balance_form``: as in ``mmoe``, for every gate of every level.
 
     Args:
-        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
-            ``FeatureSpec``.
+        {inputs}
         task_names: the tasks, in order; each names its head and output.
         num_levels: number of CGC levels (>= 1).
         num_task_experts, num_shared_experts: experts per task and shared experts
             of every level (>= 1).
         expert_units: hidden widths of every expert.
         tower_units: hidden widths of each task's ReLU tower.
-        task_types: "binary" (sigmoid head) or "regression" (linear head); one
-            string for every task or a dict by task.
-        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
-            al., 2022), trained and dropped at export; None: none.
-        gate, k, gate_temperature, entropy_penalty: the gates: "softmax", or
-            "dselect_k" / "dselect_k_static" (a ``DSelectKGate`` selecting ``k``
-            experts, its entropy regulariser weighted by ``entropy_penalty``);
-            ``gate_temperature`` (> 0) divides the gate logits.
-        balance_penalty, balance_form: a load-balancing loss per gate of this
-            weight (0: none), "cv" or "switch" (``mtl_keras.layers.balance``).
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
-            model creates (``mtl_keras.layers.conventions``).
+        {task_types}
+        {auxiliary_tower_units}
+        {gates}
+        {kernel_arguments}
 
     Example:
     >>> model = ple(keras.Input(shape=(6,)), ["ctr", "cvr"], num_levels=2, expert_units=(4,))
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
     {'ctr': (2, 1), 'cvr': (2, 1)}
     """
-    tasks = task_names_of(task_names)
-    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
+    tasks, args, model_inputs, features, views = prepare(
+        inputs, task_names, (kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
+    )
     gating = dict(gate=gate, k=k, gate_temperature=gate_temperature, entropy_penalty=entropy_penalty,
                   balance_penalty=balance_penalty, balance_form=balance_form)
-    model_inputs, features, views = features_of(inputs, tasks)
     if views is None:
         per_task = PLE(
             num_levels, len(tasks), num_task_experts, num_shared_experts, expert_units, name="ple",

@@ -4,9 +4,11 @@ from mtl_keras.backend import keras
 from mtl_keras.layers import checks, conventions
 from mtl_keras.layers.aitm import FunnelCalibration, InformationTransfer
 from mtl_keras.model import MultiTaskModel
-from mtl_keras.models.common import dense, features_of, head, task_names_of
+from mtl_keras.models.common import auxiliary_heads, dense, prepare, tower_inputs
+from mtl_keras.models.docstrings import shared_entries
 
 
+@shared_entries
 def aitm(
     inputs,
     task_names,
@@ -38,8 +40,7 @@ def aitm(
     and each tower also reads its task's own features.
 
     Args:
-        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
-            ``FeatureSpec``.
+        {inputs}
         task_names: the binary tasks in funnel order (two or more); each names its
             head and output.
         bottom_units: widths of each step's bottom MLP.
@@ -47,25 +48,21 @@ def aitm(
         calibration_weight: weight of the behavioural expectation calibrator (>= 0).
         batch_norm: BatchNormalization after every hidden Dense, before its ReLU.
         dropout: dropout rate after every hidden ReLU.
-        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
-            al., 2022), trained and dropped at export; None: none.
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
-            model creates (``mtl_keras.layers.conventions``).
+        {auxiliary_tower_units}
+        {kernel_arguments}
 
     Example:
     >>> model = aitm(keras.Input(shape=(6,)), ["click", "buy"], bottom_units=(8,), tower_units=(4,))
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
     {'click': (2, 1), 'buy': (2, 1)}
     """
-    tasks = task_names_of(task_names)
-    if len(tasks) < 2:
-        raise ValueError(f"aitm needs a funnel of two or more `task_names`; got {tasks}.")
-    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
+    tasks, args, model_inputs, features, views = prepare(
+        inputs, task_names, (kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer),
+        "aitm (a funnel)",
+    )
     dropout = checks.rate("dropout", dropout)
     bottom_units = checks.units("bottom_units", bottom_units)
     tower_units = checks.units("tower_units", tower_units) if tower_units else ()
-    model_inputs, features, views = features_of(inputs, tasks)
     block = _Blocks(args, bool(batch_norm), dropout)
     representations = []
     for step, task in enumerate(tasks):
@@ -79,19 +76,15 @@ def aitm(
             )([hidden, transferred])
         representations.append(hidden)
     probabilities = []
-    for task, hidden in zip(tasks, representations):
-        tower_in = views.tower_input(task, hidden) if views is not None else hidden
+    for task, tower_in in zip(tasks, tower_inputs(views, tasks, representations)):
         probabilities.append(dense(1, f"{task}_head", args, activation="sigmoid")(
             block.mlp(tower_in, tower_units, f"{task}_tower")
         ))
     calibrated = FunnelCalibration(calibration_weight, name="funnel_calibration")(probabilities)
     outputs = {task: keras.layers.Activation("linear", name=task)(p) for task, p in zip(tasks, calibrated)}
-    auxiliary_outputs = None
-    if auxiliary_tower_units is not None:
-        units = checks.units("auxiliary_tower_units", auxiliary_tower_units)
-        auxiliary_outputs = {
-            task: head(hidden, units, f"{task}_aux", "binary", args) for task, hidden in zip(tasks, representations)
-        }
+    auxiliary_outputs = auxiliary_heads(
+        tasks, representations, auxiliary_tower_units, dict.fromkeys(tasks, "binary"), args
+    )
     return MultiTaskModel(model_inputs, outputs, name="aitm", auxiliary_outputs=auxiliary_outputs)
 
 

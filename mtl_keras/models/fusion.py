@@ -1,35 +1,12 @@
 """NDDR: task columns fused at every level by learnt per-task reductions."""
 
-from mtl_keras.layers import NDDR, SharedRepresentation
-from mtl_keras.layers import checks, conventions
-from mtl_keras.models.common import build_model, dense, features_of, task_names_of
+from mtl_keras.layers import NDDR
+from mtl_keras.layers import checks
+from mtl_keras.models.common import build_model, column_level, task_columns
+from mtl_keras.models.docstrings import shared_entries
 
 
-def task_columns(inputs, task_names, name):
-    """(model inputs, task list, the level-0 input of each column, FeatureViews or None).
-
-    From a FeatureSpec column t reads task t's shared features (fusion mixes
-    columns across tasks, so a task table there would reach every task)."""
-    tasks = task_names_of(task_names)
-    if len(tasks) < 2:
-        raise ValueError(f"{name} needs two or more `task_names`; got {tasks}.")
-    model_inputs, features, views = features_of(inputs, tasks)
-    columns = [views.task_shared[t] for t in tasks] if views is not None else [features] * len(tasks)
-    return model_inputs, tasks, columns, views
-
-
-def column_level(columns, tasks, width, depth, kernel_args):
-    """One Dense layer per column; level 0's outputs are marked as the shared representation
-    (every task reads every column after the first fusion), so fast projections work."""
-    columns = [
-        dense(width, f"{task}_column_{depth}", kernel_args, activation="relu")(x)
-        for task, x in zip(tasks, columns)
-    ]
-    if depth == 0:
-        columns = [SharedRepresentation(name=f"{task}_representation")(x) for task, x in zip(tasks, columns)]
-    return columns
-
-
+@shared_entries
 def nddr(
     inputs,
     task_names,
@@ -60,30 +37,26 @@ def nddr(
     the paper's initialisation).
 
     Args:
-        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
-            ``FeatureSpec``.
+        {inputs}
         task_names: the tasks, in order (two or more); each names its column, head
             and output.
         units: widths of the column layers, an NDDR fusion after each.
         tower_units: hidden widths of each task's ReLU tower.
-        task_types: "binary" (sigmoid head) or "regression" (linear head); one
-            string for every task or a dict by task.
+        {task_types}
         diagonal, off_diagonal: the NDDR kernels' initial weights on a task's own
             block and elsewhere (None: (1 - diagonal) / (T - 1)).
         batch_norm: batch norm in every NDDR layer.
-        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
-            al., 2022), trained and dropped at export; None: none.
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
-            model creates (``mtl_keras.layers.conventions``).
+        {auxiliary_tower_units}
+        {kernel_arguments}
 
     Example:
     >>> model = nddr(keras.Input(shape=(6,)), ["ctr", "cvr"], units=(4,))
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
     {'ctr': (2, 1), 'cvr': (2, 1)}
     """
-    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
-    model_inputs, tasks, columns, views = task_columns(inputs, task_names, "nddr")
+    tasks, args, model_inputs, columns, views = task_columns(
+        inputs, task_names, (kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer), "nddr"
+    )
     for depth, width in enumerate(checks.units("units", units)):
         columns = column_level(columns, tasks, width, depth, args)
         columns = NDDR(

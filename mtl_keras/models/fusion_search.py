@@ -1,12 +1,13 @@
 """MTL-NAS: task columns with searched NDDR-style fusion edges between them."""
 
 from mtl_keras.layers import SearchedFusion
-from mtl_keras.layers import checks, conventions
+from mtl_keras.layers import checks
 from mtl_keras.layers.mtl_nas import PHASES
-from mtl_keras.models.common import build_model
-from mtl_keras.models.fusion import column_level, task_columns
+from mtl_keras.models.common import build_model, column_level, task_columns
+from mtl_keras.models.docstrings import shared_entries
 
 
+@shared_entries
 def mtl_nas(
     inputs,
     task_names,
@@ -37,24 +38,19 @@ def mtl_nas(
     projection; fast projections read the first column layers' outputs.
 
     Args:
-        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
-            ``FeatureSpec``.
+        {inputs}
         task_names: the tasks, in order (two or more); each names its column, head
             and output.
         units: widths of the column layers, a searched fusion after each.
         tower_units: hidden widths of each task's ReLU tower.
-        task_types: "binary" (sigmoid head) or "regression" (linear head); one
-            string for every task or a dict by task.
+        {task_types}
         phase: "search" (every candidate edge, weighted) or "fixed" (``edges`` only).
         edges: with phase="fixed", the kept edges by fusion layer name (what
             ``models.freeze_structure`` returns for the search model).
         entropy_weight: weight of the minimum-entropy regulariser on the edge weights.
         batch_norm: batch norm in every fusion.
-        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
-            al., 2022), trained and dropped at export; None: none.
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
-            model creates (``mtl_keras.layers.conventions``).
+        {auxiliary_tower_units}
+        {kernel_arguments}
 
     Example:
     >>> from mtl_keras.models import freeze_structure
@@ -73,8 +69,9 @@ def mtl_nas(
             f"`edges` must be a dict with the kept edges of each fusion layer {names} with phase='fixed' "
             f"(what models.freeze_structure returns for the search model); got {edges!r}."
         )
-    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
-    model_inputs, tasks, columns, views = task_columns(inputs, task_names, "mtl_nas")
+    tasks, args, model_inputs, columns, views = task_columns(
+        inputs, task_names, (kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer), "mtl_nas"
+    )
     history = []
     for depth, width in enumerate(units):
         columns = column_level(columns, tasks, width, depth, args)

@@ -2,12 +2,13 @@
 
 from mtl_keras.backend import keras
 from mtl_keras.features import FeatureSpec
-from mtl_keras.layers import EPNet, PPNet, conventions
-from mtl_keras.layers import checks
+from mtl_keras.layers import EPNet, PPNet, checks
 from mtl_keras.model import MultiTaskModel
-from mtl_keras.models.common import HEAD_ACTIVATION, dense, features_of, task_names_of, task_types_of
+from mtl_keras.models.common import head, prepare, task_types_of
+from mtl_keras.models.docstrings import shared_entries
 
 
+@shared_entries
 def pepnet(
     inputs,
     prior_inputs,
@@ -41,11 +42,8 @@ def pepnet(
         tower_units: hidden widths of each task's ReLU tower.
         gate_hidden_units, gate_scale: every GateNU's hidden width and gamma.
         prior_embedding_dim: width of each prior feature's embedding (FeatureSpec only).
-        task_types: "binary" (sigmoid head) or "regression" (linear head); one
-            string for every task or a dict by task.
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
-            model creates (``mtl_keras.layers.conventions``).
+        {task_types}
+        {kernel_arguments}
 
     Example:
     >>> prior = keras.Input(shape=(2,), name="user")
@@ -54,10 +52,10 @@ def pepnet(
     >>> {task: tuple(p.shape) for task, p in out.items()}
     {'ctr': (2, 1), 'cvr': (2, 1)}
     """
-    tasks = task_names_of(task_names)
+    tasks, args, model_inputs, features, views = prepare(
+        inputs, task_names, (kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
+    )
     types = task_types_of(task_types, tasks)
-    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
-    model_inputs, features, views = features_of(inputs, tasks)
     if isinstance(inputs, FeatureSpec):
         prior = _spec_prior(views, prior_inputs, prior_embedding_dim)
     else:
@@ -67,9 +65,7 @@ def pepnet(
     towers = PPNet(len(tasks), checks.units("tower_units", tower_units), name="ppnet", **gating, **args)(
         [personalised, prior]
     )
-    outputs = {
-        task: dense(1, task, args, activation=HEAD_ACTIVATION[types[task]])(tower) for task, tower in zip(tasks, towers)
-    }
+    outputs = {task: head(tower, (), task, types[task], args) for task, tower in zip(tasks, towers)}
     return MultiTaskModel(model_inputs, outputs, name="pepnet")
 
 

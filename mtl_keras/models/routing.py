@@ -2,10 +2,12 @@
 
 from mtl_keras.backend import keras
 from mtl_keras.layers import CrossStitch, HardConcreteRouter
-from mtl_keras.layers import checks, conventions
-from mtl_keras.models.common import build_model, dense, features_of, task_names_of
+from mtl_keras.layers import checks
+from mtl_keras.models.common import build_model, column_level, dense, prepare, task_columns
+from mtl_keras.models.docstrings import shared_entries
 
 
+@shared_entries
 def snr(
     inputs,
     task_names,
@@ -29,30 +31,25 @@ def snr(
     next level, and a last router feeds the task towers.
 
     Args:
-        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
-            ``FeatureSpec``.
+        {inputs}
         task_names: the tasks, in order; each names its head and output.
         mode: "trans" (SNR-Trans: a learnt transform per edge) or "avg" (SNR-Avg).
         num_subnetworks: sub-networks per level.
         subnetwork_units: each level's sub-network width (one entry: every level).
         tower_units: hidden widths of each task's ReLU tower.
-        task_types: "binary" (sigmoid head) or "regression" (linear head); one
-            string for every task or a dict by task.
+        {task_types}
         l0_penalty: weight of the routers' expected-L0 penalty (>= 0).
-        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
-            al., 2022), trained and dropped at export; None: none.
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
-            model creates (``mtl_keras.layers.conventions``).
+        {auxiliary_tower_units}
+        {kernel_arguments}
 
     Example:
     >>> model = snr(keras.Input(shape=(6,)), ["ctr", "cvr"], num_subnetworks=(2, 2), subnetwork_units=(4,))
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
     {'ctr': (2, 1), 'cvr': (2, 1)}
     """
-    tasks = task_names_of(task_names)
-    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
-    model_inputs, features, views = features_of(inputs, tasks)
+    tasks, args, model_inputs, features, views = prepare(
+        inputs, task_names, (kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
+    )
     levels = list(checks.units("num_subnetworks", num_subnetworks))
     units = list(checks.units("subnetwork_units", subnetwork_units))
     units = units * len(levels) if len(units) == 1 else units
@@ -84,6 +81,7 @@ def _router(num_outputs, mode, units, l0_penalty, name, args):
     )
 
 
+@shared_entries
 def cross_stitch(
     inputs,
     task_names,
@@ -101,37 +99,24 @@ def cross_stitch(
     One column per task, a ``CrossStitch`` unit after each layer, then the towers.
 
     Args:
-        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
-            ``FeatureSpec``.
+        {inputs}
         task_names: the tasks, in order; each names its head and output.
         units: widths of the column layers, a cross-stitch unit after each.
         tower_units: hidden widths of each task's ReLU tower.
-        task_types: "binary" (sigmoid head) or "regression" (linear head); one
-            string for every task or a dict by task.
-        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
-            al., 2022), trained and dropped at export; None: none.
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
-            model creates (``mtl_keras.layers.conventions``).
+        {task_types}
+        {auxiliary_tower_units}
+        {kernel_arguments}
 
     Example:
     >>> model = cross_stitch(keras.Input(shape=(6,)), ["ctr", "cvr"], units=(4,))
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
     {'ctr': (2, 1), 'cvr': (2, 1)}
     """
-    tasks = task_names_of(task_names)
-    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
-    model_inputs, features, views = features_of(inputs, tasks)
-    if len(tasks) < 2:
-        raise ValueError(f"cross_stitch needs two or more `task_names`; got {tasks}.")
-    # From a FeatureSpec, column t reads task t's shared features (the stitches mix
-    # columns across tasks, so a task table there would reach every task).
-    columns = [views.task_shared[t] for t in tasks] if views is not None else [features] * len(tasks)
+    tasks, args, model_inputs, columns, views = task_columns(
+        inputs, task_names, (kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer), "cross_stitch"
+    )
     for depth, width in enumerate(checks.units("units", units)):
-        columns = [
-            dense(width, f"{task}_column_{depth}", args, activation="relu")(x)
-            for task, x in zip(tasks, columns)
-        ]
+        columns = column_level(columns, tasks, width, depth, args, shared_representation=False)
         columns = CrossStitch(len(tasks), name=f"cross_stitch_{depth}")(columns)
     return build_model(
         model_inputs, tasks, columns, tower_units, task_types, "cross_stitch", auxiliary_tower_units, views,

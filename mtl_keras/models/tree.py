@@ -1,10 +1,12 @@
 """Learning to Branch: a searched tree of shared and task-specific layers."""
 
 from mtl_keras.layers import BranchingLayers, SharedRepresentation
-from mtl_keras.layers import checks, conventions
-from mtl_keras.models.common import build_model, dense, features_of, task_names_of
+from mtl_keras.layers import checks
+from mtl_keras.models.common import build_model, dense, prepare
+from mtl_keras.models.docstrings import shared_entries
 
 
+@shared_entries
 def learning_to_branch(
     inputs,
     task_names,
@@ -37,35 +39,29 @@ def learning_to_branch(
     read the root's output.
 
     Args:
-        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
-            ``FeatureSpec``.
+        {inputs}
         task_names: the tasks, in order (two or more); each names its head and output.
         units: the root's width, then each branched level's.
         branches: nodes per branched level (None: one per task).
         tower_units: hidden widths of each task's ReLU tower.
-        task_types: "binary" (sigmoid head) or "regression" (linear head); one
-            string for every task or a dict by task.
+        {task_types}
         temperature, temperature_decay, steps_per_epoch, parents, seed: the search, as
             ``mtl_keras.layers.BranchingLayers`` takes them.
-        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
-            al., 2022), trained and dropped at export; None: none.
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
-            model creates (``mtl_keras.layers.conventions``).
+        {auxiliary_tower_units}
+        {kernel_arguments}
 
     Example:
     >>> model = learning_to_branch(keras.Input(shape=(6,)), ["ctr", "cvr"], units=(4, 3, 2))
     >>> {task: tuple(p.shape) for task, p in model(np.ones((2, 6), "float32")).items()}
     {'ctr': (2, 1), 'cvr': (2, 1)}
     """
-    tasks = task_names_of(task_names)
-    if len(tasks) < 2:
-        raise ValueError(f"learning_to_branch needs two or more `task_names`; got {tasks}.")
+    tasks, args, model_inputs, features, views = prepare(
+        inputs, task_names, (kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer),
+        "learning_to_branch",
+    )
     units = checks.units("units", units)
     if len(units) < 2:
         raise ValueError(f"`units` must give the root and at least one branched level; got {units}.")
-    args = conventions.resolve(kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
-    model_inputs, features, views = features_of(inputs, tasks)
     root = dense(units[0], "root", args, activation="relu")(features)
     root = SharedRepresentation(name="shared_representation")(root)
     per_task = BranchingLayers(
