@@ -113,6 +113,21 @@ def build(config, inputs, tasks, steps_per_epoch=100):
     raise ValueError(config)
 
 
+def compile_config(model, config, tasks, learning_rate):
+    """Compiles ``model`` for ``config``: Adam, a binary loss per task, the method after "+" if any."""
+    from mtl_keras.backend import keras
+
+    method = config.split("+")[1] if "+" in config else None
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss={task: "binary_crossentropy" for task in tasks},
+        task_weighting=method if method in WEIGHTINGS else None,
+        gradient_projection=method if method in PROJECTIONS else None,
+        # GradDrop masks at the shared representation: fast mode is its only one.
+        projection_mode="fast" if method == "graddrop" else "exact",
+    )
+
+
 def fit_architecture(model, arch, compile_model, fit):
     """``compile_model(model)`` then ``fit(model)``; a searched architecture is then frozen, compiled
     again and fine-tuned. Returns (the fits' histories, the frozen structure or None)."""
@@ -172,17 +187,9 @@ def train_one(config, data, tasks, seed, epochs, batch_size, learning_rate):
     steps = -(-len(data.train.y[tasks[0]]) // batch_size)
     arch = config.split("+")[0]
     model = build(config, keras.Input((width,), name="features"), tasks, steps_per_epoch=steps)
-    method = config.split("+")[1] if "+" in config else None
     histories, structure = fit_architecture(
         model, arch,
-        lambda m: m.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
-            loss={task: "binary_crossentropy" for task in tasks},
-            task_weighting=method if method in WEIGHTINGS else None,
-            gradient_projection=method if method in PROJECTIONS else None,
-            # GradDrop masks at the shared representation: fast mode is its only one.
-            projection_mode="fast" if method == "graddrop" else "exact",
-        ),
+        lambda m: compile_config(m, config, tasks, learning_rate),
         lambda m: m.fit(data.train.x, data.train.y, validation_data=(data.validation.x, data.validation.y),
                         **fit_args),
     )

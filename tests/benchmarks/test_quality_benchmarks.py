@@ -98,6 +98,15 @@ def test_census_configurations_build_their_architectures():
         _check_builder(config, model)
         predicted = model(x, training=False)
         assert sorted(predicted) == tasks and all(p.shape == (3, 1) for p in predicted.values()), config
+    # MMoE with each weighting and projection: the method's string id compiles into the model.
+    for config in census.CONFIGS:
+        if "+" in config:
+            census.compile_config(built["mmoe"], config, tasks, 1e-3)
+            compiled = built["mmoe"].get_compile_config()
+            if config.split("+")[1] in census.WEIGHTINGS:
+                assert compiled["task_weighting"]["class_name"] != "StaticWeighting", config
+            else:
+                assert compiled["gradient_projection"] is not None, config
     # AITM's funnel on census: marital, then income (the docstring's choice).
     _, names = _built(built["aitm"])
     assert "income_ait" in names and "marital_ait" not in names
