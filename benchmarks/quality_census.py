@@ -12,7 +12,7 @@ weighting and each gradient projection. AITM's funnel is a choice here, the
 tasks are no funnel: marital first, then income (group 2: education). The
 calibrator penalises a later step's probability above an earlier one's, and
 this order leaves fewer training rows against it (a positive later label
-under a negative earlier one: 5.6 % of group 1's rows, 15.7 % of group 2's;
+under a negative earlier one, seed 0's split: 5.6 % of group 1's rows, 15.7 % of group 2's;
 the reverse order 43 % and 40 %). PEPNet is left out: its gates read prior
 (user, item or domain) features, and census has one dense one-hot input and
 none (``architectures_recsys.py`` runs it). The searched architectures (AdaShare,
