@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Quiet TensorFlow's start-up banner; errors still print.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
-PYTEST_ARGS ?= -n 2 -q
+PYTEST_ARGS ?= -n 2 -q -m "not slow"
 
 .PHONY: venv demo test test-keras3 test-tf-keras clean reliability wheel-check docs-check
 
@@ -43,11 +43,15 @@ docs-check: $(STAMP)
 clean:
 	rm -rf $(VENV) *.egg-info
 
-# The local server's full reliability run (minutes; CI runs a reduced one): >= 10,000 fuzzed
-# requests, 32 clients for 60 s with 3 hot reloads, 10 killed exports, a corrupt version, an empty base path.
+# The long runs CI reduces (tens of minutes on 2 cores): the local server's full reliability run
+# (>= 10,000 fuzzed requests, 32 clients for 60 s with 3 hot reloads, 10 killed exports, a corrupt
+# version, an empty base path), then the suite's slow cases (every method under MirroredStrategy
+# and through every resume path) under both Kerases.
 reliability: $(STAMP)
 	$(BIN)/python -m pip install --quiet hypothesis
 	$(BIN)/python benchmarks/reliability/run.py
+	$(BIN)/python -m pytest -n 2 -q -m slow
+	TF_USE_LEGACY_KERAS=1 $(BIN)/python -m pytest -n 2 -q -m slow
 
 # Quality benchmarks (resumable: one JSON per finished run under benchmarks/results/; minutes to
 # hours on 2 cores). `bench` runs them next to the other benchmarks; BENCH_ARGS=--quick for a short pass.

@@ -1,17 +1,19 @@
 """IMTL, Nash-MTL, Aligned-MTL, UPGrad and FairGrad under MirroredStrategy on 2 logical CPUs equal one device.
 
 Two logical CPUs must be configured before TensorFlow starts: the runs are in a
-fresh interpreter, all five methods in one to pay TensorFlow's start-up once.
+fresh interpreter, a group of methods in one to pay TensorFlow's start-up once. CI runs
+IMTL and Nash-MTL (its kept weights and step counter); the other three are slow cases.
 """
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
+import pytest
 
-METHODS = ["imtl", "nash_mtl", "aligned_mtl", "upgrad", "fairgrad"]
+from conftest import run_tensorflow_script
+
+GROUPS = [["imtl", "nash_mtl"], pytest.param(["aligned_mtl", "upgrad", "fairgrad"], marks=pytest.mark.slow)]
 
 SCRIPT = textwrap.dedent(
     """
@@ -55,12 +57,14 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_mirrored_strategy_equals_one_device():
-    result = subprocess.run([sys.executable, "-c", SCRIPT, *METHODS], capture_output=True, text=True, timeout=600)
+@pytest.mark.parametrize("methods", GROUPS, ids=["imtl-nash_mtl", "aligned_mtl-upgrad-fairgrad"])
+def test_mirrored_strategy_equals_one_device(methods):
+    result = run_tensorflow_script(SCRIPT, *methods)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(result.stdout.split("REPORT", 1)[1])
-    assert sorted(report) == sorted(METHODS)
+    assert sorted(report) == sorted(methods)
     for name, diff in report.items():
         assert diff["weights"] < 1e-5 and diff["loss"] < 1e-5, (name, diff)
-    assert report["nash_mtl"]["state"] == report["imtl"]["state"] + 2  # its weights and step compared too
+    if "nash_mtl" in report:
+        assert report["nash_mtl"]["state"] == report["imtl"]["state"] + 2  # its weights and step compared too
     assert np.isfinite([d["loss"] for d in report.values()]).all()
