@@ -115,7 +115,7 @@ def census_income(
             f"got {validation_fraction}, {test_fraction}."
         )
     rows = _frame_rows(path) if is_frame(path) else _read_rows(path)
-    columns_by_name = {name: np.array([row[i] for row in rows]) for i, name in enumerate(CENSUS_COLUMNS)}
+    columns_by_name = {name: np.array(values) for name, values in zip(CENSUS_COLUMNS, zip(*rows))}
     tasks = _GROUPS[group]
     labels = {}
     for task in tasks:
@@ -137,16 +137,9 @@ def census_income(
     numeric = np.stack([columns_by_name[c].astype(np.float32) for c in numeric_names], axis=1)
     mean, std = numeric[train].mean(axis=0), numeric[train].std(axis=0)
     numeric = (numeric - mean) / np.where(std > 0, std, 1.0)
-    vocabularies = [
-        {value: i + 1 for i, value in enumerate(sorted(set(columns_by_name[c][train])))}
-        for c in categorical_names
-    ]
+    vocabularies = [np.unique(columns_by_name[c][train]) for c in categorical_names]  # sorted
     categorical = np.stack(
-        [
-            np.array([vocab.get(v, 0) for v in columns_by_name[c]], dtype=np.int32)
-            for c, vocab in zip(categorical_names, vocabularies)
-        ],
-        axis=1,
+        [_ids(columns_by_name[c], vocab) for c, vocab in zip(categorical_names, vocabularies)], axis=1
     )
     sizes = [len(vocab) + 1 for vocab in vocabularies]
     feature_names = list(numeric_names)
@@ -198,6 +191,12 @@ def _read_rows(path):
             f"`path` {path}: row {bad + 1} has {len(rows[bad])} fields; expected {len(CENSUS_COLUMNS)}."
         )
     return rows
+
+
+def _ids(values, vocabulary):
+    """Each value's 1-based position in the sorted ``vocabulary``; 0 where it is not in it."""
+    position = np.minimum(np.searchsorted(vocabulary, values), len(vocabulary) - 1)
+    return np.where(vocabulary[position] == values, position + 1, 0).astype(np.int32)
 
 
 def _one_hot(ids, sizes):

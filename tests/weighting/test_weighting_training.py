@@ -1,6 +1,6 @@
 """FAMO, RLW, GLS, STCH, IMTL-L and ExcessMTL in ``fit``: MirroredStrategy on two logical CPUs
 equals one device, a `.keras` save -> load -> continue equals the uninterrupted run, and each
-trains the synthetic tasks about as well as equal weights."""
+trains census-income as well as equal weights."""
 
 import os
 import textwrap
@@ -10,6 +10,7 @@ import pytest
 
 from mtl_keras import datasets, losses, models
 from mtl_keras.backend import keras
+from mtl_keras.evaluation import log_loss
 
 from conftest import run_tensorflow_script
 
@@ -76,7 +77,7 @@ SCRIPT = textwrap.dedent(
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    sys.path.insert(0, sys.argv[2])
+    sys.path[:0] = [sys.argv[2], sys.argv[2].rsplit("/", 1)[0]]  # this module, and tests/ for conftest
     import test_weighting_training as here
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     results = {}
@@ -144,25 +145,26 @@ def test_mirrored_and_resumed_runs_equal_one_device(name, tmp_path, mirrored):
     assert_same([np.array(resumed[k]) for k in sorted(logs)], [logs[k][1:] for k in sorted(logs)])
 
 
-def test_each_method_trains_the_synthetic_tasks_as_well_as_equal_weights():
-    """Test loss (the sum of the two tasks' MSE) at most 1.5x equal weights', one seed.
+def test_each_method_trains_census_income_as_well_as_equal_weights(census_path):
+    """Census-income group 1 (the MMoE paper's), one seed, 2 epochs of MMoE with each method's
+    defaults: the summed test log loss of the two tasks at most equal weights' x 1.1.
 
-    The issue's 1.1x does not hold for one cheap seed: at this size (6 epochs, 375 steps) the
-    ratios move with the seed and with the Keras (tf_keras initialises differently): measured
-    0.20-1.02 under Keras 3 (seeds 0, 1), 0.51-1.44 under tf_keras (seed 0). 1.5x still fails a
-    method that does not train (a constant prediction scores 6.1, over 10x equal weights'); the 1.1x comparison over
-    three seeds is benchmarks/quality_census.py's."""
-    x, y = datasets.synthetic_tasks(4400, 0.5, dim=16, seed=0)
-    train, test = slice(0, 4000), slice(4000, None)
+    Measured (Keras 3, seed 0): 0.987-1.024 x equal weights' 0.229; 1.000-1.040 after early
+    stopping in benchmarks/quality_census.py, whose table has three seeds. A method that does
+    not train scores 0.92 (the label priors), 4x equal weights'. (On the synthetic tasks of the
+    MMoE paper a single seed is no measure: the ratios moved from 0.12 to 1.94 with the seed and
+    the number of epochs, for every method, equal weights' own loss included.)
+    """
+    data = datasets.census_income(census_path, group=1, seed=0)
+    tasks = list(data.train.y)
+    width = data.train.x["features"].shape[1]
     results = {}
     for name in ["equal"] + sorted(METHODS):
         keras.utils.set_random_seed(0)
-        model = models.mmoe(keras.Input((16,), name="x"), ["task1", "task2"], num_experts=4,
-                            expert_units=(16,), tower_units=(8,), task_types="regression")
-        model.compile(optimizer=keras.optimizers.Adam(0.01), loss={"task1": "mse", "task2": "mse"},
-                      task_weighting=None if name == "equal" else make(name), jit_compile=False)
-        model.fit(x[train], {t: v[train] for t, v in y.items()}, batch_size=64, epochs=6, verbose=0)
-        logs = model.evaluate(x[test], {t: v[test] for t, v in y.items()}, batch_size=400, verbose=0,
-                              return_dict=True)
-        results[name] = logs["task1_loss"] + logs["task2_loss"]
-    assert all(results[name] <= 1.5 * results["equal"] for name in METHODS), results
+        model = models.mmoe(keras.Input((width,), name="features"), tasks)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss={t: "binary_crossentropy" for t in tasks},
+                      task_weighting=None if name == "equal" else name, jit_compile=False)
+        model.fit(data.train.x, data.train.y, batch_size=512, epochs=2, verbose=0)
+        predicted = model.predict(data.test.x, batch_size=4096, verbose=0)
+        results[name] = sum(log_loss(data.test.y[t], predicted[t]) for t in tasks)
+    assert all(results[name] <= 1.1 * results["equal"] for name in METHODS), results
