@@ -15,7 +15,10 @@ BUILDERS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(BUILDERS))
+# PLE's towers come from the same builder code as the others' (models/common.py): a slow case.
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=[pytest.mark.slow] if name == "ple" else []) for name in sorted(BUILDERS)]
+)
 def test_auxiliary_heads_train_but_are_not_predicted(name, tmp_path):
     model = BUILDERS[name](keras.Input((6,), name="x"), ["ctr", "cvr"], auxiliary_tower_units=(4,))
     assert model.task_names == ("ctr", "cvr") and model.auxiliary_tasks == ("ctr", "cvr")

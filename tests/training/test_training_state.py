@@ -87,8 +87,9 @@ def uninterrupted():
     return get
 
 
-# CI: a learnt weighting with a stateless projection, and GradNorm's own optimizer with GradVac's EMA.
-@pytest.mark.parametrize("case", cases({"uncertainty+pcgrad", "gradnorm+gradvac"}))
+# CI: GradNorm's own optimizer with GradVac's EMA (uncertainty+pcgrad resumes from a tf.train
+# checkpoint below).
+@pytest.mark.parametrize("case", cases({"gradnorm+gradvac"}))
 def test_keras_file_resumes_exactly(case, tmp_path, uninterrupted):
     model = compiled(case)
     fit(model, 2)
