@@ -73,30 +73,27 @@ SCRIPT = textwrap.dedent(
             state.append(np.array(weighting.task_weights))
         return state, history.history
 
-    report = {}
+    def compare(strategy, names):
+        # Each case on one device and under `strategy`: the largest differences.
+        report = {}
+        for name in names:
+            single, h1 = train(tf.distribute.OneDeviceStrategy("/cpu:0"), CASES[name]())
+            other, h2 = train(strategy, CASES[name]())
+            report[name] = {
+                "weights": max(float(np.max(np.abs(a - b))) for a, b in zip(single, other)),
+                "loss": float(np.max(np.abs(np.array(h1["loss"]) - np.array(h2["loss"])))),
+            }
+        return report
+
     if sys.argv[1:] == ["one_device_mirrored"]:
         # The default strategy of a CPU-only or one-GPU machine: MirroredStrategy() on one
         # device (its own process: two MirroredStrategy objects would share collective keys).
         default_strategy = tf.distribute.MirroredStrategy()
         assert default_strategy.num_replicas_in_sync == 1
-        for name in ("plain", "pcgrad", "pcgrad_fast"):
-            single, h1 = train(tf.distribute.OneDeviceStrategy("/cpu:0"), CASES[name]())
-            one_device, h2 = train(default_strategy, CASES[name]())
-            report[name] = {
-                "weights": max(float(np.max(np.abs(a - b))) for a, b in zip(single, one_device)),
-                "loss": float(np.max(np.abs(np.array(h1["loss"]) - np.array(h2["loss"])))),
-            }
-        print("REPORT" + json.dumps(report))
-        sys.exit(0)
-    # One strategy object for all cases: two in a process can reuse collective instance keys.
-    mirrored_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    for name in sys.argv[1:]:
-        single, h1 = train(tf.distribute.OneDeviceStrategy("/cpu:0"), CASES[name]())
-        mirrored, h2 = train(mirrored_strategy, CASES[name]())
-        report[name] = {
-            "weights": max(float(np.max(np.abs(a - b))) for a, b in zip(single, mirrored)),
-            "loss": float(np.max(np.abs(np.array(h1["loss"]) - np.array(h2["loss"])))),
-        }
+        report = compare(default_strategy, ("plain", "pcgrad", "pcgrad_fast"))
+    else:
+        # One strategy object for all cases: two in a process can reuse collective instance keys.
+        report = compare(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), sys.argv[1:])
     print("REPORT" + json.dumps(report))
     """
 )
