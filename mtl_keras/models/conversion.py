@@ -3,9 +3,11 @@
 from mtl_keras.layers import checks, conventions
 from mtl_keras.model import MultiTaskModel
 from mtl_keras.models.common import features_of, head
+from mtl_keras.models.docstrings import shared_entries
 from mtl_keras.backend import keras
 
 
+@shared_entries
 def esmm(
     inputs,
     tower_units=(64, 32),
@@ -27,14 +29,11 @@ def esmm(
     may name "ctr" and "cvr"), shared tables shared by both.
 
     Args:
-        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
-            ``FeatureSpec``.
+        {inputs}
         tower_units: hidden widths of the ctr and cvr ReLU towers.
         auxiliary_tower_units: widths of a self-auxiliary tower for ctr (Wang et
             al., 2022), trained and dropped at export; None: none.
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
-            model creates (``mtl_keras.layers.conventions``).
+        {kernel_arguments}
 
     Example:
     >>> model = esmm(keras.Input(shape=(6,)), tower_units=(4,))

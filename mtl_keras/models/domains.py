@@ -7,8 +7,10 @@ from mtl_keras.model import MultiTaskModel
 from mtl_keras.models.common import (
     HEAD_ACTIVATION, dense, features_of, head, mlp, task_names_of, task_types_of,
 )
+from mtl_keras.models.docstrings import shared_entries
 
 
+@shared_entries
 def star(
     inputs,
     domain_ids,
@@ -36,8 +38,7 @@ def star(
     domain embedding.
 
     Args:
-        inputs: Keras inputs (a tensor [B, D] or a dict of them, concatenated) or a
-            ``FeatureSpec``.
+        {inputs}
         domain_ids: a Keras integer input [B] or [B, 1] (part of the model's
             inputs); with a ``FeatureSpec``, the name of one of its
             Categorical features (e.g. "device"), whose lookup rows are the
@@ -46,15 +47,11 @@ def star(
             feature's lookup rows).
         task_names: the tasks, in order; each names its head and output.
         units: widths of the star-topology ``StarDense`` layers.
-        task_types: "binary" (sigmoid head) or "regression" (linear head); one
-            string for every task or a dict by task.
+        {task_types}
         auxiliary_units: widths of the auxiliary network's MLP.
         domain_embedding_dim: width of the domain embedding the auxiliary network reads.
-        auxiliary_tower_units: widths of a self-auxiliary tower per task (Wang et
-            al., 2022), trained and dropped at export; None: none.
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer:
-            as ``keras.layers.Dense`` takes them, for every layer with a kernel the
-            model creates (``mtl_keras.layers.conventions``).
+        {auxiliary_tower_units}
+        {kernel_arguments}
 
     Example:
     >>> domain = keras.Input(shape=(), dtype="int32", name="domain")
