@@ -318,13 +318,13 @@ def main(argv=None):
         from mtl_keras import datasets
 
         for group in args.groups:
-            data = None
+            data, data_seed = None, None  # loaded once per seed, and only for a seed with runs left
             for seed in args.seeds:  # seed-major: every configuration gets a seed before any gets two
                 for config in configs:
                     path = os.path.join(args.out, f"g{group}_{config}_s{seed}.json")
                     if os.path.exists(path):
                         continue
-                    if data is None or data_seed != seed:
+                    if data_seed != seed:
                         data, data_seed = datasets.census_income(args.data, group=group, seed=seed), seed
                         tasks = list(data.train.y)
                     start = time.perf_counter()
