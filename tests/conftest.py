@@ -7,6 +7,7 @@ import select
 import signal
 import subprocess
 import sys
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -158,14 +159,12 @@ def run_tensorflow_script(script, *args, timeout=600):
     first crash's Python stack is reported as a warning. A crash that repeats, and any
     other failure, still fails the test.
     """
-    import warnings
-
     command = [sys.executable, "-X", "faulthandler", "-c", script, *args]
-    result = subprocess.run(command, env=dict(os.environ), capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if result.returncode < 0:
         warnings.warn(f"a TensorFlow subprocess died of signal {-result.returncode} and ran again; its stack:\n"
                       + result.stderr[-4000:])
-        result = subprocess.run(command, env=dict(os.environ), capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     return result
 
 
