@@ -65,7 +65,8 @@ bench-quality: $(STAMP)
 # The speed benchmarks (tens of minutes): fit throughput against DeepCTR 0.9.4 (installed
 # without its dependencies, which pin an old TensorFlow), the projections' step overhead
 # under both Kerases, the expert stack's layout, hashed embedding tables, the local server's
-# overhead and batching, SNR, AdaShare and DSelect-k pruning at serving time, and embedding sharing on synthetic_recsys.
+# overhead and batching, SNR, DSelect-k and the searched structures' (AdaShare, Learning to
+# Branch, MTL-NAS) pruning at serving time, and embedding sharing on synthetic_recsys.
 # Results under benchmarks/results/. Every benchmarks/*.py runs in `make bench`
 # (tests/test_docs_blocks.py checks it); the reliability run is `make reliability`.
 .PHONY: bench-speed
@@ -80,6 +81,8 @@ bench-speed: $(STAMP)
 	$(BIN)/python benchmarks/embeddings.py --out benchmarks/results/embeddings.json
 	$(BIN)/python benchmarks/serving.py --out benchmarks/results/serving.json
 	$(BIN)/python benchmarks/snr_pruning.py --out benchmarks/results/snr_pruning.json
-	$(BIN)/python benchmarks/adashare_pruning.py --out benchmarks/results/adashare_pruning.json
+	$(BIN)/python benchmarks/structure_pruning.py --arch adashare --out benchmarks/results/adashare_pruning.json
+	$(BIN)/python benchmarks/structure_pruning.py --arch learning_to_branch --out benchmarks/results/learning_to_branch_pruning.json
+	$(BIN)/python benchmarks/structure_pruning.py --arch mtl_nas --out benchmarks/results/mtl_nas_pruning.json
 	$(BIN)/python benchmarks/dselect_k_pruning.py --out benchmarks/results/dselect_k_pruning.json
 	$(BIN)/python benchmarks/recsys_sharing.py --out benchmarks/results/recsys_sharing.json

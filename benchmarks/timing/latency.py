@@ -41,12 +41,15 @@ def features(batch, width):
     return tf.constant(np.random.default_rng(batch).normal(size=(batch, width)), tf.float32)
 
 
-def arguments(description):
-    """The pruning benchmarks' command line: ``--calls`` (timed calls per callable), ``--width``, ``--out``."""
+def arguments(description, configure=None):
+    """The pruning benchmarks' command line: ``--calls`` (timed calls per callable), ``--width``, ``--out``,
+    and what ``configure(parser)`` adds (a script's own options)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--out", default=None, help="a JSON file for the rows")
+    if configure is not None:
+        configure(parser)
     return parser.parse_args()
 
 
