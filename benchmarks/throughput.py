@@ -1,4 +1,4 @@
-"""Training throughput of ``fit``: mtl_keras (Keras 3 and tf_keras) against DeepCTR 0.9.4.
+"""Training throughput of ``fit``: mtl_keras (Keras 3 and tf_keras) against DeepCTR 0.9.4 and torch-rechub 0.9.0.
 
 MMoE, PLE, Shared-Bottom, and the recommender architectures AITM, PEPNet,
 DBMTL and MMoE with DSelect-k gates, with 4 binary tasks and towers of 64 at
@@ -14,25 +14,41 @@ bottom's widths (tasks t0 -> t3 the funnel); DBMTL on the shared bottom, with
 relation MLPs of 16 (its default); PEPNet's towers (experts' width, 64) gated
 from prior features of width d / 8 (a second input); MMoE's experts with
 DSelect-k gates (k = 2, the default). DeepCTR 0.9.4 has none of these four,
-and torch-rechub's AITM is no contender here (this benchmark times Keras
-models only): their rows give no ratio to DeepCTR.
+torch-rechub has AITM only: the others' rows give no ratio to a peer.
+
+torch-rechub (PyTorch, eager) trains its own models at the same shapes on the
+same rows in a plain loop (``timing/rechub_worker.py`` says what differs: its
+MLP blocks carry BatchNorm1d, gates included). "rechub" times its default;
+``--rechub-no-bn`` adds "rechub_no_bn", every BatchNorm1d an identity. Where
+``torch_rechub`` does not import, its contenders are skipped with one line.
+Install (the ``bench`` extra holds DeepCTR only: a ``+cpu`` torch, which PyPI's
+CUDA-laden ``torch`` must not replace, cannot be pinned there reliably; rechub
+goes in without its dependencies, which pull torch again; ``TORCH_CPU_INDEX`` is
+PyTorch's CPU wheel index, the ``.../whl/cpu`` address of its install selector):
+
+    pip install -e .[bench]
+    pip install torch==2.13.0+cpu --extra-index-url "$TORCH_CPU_INDEX"
+    pip install --no-deps torch-rechub==0.9.0 && pip install tqdm scikit-learn pandas
 
 Each round starts one subprocess per contender and model, in shuffled order:
 DeepCTR (``MMOE``/``PLE``/``SharedBottom``, under tf_keras: it needs it),
-mtl_keras under Keras 3, mtl_keras under tf_keras, any ``--variant`` (mtl_keras
-with extra compile or policy settings), and one that measures the machine's
-float32 matmul rate. One model a process, as a training job runs: with all six
+torch-rechub (``MMOE``/``PLE``/``SharedBottom``/``AITM``), mtl_keras under
+Keras 3, mtl_keras under tf_keras, any ``--variant`` (mtl_keras with extra
+compile or policy settings), and one that measures the machine's float32
+matmul rate. One model a process, as a training job runs: with all six
 models alive in one process, the small shapes' steps took 1.5-2x longer under
 Keras 3 (Shared-Bottom small 3.1-4.0 ms against 2.0 ms alone). A worker builds
-its model, warms it up, and a step's time is the median interval between batch
-ends of one ``fit``. The table gives medians over rounds, and the ratios to
-DeepCTR are taken per round (the same round's DeepCTR), then their median.
+its model, warms it up (5 steps), and a step's time is the median interval
+between batch ends of one ``fit`` (rechub: of its loop's steps), steady state;
+no figure includes ``fit``'s setup. The table gives medians over rounds, and
+the ratios to DeepCTR ("x DeepCTR") and to rechub ("x rechub") are taken per
+round (the same round's peer step time over the contender's), then their median.
 
 The machine is shared: besides wall-clock examples/s, each worker reports its
 process CPU time per step ("cpu ms", all threads), which other processes on
-the machine inflate far less; "x (cpu)" is DeepCTR's CPU time per step over
-the contender's (per round, then the median), and "of (cpu)" the step's
-FLOPs per CPU second over the matmul's FLOPs per CPU second.
+the machine inflate far less; "x (cpu)" and "xr (cpu)" are DeepCTR's and
+rechub's CPU time per step over the contender's (per round, then the median),
+and "of (cpu)" the step's FLOPs per CPU second over the matmul's.
 
 FLOPs per step count the matmuls only (forward, weight gradients, and input
 gradients where the input is not the data), the same for every contender of
@@ -41,6 +57,7 @@ and "of limit" the fraction reached.
 
     python benchmarks/throughput.py [--rounds 3] [--steps 30] [--quick] [--out FILE]
     python benchmarks/throughput.py --variant bf16:mixed_bfloat16
+    python benchmarks/throughput.py --shapes large --archs mmoe ple aitm --rechub-no-bn
 """
 
 import argparse
@@ -51,6 +68,9 @@ import statistics
 import subprocess
 import sys
 import time
+
+from timing.matmul import matmul_rate
+from timing.rechub_worker import RECHUB_ARCHS, rechub_missing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TASKS = ["t0", "t1", "t2", "t3"]
@@ -131,11 +151,18 @@ def step_flops(arch, shape):
 
 
 # ---------------------------------------------------------------- workers
-def _data(tf, np, arch, shape, deepctr):
+def _rows(np, shape):
+    """The rows every contender trains on (8 batches): features, labels by task, and the generator."""
     s = SHAPES[shape]
     rng = np.random.default_rng(0)
     x = rng.normal(size=(s["batch"] * 8, s["d"])).astype("float32")
     y = {t: (x[:, i : i + 1] + rng.normal(size=(len(x), 1)) > 0).astype("float32") for i, t in enumerate(TASKS)}
+    return x, y, rng
+
+
+def _data(tf, np, arch, shape, deepctr):
+    s = SHAPES[shape]
+    x, y, rng = _rows(np, shape)
     # DeepCTR: a dict of features, a tuple of labels; mtl_keras: one tensor (PEPNet: and its prior
     # features), a dict by task.
     features, labels = ({"x": x}, tuple(y[t] for t in TASKS)) if deepctr else (x, y)
@@ -201,6 +228,13 @@ def _build_deepctr(arch, shape):
 def worker(kind, shapes, archs, steps, options):
     """Times every (arch, shape) in this process; prints one JSON line."""
     import numpy as np
+
+    if kind == "rechub":  # no TensorFlow in torch's process
+        from timing.rechub_worker import time_models
+
+        jobs = [(f"{a}/{s}", a, SHAPES[s], *_rows(np, s)[:2]) for s in shapes for a in archs]
+        print(json.dumps(time_models(jobs, TASKS, TOWER, steps, options)))
+        return
     import tensorflow as tf
 
     if kind == "matmul":
@@ -250,42 +284,22 @@ def worker(kind, shapes, archs, steps, options):
     print(json.dumps({"seconds_per_step": results, "cpu_seconds_per_step": cpu, "jit_compile": jit}))
 
 
-def matmul_rate(tf, np):
-    """The best float32 GFLOP/s over a few matmul shapes like the experts' ([B, d] x [d, E*H])."""
-    rates, cpu_rates = {}, {}
-    for m, k, n in ((1024, 256, 2048), (1024, 1024, 1024), (256, 64, 256)):
-        a = tf.constant(np.random.default_rng(0).normal(size=(m, k)).astype("float32"))
-        b = tf.Variable(np.random.default_rng(1).normal(size=(k, n)).astype("float32"))
-        repeats = max(10, int(2e10 / (2 * m * k * n)))
-
-        @tf.function
-        def run():
-            total = tf.zeros([m, n])
-            for _ in tf.range(repeats):
-                total += tf.matmul(a, b)
-            return total
-
-        run().numpy()
-        samples, cpu = [], []
-        for _ in range(5):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            run().numpy()
-            samples.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
-        flops = 2 * m * k * n * repeats
-        rates[f"{m}x{k}x{n}"] = flops / min(samples) / 1e9
-        cpu_rates[f"{m}x{k}x{n}"] = flops / statistics.median(cpu) / 1e9
-    return {"gflops": rates, "peak_gflops": max(rates.values()),
-            "gflop_per_cpu_s": cpu_rates, "peak_gflop_per_cpu_s": max(cpu_rates.values())}
-
-
 # ---------------------------------------------------------------- driver
-def contenders(variants):
+def archs_of(kind):
+    """The architectures a worker of ``kind`` has."""
+    return {"deepctr": DEEPCTR_ARCHS, "rechub": RECHUB_ARCHS}.get(kind, ARCHS)
+
+
+def contenders(variants, rechub=True, rechub_no_bn=False):
     out = {
         "deepctr": ("deepctr", {"TF_USE_LEGACY_KERAS": "1"}, {}),
         "mtl_keras3": ("mtl", {"TF_USE_LEGACY_KERAS": "0"}, {}),
         "mtl_tf_keras": ("mtl", {"TF_USE_LEGACY_KERAS": "1"}, {}),
     }
+    if rechub:
+        out["rechub"] = ("rechub", {}, {})
+        if rechub_no_bn:
+            out["rechub_no_bn"] = ("rechub", {}, {"batch_norm": False})
     for spec in variants:
         # NAME:POLICY[:KERAS[:COMPILE_JSON]], KERAS "3" (default) or "tf_keras"
         parts = spec.split(":", 3) + ["", "", ""]
@@ -323,8 +337,11 @@ def main():
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS),
-                        help=f"DeepCTR has {', '.join(DEEPCTR_ARCHS)} only")
-    parser.add_argument("--only", nargs="+", default=None, help="contenders to run (deepctr always)")
+                        help=f"DeepCTR has {', '.join(DEEPCTR_ARCHS)} only, torch-rechub {', '.join(RECHUB_ARCHS)}")
+    parser.add_argument("--only", nargs="+", default=None,
+                        help="contenders to run (deepctr always), e.g. mtl_keras3 rechub")
+    parser.add_argument("--rechub-no-bn", action="store_true",
+                        help="adds rechub_no_bn: rechub's models with every BatchNorm1d an identity")
     parser.add_argument("--variant", action="append", default=[],
                         help='extra mtl_keras contender NAME:POLICY[:KERAS[:COMPILE_JSON]], KERAS 3 or tf_keras; '
                              'e.g. bf16:mixed_bfloat16 or nojit::3:{"jit_compile":false}')
@@ -341,7 +358,11 @@ def main():
         return
     if args.quick:
         args.rounds, args.steps, args.shapes = 1, 5, ["small"]
-    everyone = contenders(args.variant)
+    missing = rechub_missing()
+    if missing:
+        print(f"torch-rechub skipped: it does not import here ({missing}); see this script's docstring "
+              "for its install", file=sys.stderr)
+    everyone = contenders(args.variant, rechub=not missing, rechub_no_bn=args.rechub_no_bn)
     if args.baseline:
         everyone = with_baseline(everyone, os.path.abspath(args.baseline))
     if args.only:
@@ -349,7 +370,7 @@ def main():
     rounds = []
     for index in range(args.rounds):
         jobs = [(name, arch, shape) for name in everyone for shape in args.shapes for arch in args.archs
-                if name != "deepctr" or arch in DEEPCTR_ARCHS]
+                if arch in archs_of(everyone[name][0])]
         jobs.append(("matmul", None, None))
         random.shuffle(jobs)
         record = {name: {"seconds_per_step": {}, "cpu_seconds_per_step": {}} for name in everyone}
@@ -367,6 +388,17 @@ def main():
     report(rounds, everyone, args)
 
 
+def _per_round(rounds, peer, name, key, field):
+    """Per round: ``peer``'s ``field`` for ``key`` over ``name``'s; [] where the peer did not run the model."""
+    if not all(key in r.get(peer, {}).get(field, {}) for r in rounds):
+        return []
+    return [r[peer][field][key] / r[name][field][key] for r in rounds]
+
+
+def _median(values):
+    return statistics.median(values) if values else None
+
+
 def report(rounds, everyone, args):
     peak = statistics.median(r["matmul"]["peak_gflops"] for r in rounds)
     cpu_peak = statistics.median(r["matmul"]["peak_gflop_per_cpu_s"] for r in rounds)
@@ -378,23 +410,23 @@ def report(rounds, everyone, args):
             flops = step_flops(arch, shape)
             limit = peak * 1e9 / flops * batch
             for name in everyone:
-                if key not in rounds[0][name]["seconds_per_step"]:  # DeepCTR lacks the architecture
+                if key not in rounds[0][name]["seconds_per_step"]:  # the contender lacks the architecture
                     continue
                 per_round = [r[name]["seconds_per_step"][key] for r in rounds]
                 seconds = statistics.median(per_round)
                 cpu = [r[name]["cpu_seconds_per_step"][key] for r in rounds]
-                ratios, cpu_ratios = [], []
-                if arch in DEEPCTR_ARCHS:
-                    ratios = [r["deepctr"]["seconds_per_step"][key] / s for r, s in zip(rounds, per_round)]
-                    cpu_ratios = [r["deepctr"]["cpu_seconds_per_step"][key] / c for r, c in zip(rounds, cpu)]
+                ratios, cpu_ratios, rechub, cpu_rechub = (
+                    _per_round(rounds, peer, name, key, field) for peer in ("deepctr", "rechub")
+                    for field in ("seconds_per_step", "cpu_seconds_per_step"))
                 rows.append(dict(
                     arch=arch, shape=shape, contender=name, batch=batch,
                     examples_per_s=batch / seconds, ms_per_step=seconds * 1000,
                     examples_per_s_rounds=[batch / s for s in per_round],
-                    ratio_to_deepctr=statistics.median(ratios) if ratios else None, ratio_rounds=ratios,
+                    ratio_to_deepctr=_median(ratios), ratio_rounds=ratios,
                     cpu_ms_per_step=statistics.median(cpu) * 1000,
-                    cpu_ratio_to_deepctr=statistics.median(cpu_ratios) if cpu_ratios else None,
-                    cpu_ratio_rounds=cpu_ratios,
+                    cpu_ratio_to_deepctr=_median(cpu_ratios), cpu_ratio_rounds=cpu_ratios,
+                    ratio_to_rechub=_median(rechub), rechub_ratio_rounds=rechub,
+                    cpu_ratio_to_rechub=_median(cpu_rechub), cpu_rechub_ratio_rounds=cpu_rechub,
                     gflop_per_step=flops / 1e9, limit_examples_per_s=limit,
                     fraction_of_limit=batch / seconds / limit,
                     cpu_fraction_of_limit=flops / statistics.median(cpu) / (cpu_peak * 1e9),
@@ -404,19 +436,20 @@ def report(rounds, everyone, args):
           f"{cpu_peak:.0f} GFLOP per CPU second; "
           f"{args.rounds} rounds x {args.steps} steps")
     header = f"{'model':<22} {'contender':<14} {'examples/s':>10} {'ms/step':>8} {'x DeepCTR':>9} " \
-             f"{'rounds':>17} {'GFLOP':>6} {'of limit':>8} {'jit':>5} {'cpu ms':>7} {'x (cpu)':>7}"
+             f"{'rounds':>17} {'x rechub':>8} {'rounds':>17} {'GFLOP':>6} {'of limit':>8} {'jit':>5} " \
+             f"{'cpu ms':>7} {'x (cpu)':>7} {'xr (cpu)':>8} {'of (cpu)':>8}"
     print(header)
     ratio = lambda value: "n/a" if value is None else f"{value:.2f}"  # noqa: E731
     for row in rows:
-        rr = "/".join(f"{r:.2f}" for r in row["ratio_rounds"]) or "n/a"
+        rr, rh = ("/".join(f"{r:.2f}" for r in row[k]) or "n/a" for k in ("ratio_rounds", "rechub_ratio_rounds"))
         print(f"{row['arch'] + '/' + row['shape']:<22} {row['contender']:<14} {row['examples_per_s']:10.0f} "
-              f"{row['ms_per_step']:8.2f} {ratio(row['ratio_to_deepctr']):>9} {rr:>17} {row['gflop_per_step']:6.2f} "
+              f"{row['ms_per_step']:8.2f} {ratio(row['ratio_to_deepctr']):>9} {rr:>17} "
+              f"{ratio(row['ratio_to_rechub']):>8} {rh:>17} {row['gflop_per_step']:6.2f} "
               f"{row['fraction_of_limit']:8.0%} {str(row['jit_compile']):>5} {row['cpu_ms_per_step']:7.1f} "
-              f"{ratio(row['cpu_ratio_to_deepctr']):>7} {row['cpu_fraction_of_limit']:8.0%}")
-    missing = [a for a in args.archs if a not in DEEPCTR_ARCHS]
-    if missing:
-        print(f"n/a: DeepCTR 0.9.4 has none of {', '.join(missing)}; torch-rechub's AITM is not timed here "
-              "(Keras models only)")
+              f"{ratio(row['cpu_ratio_to_deepctr']):>7} {ratio(row['cpu_ratio_to_rechub']):>8} "
+              f"{row['cpu_fraction_of_limit']:8.0%}")
+    print(f"n/a: the peer lacks the model (DeepCTR 0.9.4 has {', '.join(DEEPCTR_ARCHS)}; torch-rechub 0.9.0 "
+          f"{', '.join(RECHUB_ARCHS)}) or did not run")
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as handle:
