@@ -45,7 +45,8 @@ TASKS = ["ctr", "cvr"]
 FUNNEL = ["ctr", "ctcvr"]  # AITM's steps: a click, then a click and a conversion
 PRIOR = ["user_id", "item_id"]  # PEPNet's prior features
 CONFIGS = ["shared_bottom", "cross_stitch", "omoe", "mmoe", "mmoe_dselect_k", "ple", "ple_dselect_k", "snr",
-           "nddr", "mtan", "adashare", "learning_to_branch", "mtl_nas", "esmm", "aitm", "pepnet", "dbmtl"]
+           "nddr", "mtan", "adashare", "learning_to_branch", "mtl_nas", "esmm", "aitm", "pepnet", "dbmtl",
+           "nddr_no_bn", "mtl_nas_no_bn"]
 IMPRESSION_SPACE = ("esmm", "aitm")  # trained on ctr and ctcvr; cvr = ctcvr / ctr
 SETTINGS = ("samples", "epochs", "batch_size", "learning_rate", "users", "items")  # recorded with each run
 

@@ -68,12 +68,16 @@ PUBLISHED = {
 }
 
 ARCHITECTURES = ["single_task", "shared_bottom", "cross_stitch", "omoe", "mmoe", "mmoe_dselect_k", "ple",
-                 "ple_dselect_k", "snr", "nddr", "mtan", "adashare", "learning_to_branch", "mtl_nas", "aitm", "dbmtl"]
+                 "ple_dselect_k", "snr", "nddr", "mtan", "adashare", "learning_to_branch", "mtl_nas", "aitm", "dbmtl",
+                 "nddr_no_bn", "mtl_nas_no_bn"]
+# The NDDR-fusion architectures without the paper's batch norm after each fusion (``batch_norm=False``):
+# an ablation, the explanation of their lag behind Shared-Bottom (docs/benchmarks.md).
+WITHOUT_BATCH_NORM = ("nddr_no_bn", "mtl_nas_no_bn")
 # Printed under the table: the architectures census cannot give a meaningful run.
 LEFT_OUT = {"pepnet": "its gates read prior (user, item or domain) features; census has one dense one-hot "
                       "input and none (see architectures_recsys.py)"}
 FUNNEL_FIRST = "marital"  # AITM's first step here: see the module's docstring
-SEARCHED = ("adashare", "learning_to_branch", "mtl_nas")  # search, freeze, fine-tune
+SEARCHED = ("adashare", "learning_to_branch", "mtl_nas", "mtl_nas_no_bn")  # search, freeze, fine-tune
 WEIGHTINGS = ["uncertainty", "gradnorm", "dwa", "famo", "rlw", "gls", "stch", "imtl_l", "excess_mtl"]
 PROJECTIONS = ["pcgrad", "gradvac", "mgda", "cagrad", "pareto", "imtl", "nash_mtl", "aligned_mtl", "upgrad", "fairgrad",
                "db_mtl", "moco", "sdmgrad", "modo", "rgw", "graddrop"]
@@ -108,6 +112,8 @@ def build(config, inputs, tasks, steps_per_epoch=100):
         return models.snr(inputs, tasks)
     if arch in ("nddr", "mtan", "mtl_nas"):
         return getattr(models, arch)(inputs, tasks)
+    if arch in WITHOUT_BATCH_NORM:
+        return getattr(models, arch.removesuffix("_no_bn"))(inputs, tasks, batch_norm=False)
     if arch in ("adashare", "learning_to_branch"):
         return getattr(models, arch)(inputs, tasks, steps_per_epoch=steps_per_epoch)
     raise ValueError(config)

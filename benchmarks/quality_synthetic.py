@@ -10,11 +10,18 @@ Metric: test MSE averaged over the two tasks after a fixed number of epochs,
 mean ± std over seeds (the seed draws the data, the initialisation and the
 batch order).
 
+``--weightings famo rlw ...`` adds MMoE trained with each task weighting
+(the string ids of ``MultiTaskModel.compile``'s ``task_weighting``, their
+defaults) as configurations ``MMoE+<id>``; their table gives each one's test
+MSE over plain MMoE's (equal weights) on the same seed, the weighting issue's
+"loss at most equal weights' x 1.1" at the paper's data size.
+
 One JSON file per (p, model, seed) under ``--out`` as runs finish: an
 interrupted run resumes, and the table and the chart come from whatever files
 exist.
 
     python benchmarks/quality_synthetic.py [--seeds 0 1 2 3 4] [--epochs 10] [--quick]
+    python benchmarks/quality_synthetic.py --models MMoE --correlations 0.5 --weightings famo rlw gls stch imtl_l excess_mtl
 """
 
 import argparse
@@ -33,8 +40,10 @@ CORRELATIONS = [0.5, 0.9, 1.0]
 
 
 def build(name, inputs, tasks):
+    """The model of configuration ``name``; "MMoE+famo" builds MMoE (the weighting is a compile argument)."""
     from mtl_keras import models
 
+    name = name.split("+")[0]
     common = dict(tower_units=(8,), task_types="regression")
     if name == "Shared-Bottom":
         return models.shared_bottom(inputs, tasks, bottom_units=(113,), **common)
@@ -63,7 +72,9 @@ def run_one(name, correlation, seed, samples, test_samples, epochs, batch_size, 
     tasks = list(y)
     keras.utils.set_random_seed(seed)
     model = build(name, keras.Input((x.shape[1],), name="features"), tasks)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss={t: "mse" for t in tasks})
+    weighting = name.split("+")[1] if "+" in name else None
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss={t: "mse" for t in tasks},
+                  task_weighting=weighting)
     model.fit(x[train], {t: v[train] for t, v in y.items()}, epochs=epochs, batch_size=batch_size, verbose=0)
     predicted = model.predict(x[test], batch_size=4096, verbose=0)
     mse = {t: float(np.mean((predicted[t] - y[t][test]) ** 2)) for t in tasks}
@@ -123,6 +134,21 @@ def format_table(cells):
         if seeds:
             ratios = np.array([low["by_seed"][s] / high["by_seed"][s] for s in seeds])
             lines.append(f"| {model} | {ratios.mean():.3f} ± {ratios.std():.3f} | {len(seeds)} |")
+    weighted = sorted({m for _, m in cells if "+" in m})
+    if weighted:
+        lines += ["", "Task weightings on MMoE: test MSE over plain MMoE's (equal weights) on the same seed, "
+                  "mean ± std (range), seeds at most 1.1x",
+                  "| configuration | " + " | ".join(f"p = {p}" for p in correlations) + " |",
+                  "|" + "|".join(["---"] * (len(correlations) + 1)) + "|"]
+        for model in weighted:
+            row = [model]
+            for p in correlations:
+                c, base = cells.get((p, model)), cells.get((p, "MMoE"))
+                seeds = sorted(set(c["by_seed"]) & set(base["by_seed"])) if c and base else []
+                ratios = np.array([c["by_seed"][s] / base["by_seed"][s] for s in seeds])
+                row.append(f"{ratios.mean():.3f} ± {ratios.std():.3f} ({ratios.min():.2f}-{ratios.max():.2f}), "
+                           f"{int(np.sum(ratios <= 1.1))}/{len(seeds)}" if seeds else "")
+            lines.append("| " + " | ".join(row) + " |")
     settings = sorted({(e, s) for c in cells.values() for e in c["epochs"] for s in c["samples"]})
     lines.append(f"(epochs, training rows): {settings}")
     return "\n".join(lines)
@@ -170,6 +196,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--correlations", type=float, nargs="+", default=CORRELATIONS)
     parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--weightings", nargs="+", default=[],
+                        help="task_weighting ids to run on MMoE as configurations MMoE+<id>")
     parser.add_argument("--samples", type=int, default=100_000)
     parser.add_argument("--test-samples", type=int, default=10_000)
     parser.add_argument("--epochs", type=int, default=10)
@@ -187,7 +215,7 @@ def main(argv=None):
     if not args.table_only:
         for seed in args.seeds:  # seed-major: every cell gets a seed before any gets two
             for p in args.correlations:
-                for model in args.models:
+                for model in args.models + [f"MMoE+{w}" for w in args.weightings]:
                     path = os.path.join(args.out, f"p{p}_{model}_s{seed}.json")
                     if os.path.exists(path):
                         continue

@@ -33,7 +33,7 @@ BUILT_BY = {
     "mmoe_dselect_k": "ExpertGate", "ple": "CGCLayer", "ple_dselect_k": "CGCLayer", "snr": "HardConcreteRouter",
     "nddr": "NDDR", "mtan": "MTANAttention", "adashare": "AdaShareBlocks",
     "learning_to_branch": "BranchingLayers", "mtl_nas": "SearchedFusion", "aitm": "InformationTransfer",
-    "dbmtl": "dbmtl", "esmm": "esmm", "pepnet": "PPNet",
+    "dbmtl": "dbmtl", "esmm": "esmm", "pepnet": "PPNet", "nddr_no_bn": "NDDR", "mtl_nas_no_bn": "SearchedFusion",
 }
 
 
@@ -111,6 +111,11 @@ def test_census_configurations_build_their_architectures():
     _, names = _built(built["aitm"])
     assert "income_ait" in names and "marital_ait" not in names
     assert "pepnet" in census.LEFT_OUT and "pepnet" not in census.CONFIGS
+    # The ablations drop the fusions' batch norm and nothing else.
+    for config in census.WITHOUT_BATCH_NORM:
+        base = config.removesuffix("_no_bn")
+        assert "BatchNormalization" in _built(built[base])[0], base
+        assert "BatchNormalization" not in _built(built[config])[0], config
 
 
 def test_recsys_configurations_build_their_architectures():
