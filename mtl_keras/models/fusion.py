@@ -45,7 +45,8 @@ def nddr(
         {task_types}
         diagonal, off_diagonal: the NDDR kernels' initial weights on a task's own
             block and elsewhere (None: (1 - diagonal) / (T - 1)).
-        batch_norm: batch norm in every NDDR layer.
+        batch_norm: batch norm in every NDDR layer (the paper's, for convolutional maps; on
+            dense inputs False trains better: docs/benchmarks.md, census and recsys tables).
         {auxiliary_tower_units}
         {kernel_arguments}
 

@@ -48,7 +48,8 @@ def mtl_nas(
         edges: with phase="fixed", the kept edges by fusion layer name (what
             ``models.freeze_structure`` returns for the search model).
         entropy_weight: weight of the minimum-entropy regulariser on the edge weights.
-        batch_norm: batch norm in every fusion.
+        batch_norm: batch norm in every fusion (as NDDR's paper; on dense inputs False trains
+            better: docs/benchmarks.md, census and recsys tables).
         {auxiliary_tower_units}
         {kernel_arguments}
 
