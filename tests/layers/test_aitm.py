@@ -36,6 +36,24 @@ def test_information_transfer_equals_the_paper_formula_in_eager_graph_and_xla():
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
 
 
+def test_information_transfer_kernel_gradients_are_plain_matmuls():
+    """The maps' kernel gradients as [2B, d]^T [2B, d] GEMMs: a [B, 2, d] x [d, d] broadcast matmul
+    (BatchMatMulV2) takes them as B per-row products summed, 7x slower at d = 256, batch 1024."""
+    layer = InformationTransfer()
+    q = tf.zeros([8, 4])
+    layer([q, q])
+
+    @tf.function
+    def gradients(q, p):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer([q, p]))
+        return tape.gradient(loss, [layer.query, layer.key, layer.value])
+
+    graph = gradients.get_concrete_function(tf.TensorSpec([None, 4]), tf.TensorSpec([None, 4])).graph
+    kinds = {op.type for op in graph.get_operations()}
+    assert "MatMul" in kinds and not kinds & {"BatchMatMulV2", "BatchMatMulV3"}, sorted(kinds)
+
+
 def test_calibrator_is_a_loss_term_not_a_clamp():
     calibration = FunnelCalibration(weight=0.5)
     steps = [np.array([[0.3], [0.6]], "float32"), np.array([[0.5], [0.2]], "float32"),
