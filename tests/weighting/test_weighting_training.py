@@ -147,13 +147,15 @@ def test_mirrored_and_resumed_runs_equal_one_device(name, tmp_path, mirrored):
 
 def test_each_method_trains_census_income_as_well_as_equal_weights(census_path):
     """Census-income group 1 (the MMoE paper's), one seed, 2 epochs of MMoE with each method's
-    defaults: the summed test log loss of the two tasks at most equal weights' x 1.1.
+    defaults (batch 1024: half the steps of the benchmark's 512, for CI's time): the summed test
+    log loss of the two tasks at most equal weights' x 1.1.
 
-    Measured (Keras 3, seed 0): 0.987-1.024 x equal weights' 0.229; 1.000-1.040 after early
+    Measured (seed 0): 0.957-1.041 x equal weights' (Keras 3), 0.972-1.032 (tf_keras); 1.000-1.040 after early
     stopping in benchmarks/quality_census.py, whose table has three seeds. A method that does
     not train scores 0.92 (the label priors), 4x equal weights'. (On the synthetic tasks of the
-    MMoE paper a single seed is no measure: the ratios moved from 0.12 to 1.94 with the seed and
-    the number of epochs, for every method, equal weights' own loss included.)
+    MMoE paper a small run's single seed is no measure: with 4,000 rows the ratios moved from 0.12
+    to 1.94 with the seed and the number of epochs; docs/benchmarks.md has them at the paper's
+    size, five seeds, from benchmarks/quality_synthetic.py --weightings.)
     """
     data = datasets.census_income(census_path, group=1, seed=0)
     tasks = list(data.train.y)
@@ -164,7 +166,7 @@ def test_each_method_trains_census_income_as_well_as_equal_weights(census_path):
         model = models.mmoe(keras.Input((width,), name="features"), tasks)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss={t: "binary_crossentropy" for t in tasks},
                       task_weighting=None if name == "equal" else name, jit_compile=False)
-        model.fit(data.train.x, data.train.y, batch_size=512, epochs=2, verbose=0)
+        model.fit(data.train.x, data.train.y, batch_size=1024, epochs=2, verbose=0)
         predicted = model.predict(data.test.x, batch_size=4096, verbose=0)
         results[name] = sum(log_loss(data.test.y[t], predicted[t]) for t in tasks)
     assert all(results[name] <= 1.1 * results["equal"] for name in METHODS), results
