@@ -96,6 +96,13 @@ def summarize(out_dir):
     return cells
 
 
+def paired_ratios(cells, p, model, base):
+    """``model``'s MSE over ``base``'s on each seed both ran at correlation ``p`` (empty if none)."""
+    c, b = cells.get((p, model)), cells.get((p, base))
+    seeds = sorted(set(c["by_seed"]) & set(b["by_seed"])) if c and b else []
+    return np.array([c["by_seed"][s] / b["by_seed"][s] for s in seeds])
+
+
 def format_table(cells):
     correlations = sorted({p for p, _ in cells}, reverse=True)
     header = ["model", "params"] + [f"p = {p}" for p in correlations] + ["p 1.0 -> 0.5"]
@@ -120,11 +127,9 @@ def format_table(cells):
     for model in MODELS[1:]:
         row = [model]
         for p in correlations:
-            c, base = cells.get((p, model)), cells.get((p, "Shared-Bottom"))
-            seeds = sorted(set(c["by_seed"]) & set(base["by_seed"])) if c and base else []
-            ratios = np.array([c["by_seed"][s] / base["by_seed"][s] for s in seeds])
-            row.append(f"{ratios.mean():.3f} ± {ratios.std():.3f}, {int(np.sum(ratios < 1))}/{len(seeds)}"
-                       if seeds else "")
+            ratios = paired_ratios(cells, p, model, "Shared-Bottom")
+            row.append(f"{ratios.mean():.3f} ± {ratios.std():.3f}, {int(np.sum(ratios < 1))}/{len(ratios)}"
+                       if len(ratios) else "")
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Degradation from p = 1.0 to p = 0.5, paired by seed: MSE(0.5) / MSE(1.0), mean ± std",
               "| model | ratio | seeds |", "|---|---|---|"]
@@ -143,11 +148,9 @@ def format_table(cells):
         for model in weighted:
             row = [model]
             for p in correlations:
-                c, base = cells.get((p, model)), cells.get((p, "MMoE"))
-                seeds = sorted(set(c["by_seed"]) & set(base["by_seed"])) if c and base else []
-                ratios = np.array([c["by_seed"][s] / base["by_seed"][s] for s in seeds])
+                ratios = paired_ratios(cells, p, model, "MMoE")
                 row.append(f"{ratios.mean():.3f} ± {ratios.std():.3f} ({ratios.min():.2f}-{ratios.max():.2f}), "
-                           f"{int(np.sum(ratios <= 1.1))}/{len(seeds)}" if seeds else "")
+                           f"{int(np.sum(ratios <= 1.1))}/{len(ratios)}" if len(ratios) else "")
             lines.append("| " + " | ".join(row) + " |")
     settings = sorted({(e, s) for c in cells.values() for e in c["epochs"] for s in c["samples"]})
     lines.append(f"(epochs, training rows): {settings}")

@@ -61,7 +61,7 @@ def test_synthetic_models_have_the_papers_sizes():
 def test_synthetic_table_and_chart_from_run_files(tmp_path):
     for seed in (0, 1):
         for p in (0.5, 1.0):
-            for model, base in (("Shared-Bottom", 0.05), ("MMoE", 0.03)):
+            for model, base in (("Shared-Bottom", 0.05), ("MMoE", 0.03), ("MMoE+rlw", 0.033)):
                 record = {"model": model, "correlation": p, "seed": seed, "params": 1,
                           "mse": {"task1": base + 0.01 * (p == 0.5) + seed * 2e-3, "task2": base},
                           "epochs": 10, "samples": 100000}
@@ -70,6 +70,10 @@ def test_synthetic_table_and_chart_from_run_files(tmp_path):
     assert cells[(0.5, "MMoE")]["seeds"] == [0, 1]
     table = synthetic.format_table(cells)
     assert "| MMoE | 1 | 0.0305 ± 0.0005 (2) | 0.0355 ± 0.0005 (2) | +0.0050 |" in table
+    # A weighting's row: its MSE over plain MMoE's paired by seed; p = 1.0, the first column.
+    rlw = next(line for line in table.splitlines() if line.startswith("| MMoE+rlw"))
+    ratios = [(0.066 + seed * 2e-3) / (0.06 + seed * 2e-3) for seed in (0, 1)]
+    assert rlw.split(" | ")[1] == f"{np.mean(ratios):.3f} ± {np.std(ratios):.3f} (1.10-1.10), 2/2", rlw
     synthetic.write_chart(cells, str(tmp_path / "chart.png"))
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
 
