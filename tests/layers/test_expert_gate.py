@@ -51,6 +51,35 @@ def test_experts_are_one_batched_weight_tensor():
     assert [tuple(k.shape) for k in layer.experts.kernels] == [(8, 10, 16), (8, 16, 4)]
 
 
+def test_expert_stack_trains_through_plain_gemms_and_infers_with_the_same_outputs():
+    """Training: the first layer is one [B, D] x [D, E H] GEMM, its gradients plain MatMuls (the
+    broadcast matmul's ran at half the forward's rate); inference: the broadcast matmul, which
+    reads the kernel in place. Both give the experts' formula."""
+    stack = ExpertStack(num_experts=3, units=(5, 4))
+    x = tf.constant(np.random.default_rng(2).normal(size=(6, 7)).astype("float32"))
+    inference = to_numpy(stack(x, training=False))
+    want = np_experts(x.numpy(), stack.kernels, stack.biases)
+    np.testing.assert_allclose(inference, want, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(stack(x, training=True)), want, atol=1e-5)
+
+    one_layer = ExpertStack(num_experts=3, units=(5,))
+    one_layer(x)
+
+    def op_types(training):
+        @tf.function
+        def gradients(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(one_layer(x, training=training))
+            return tape.gradient(loss, one_layer.kernels)
+
+        graph = gradients.get_concrete_function(tf.TensorSpec([None, 7])).graph
+        return {op.type for op in graph.get_operations()}
+
+    batched = {"BatchMatMulV2", "BatchMatMulV3"}
+    assert "MatMul" in op_types(True) and not op_types(True) & batched, sorted(op_types(True))
+    assert op_types(False) & batched  # inference (and its gradient) keeps the broadcast form
+
+
 def test_xla_compiled_mixes_equal_the_paper_formula_and_its_gradients():
     """Under XLA the mixes are matmuls (gating.mix); outputs and gradients stay those of the formula."""
     layer = ExpertGate(num_experts=5, expert_units=(7, 4), num_tasks=3)
