@@ -152,9 +152,9 @@ def free_ports(count):
 def run_tensorflow_script(script, *args, timeout=600):
     """``python -X faulthandler -c script *args``, capturing its output; returns the CompletedProcess.
 
-    TensorFlow's runtime dies of SIGSEGV now and then in a MirroredStrategy comparison on
-    two logical CPUs (once on CI's machine, once here in about 50 runs; faulthandler's
-    stack: Keras 3's ``fit`` creating the distributed dataset iterator, epoch_iterator
+    TensorFlow's runtime dies of SIGSEGV now and then in a MirroredStrategy comparison, on
+    two logical CPUs or one (three times in CI-like runs over three sessions; faulthandler's
+    stack each time: Keras 3's ``fit`` creating the distributed dataset iterator, epoch_iterator
     ``reset``, in TensorFlow's code): a run killed by a signal runs once more, and the
     first crash's Python stack is reported as a warning. A crash that repeats, and any
     other failure, still fails the test.
