@@ -39,8 +39,19 @@ matmul rate. One model a process, as a training job runs: with all six
 models alive in one process, the small shapes' steps took 1.5-2x longer under
 Keras 3 (Shared-Bottom small 3.1-4.0 ms against 2.0 ms alone). A worker builds
 its model, warms it up (5 steps), and a step's time is the median interval
-between batch ends of one ``fit`` (rechub: of its loop's steps), steady state;
-no figure includes ``fit``'s setup. The table gives medians over rounds, and
+between batch ends of one ``fit`` (rechub: of its loop's steps), steady state.
+"fit ms" is what a user's stopwatch sees: one more whole ``fit`` call of the
+same steps on the warm model, setup and teardown included, over the steps
+("fit/step" its ratio to the steady step, "x (fit)" and "xr (fit)" the peers'
+over the contender's, per round). With TensorFlow 2.21 a ``fit`` call on
+tf.data (arrays and data frames included: Keras feeds them through tf.data)
+often ends only at the next wake-up of tf.data's autotuning thread, which
+sleeps 10 ms, 20 ms, 40 ms, ... from the iterator's start: a 30-step call
+of 2.7 s returned at 5.11 s (10 ms x (2^9 - 1)), a 60-step one of 5.4 s at
+10.23 s, under both Kerases and with a plain ``keras.Model``; an epoch of a
+finite dataset the same. ``--no-autotune`` turns tf.data's autotuning off in
+every TensorFlow contender's dataset (``tf.data.Options().autotune.enabled``)
+to show the figures without it. The table gives medians over rounds, and
 the ratios to DeepCTR ("x DeepCTR") and to rechub ("x rechub") are taken per
 round (the same round's peer step time over the contender's), then their median.
 
@@ -58,6 +69,9 @@ and "of limit" the fraction reached.
     python benchmarks/throughput.py [--rounds 3] [--steps 30] [--quick] [--out FILE]
     python benchmarks/throughput.py --variant bf16:mixed_bfloat16
     python benchmarks/throughput.py --shapes large --archs mmoe ple aitm --rechub-no-bn
+    python benchmarks/throughput.py --archs mmoe ple shared_bottom --no-autotune
+
+The CPU (model, cores, vector extensions) is printed and written with the figures.
 """
 
 import argparse
@@ -69,6 +83,7 @@ import subprocess
 import sys
 import time
 
+from timing.machine import cpu_description
 from timing.matmul import matmul_rate
 from timing.rechub_worker import RECHUB_ARCHS, rechub_missing
 
@@ -160,7 +175,7 @@ def _rows(np, shape):
     return x, y, rng
 
 
-def _data(tf, np, arch, shape, deepctr):
+def _data(tf, np, arch, shape, deepctr, autotune=True):
     s = SHAPES[shape]
     x, y, rng = _rows(np, shape)
     # DeepCTR: a dict of features, a tuple of labels; mtl_keras: one tensor (PEPNet: and its prior
@@ -173,7 +188,12 @@ def _data(tf, np, arch, shape, deepctr):
     # every later fit would slice the rows again (3 ms of a core per step) while being timed.
     for _ in batches:
         pass
-    return batches.repeat().prefetch(2)
+    batches = batches.repeat().prefetch(2)
+    if not autotune:
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        batches = batches.with_options(options)
+    return batches
 
 
 def _build_mtl(arch, shape, compile_kwargs):
@@ -266,10 +286,10 @@ def worker(kind, shapes, archs, steps, options):
     built = {}
     for arch, shape in jobs:
         model = build(arch, shape)
-        data = _data(tf, np, arch, shape, kind == "deepctr")
+        data = _data(tf, np, arch, shape, kind == "deepctr", options.get("autotune", True))
         model.fit(data, steps_per_epoch=5, epochs=1, verbose=0)  # trace, compile, warm up
         built[arch, shape] = (model, data)
-    results, cpu = {}, {}
+    results, cpu, whole = {}, {}, {}
     random.Random(os.getpid()).shuffle(jobs)
     for arch, shape in jobs:
         model, data = built[arch, shape]
@@ -277,11 +297,16 @@ def worker(kind, shapes, archs, steps, options):
         model.fit(data, steps_per_epoch=steps + 3, epochs=1, verbose=0, callbacks=[clock])
         results[f"{arch}/{shape}"] = statistics.median(np.diff(clock.ends[3:]))
         cpu[f"{arch}/{shape}"] = (clock.cpu[-1] - clock.cpu[2]) / (len(clock.cpu) - 3)
+        # What a user's stopwatch sees: one more whole fit call, its setup and teardown included.
+        start = time.perf_counter()
+        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+        whole[f"{arch}/{shape}"] = (time.perf_counter() - start) / steps
     jit = None
     if kind != "deepctr":
         model = built[jobs[0]][0]
         jit = bool(getattr(model, "jit_compile", False))
-    print(json.dumps({"seconds_per_step": results, "cpu_seconds_per_step": cpu, "jit_compile": jit}))
+    print(json.dumps({"seconds_per_step": results, "cpu_seconds_per_step": cpu, "fit_seconds_per_step": whole,
+                      "jit_compile": jit}))
 
 
 # ---------------------------------------------------------------- driver
@@ -348,6 +373,8 @@ def main():
     parser.add_argument("--baseline", default=None,
                         help="a directory holding another mtl_keras package (git archive REV mtl_keras | "
                              "tar -x -C DIR): adds contenders before_keras3 and before_tf_keras")
+    parser.add_argument("--no-autotune", action="store_true",
+                        help="every TensorFlow contender's dataset with tf.data autotuning off (see the docstring)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 5 steps, small shape")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "throughput.json"))
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -368,20 +395,23 @@ def main():
         everyone = with_baseline(everyone, os.path.abspath(args.baseline))
     if args.only:
         everyone = {k: v for k, v in everyone.items() if k in args.only or k == "deepctr"}
+    if args.no_autotune:
+        everyone = {k: (kind, env, dict(options, autotune=False)) for k, (kind, env, options) in everyone.items()}
     rounds = []
     for index in range(args.rounds):
         jobs = [(name, arch, shape) for name in everyone for shape in args.shapes for arch in args.archs
                 if arch in archs_of(everyone[name][0])]
         jobs.append(("matmul", None, None))
         random.shuffle(jobs)
-        record = {name: {"seconds_per_step": {}, "cpu_seconds_per_step": {}} for name in everyone}
+        record = {name: {"seconds_per_step": {}, "cpu_seconds_per_step": {}, "fit_seconds_per_step": {}}
+                  for name in everyone}
         for name, arch, shape in jobs:
             if name == "matmul":
                 record[name] = run_worker("matmul", {}, {}, args)
                 continue
             kind, env, options = everyone[name]
             result = run_worker(kind, env, options, args, [shape], [arch])
-            for key in ("seconds_per_step", "cpu_seconds_per_step"):
+            for key in ("seconds_per_step", "cpu_seconds_per_step", "fit_seconds_per_step"):
                 record[name][key].update(result[key])
             record[name]["jit_compile"] = result["jit_compile"]
             print(f"round {index + 1}: {name} {arch}/{shape} done", file=sys.stderr, flush=True)
@@ -416,9 +446,10 @@ def report(rounds, everyone, args):
                 per_round = [r[name]["seconds_per_step"][key] for r in rounds]
                 seconds = statistics.median(per_round)
                 cpu = [r[name]["cpu_seconds_per_step"][key] for r in rounds]
-                ratios, cpu_ratios, rechub, cpu_rechub = (
+                fit = [r[name]["fit_seconds_per_step"][key] for r in rounds]
+                ratios, cpu_ratios, fit_ratios, rechub, cpu_rechub, fit_rechub = (
                     _per_round(rounds, peer, name, key, field) for peer in ("deepctr", "rechub")
-                    for field in ("seconds_per_step", "cpu_seconds_per_step"))
+                    for field in ("seconds_per_step", "cpu_seconds_per_step", "fit_seconds_per_step"))
                 rows.append(dict(
                     arch=arch, shape=shape, contender=name, batch=batch,
                     examples_per_s=batch / seconds, ms_per_step=seconds * 1000,
@@ -431,14 +462,21 @@ def report(rounds, everyone, args):
                     gflop_per_step=flops / 1e9, limit_examples_per_s=limit,
                     fraction_of_limit=batch / seconds / limit,
                     cpu_fraction_of_limit=flops / statistics.median(cpu) / (cpu_peak * 1e9),
+                    fit_ms_per_step=statistics.median(fit) * 1000, fit_ms_rounds=[f * 1000 for f in fit],
+                    fit_over_steady=_median([f / t for f, t in zip(fit, per_round)]),
+                    fit_ratio_to_deepctr=_median(fit_ratios), fit_ratio_rounds=fit_ratios,
+                    fit_ratio_to_rechub=_median(fit_rechub), fit_rechub_ratio_rounds=fit_rechub,
                     jit_compile=rounds[0][name].get("jit_compile"),
                 ))
-    print(f"\nfloat32 matmul rate (median over rounds of the best shape): {peak:.0f} GFLOP/s, "
+    machine = cpu_description()
+    print(f"\nCPU: {machine['model']}, {machine['cores']} cores, {' '.join(machine['flags'])}")
+    print(f"float32 matmul rate (median over rounds of the best shape): {peak:.0f} GFLOP/s, "
           f"{cpu_peak:.0f} GFLOP per CPU second; "
           f"{args.rounds} rounds x {args.steps} steps")
     header = f"{'model':<22} {'contender':<14} {'examples/s':>10} {'ms/step':>8} {'x DeepCTR':>9} " \
              f"{'rounds':>17} {'x rechub':>8} {'rounds':>17} {'GFLOP':>6} {'of limit':>8} {'jit':>5} " \
-             f"{'cpu ms':>7} {'x (cpu)':>7} {'xr (cpu)':>8} {'of (cpu)':>8}"
+             f"{'cpu ms':>7} {'x (cpu)':>7} {'xr (cpu)':>8} {'of (cpu)':>8} " \
+             f"{'fit ms':>7} {'fit/step':>8} {'x (fit)':>7} {'xr (fit)':>8}"
     print(header)
     ratio = lambda value: "n/a" if value is None else f"{value:.2f}"  # noqa: E731
     for row in rows:
@@ -448,13 +486,14 @@ def report(rounds, everyone, args):
               f"{ratio(row['ratio_to_rechub']):>8} {rh:>17} {row['gflop_per_step']:6.2f} "
               f"{row['fraction_of_limit']:8.0%} {str(row['jit_compile']):>5} {row['cpu_ms_per_step']:7.1f} "
               f"{ratio(row['cpu_ratio_to_deepctr']):>7} {ratio(row['cpu_ratio_to_rechub']):>8} "
-              f"{row['cpu_fraction_of_limit']:8.0%}")
+              f"{row['cpu_fraction_of_limit']:8.0%} {row['fit_ms_per_step']:7.2f} {row['fit_over_steady']:8.2f} "
+              f"{ratio(row['fit_ratio_to_deepctr']):>7} {ratio(row['fit_ratio_to_rechub']):>8}")
     print(f"n/a: the peer lacks the model (DeepCTR 0.9.4 has {', '.join(DEEPCTR_ARCHS)}; torch-rechub 0.9.0 "
           f"{', '.join(RECHUB_ARCHS)}) or did not run")
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as handle:
-            json.dump({"matmul_gflops": peak, "matmul_gflop_per_cpu_s": cpu_peak, "matmul_rounds": [r["matmul"] for r in rounds],
+            json.dump({"cpu": machine, "matmul_gflops": peak, "matmul_gflop_per_cpu_s": cpu_peak, "matmul_rounds": [r["matmul"] for r in rounds],
                        "rounds": args.rounds, "steps": args.steps, "rows": rows}, handle, indent=2)
         print(f"written {args.out}")
 

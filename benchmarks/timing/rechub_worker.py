@@ -74,13 +74,15 @@ def time_models(jobs, tasks, tower, steps, options):
 
     ``x`` is the [rows, d] float32 features, ``y`` a dict of [rows, 1] labels by task, cut into
     batches of the shape's size and cycled; a step's time is the median interval between step
-    ends after ``WARMUP`` untimed steps and 3 more, its CPU time the process's over those steps.
+    ends after ``WARMUP`` untimed steps and 3 more, its CPU time the process's over those steps;
+    "fit_seconds_per_step", the Keras workers' whole ``fit``, is one more loop of ``steps`` steps
+    timed end to end over ``steps`` (a plain loop has no setup of its own).
     """
     import numpy as np
     import torch
 
     torch.set_num_threads(os.cpu_count())
-    results, cpu = {}, {}
+    results, cpu, whole = {}, {}, {}
     for key, arch, s, x, y in jobs:
         torch.manual_seed(0)
         model = build(arch, s, tasks, tower, options.get("batch_norm", True))
@@ -108,4 +110,9 @@ def time_models(jobs, tasks, tower, steps, options):
             cpu_ends.append(time.process_time())
         results[key] = statistics.median(np.diff(ends[3:]))
         cpu[key] = (cpu_ends[-1] - cpu_ends[2]) / (len(cpu_ends) - 3)
-    return {"seconds_per_step": results, "cpu_seconds_per_step": cpu, "jit_compile": None}
+        start = time.perf_counter()
+        for index in range(steps):
+            step(index)
+        whole[key] = (time.perf_counter() - start) / steps
+    return {"seconds_per_step": results, "cpu_seconds_per_step": cpu, "fit_seconds_per_step": whole,
+            "jit_compile": None}
