@@ -100,7 +100,9 @@ class _MultiTaskBase(SavesTraining, keras.Model):
                 "mixed_float16" policy) scales the loss of every group.
             loss: dict {task: loss name, Loss or callable}; every task of the
                 model must appear, with ``None`` for a head that is predicted
-                but not trained.
+                but not trained. As Keras takes it for a multi-output model, also
+                a list with one loss per task in the model's task order, or one
+                loss that every task gets.
             metrics: a dict {task: metric or [metric, ...]}, one list for every
                 trained task, or one entry per head (``training.arguments.check_metrics``);
                 logged as ``<task>_<name>``.
@@ -139,6 +141,7 @@ class _MultiTaskBase(SavesTraining, keras.Model):
                 kwargs.pop(unused, None)
             return arguments.compile_saved_model(self, kwargs)
         check_strategy()
+        loss = arguments.loss_dict(loss, self.task_names)
         loss_fns = arguments.resolve_losses(loss, self.task_names)
         trained = tuple(task for task in self.task_names if loss_fns[task] is not None)
         object.__setattr__(self, "trained_tasks", trained)

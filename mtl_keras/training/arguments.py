@@ -13,6 +13,28 @@ from mtl_keras.backend import keras, saved_training_config, tf
 from mtl_keras.training.labels import check_task_keys, per_example_loss
 
 
+def loss_dict(loss, task_names):
+    """compile's ``loss`` as {task: loss}, from any form Keras takes for a multi-output model:
+    a dict by task, a list with one entry per head in the model's task order, or one loss
+    (a name, a ``Loss`` or a function) that every task gets."""
+    task_names = list(task_names)
+    if isinstance(loss, dict):
+        return loss
+    if isinstance(loss, (list, tuple)):
+        if len(loss) != len(task_names):
+            raise ValueError(
+                f"`loss` as a list must have one entry per task {task_names} "
+                f"({len(task_names)}), in that order; got {len(loss)}."
+            )
+        return dict(zip(task_names, loss))
+    if loss is None:
+        raise ValueError(
+            f"`loss` must be given: a dict {{task: loss}} over the tasks {task_names}, a list "
+            "with one loss per task, or one loss for every task."
+        )
+    return {task: loss for task in task_names}
+
+
 def resolve_losses(loss, task_names):
     """{task: per-example loss function or None}, one entry per head."""
     if not isinstance(loss, dict):

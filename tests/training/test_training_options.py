@@ -46,6 +46,35 @@ def test_head_without_a_loss_keeps_its_weights_while_the_others_train():
     assert "alpha_loss" not in history and "zeta_loss" in history
 
 
+def _trained_weights(loss):
+    model = build()
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss=loss, jit_compile=False)
+    x, y = data()
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    return [np.array(v) for v in model.weights], model.evaluate(x, y, verbose=0, return_dict=True)
+
+
+def test_loss_in_every_form_keras_takes_for_several_outputs():
+    # Mutations caught: the single loss given to one task only, or the list zipped with
+    # sorted task names (TASKS is not sorted) -> the weights or the logged task losses differ.
+    by_task = {"zeta": "binary_crossentropy", "alpha": "mse", "mid": "binary_crossentropy"}
+    want, logs = _trained_weights(by_task)
+    got, list_logs = _trained_weights([by_task[t] for t in TASKS])
+    for a, b in zip(want, got):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert list_logs["alpha_loss"] == pytest.approx(logs["alpha_loss"], rel=1e-5)
+    single, single_logs = _trained_weights(keras.losses.BinaryCrossentropy())
+    every, every_logs = _trained_weights({t: "binary_crossentropy" for t in TASKS})
+    for a, b in zip(single, every):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert {k: single_logs[k] for k in ("zeta_loss", "alpha_loss", "mid_loss")} == pytest.approx(
+        {k: every_logs[k] for k in ("zeta_loss", "alpha_loss", "mid_loss")}, rel=1e-5)
+    with pytest.raises(ValueError, match=r"`loss` as a list must have one entry per task .* got 2"):
+        build().compile(loss=["mse", "mse"])
+    with pytest.raises(ValueError, match=r"`loss` must be given"):
+        build().compile()
+
+
 def test_outputs_are_a_dict_in_task_order_each_key_its_own_head():
     model = build()
     x, _ = data()
