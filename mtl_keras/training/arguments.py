@@ -36,12 +36,7 @@ def loss_dict(loss, task_names):
 
 
 def resolve_losses(loss, task_names):
-    """{task: per-example loss function or None}, one entry per head."""
-    if not isinstance(loss, dict):
-        raise ValueError(
-            f"`loss` must be a dict {{task: loss}} over the tasks {list(task_names)}; "
-            f"got {type(loss).__name__}."
-        )
+    """{task: per-example loss function or None}, one entry per head, from ``loss_dict``'s dict."""
     check_task_keys(
         "loss", loss, task_names, task_names,
         "give each task a loss, or None for a head that is predicted but not trained",
