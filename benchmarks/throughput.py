@@ -83,6 +83,7 @@ import subprocess
 import sys
 import time
 
+from timing.clock import step_time
 from timing.machine import cpu_description
 from timing.matmul import matmul_rate
 from timing.rechub_worker import RECHUB_ARCHS, rechub_missing
@@ -245,20 +246,6 @@ def _build_deepctr(arch, shape):
     return model
 
 
-def step_time(ends, cpu, batches, first):
-    """(wall seconds a step, CPU seconds a step) from batch-end times after batch end ``first``.
-
-    ``batches``: each batch end's step index. With ``steps_per_execution`` N Keras calls the
-    batch hooks every N steps, so the figures are per step spanned: the median interval when
-    every step ends a batch, else the mean over the steps spanned.
-    """
-    steps = batches[-1] - batches[first]
-    cpu_per_step = (cpu[-1] - cpu[first]) / steps
-    if steps == len(batches) - 1 - first:
-        return statistics.median(b - a for a, b in zip(ends[first:], ends[first + 1 :])), cpu_per_step
-    return (ends[-1] - ends[first]) / steps, cpu_per_step
-
-
 def worker(kind, shapes, archs, steps, options):
     """Times every (arch, shape) in this process; prints one JSON line."""
     import numpy as np
@@ -399,8 +386,8 @@ def main():
     if args.quick:
         args.rounds, args.steps, args.shapes = 1, 5, ["small"]
     wants_rechub = not args.only or any(name.startswith("rechub") for name in args.only)
-    missing = rechub_missing() if wants_rechub else "not asked for"  # the check starts a Python process
-    if missing and wants_rechub:
+    missing = rechub_missing() if wants_rechub else None  # the check starts a Python process
+    if missing:
         print(f"torch-rechub skipped: it does not import here ({missing}); see this script's docstring "
               "for its install", file=sys.stderr)
     everyone = contenders(args.variant, rechub=not missing, rechub_no_bn=args.rechub_no_bn)

@@ -20,10 +20,11 @@ the matmuls alone, as the others compute them.
 """
 
 import os
-import statistics
 import subprocess
 import sys
 import time
+
+from timing.clock import step_time
 
 RECHUB_ARCHS = ("mmoe", "ple", "shared_bottom", "aitm")
 WARMUP = 5  # as the Keras workers' warm-up fit
@@ -108,8 +109,7 @@ def time_models(jobs, tasks, tower, steps, options):
             step(index)
             ends.append(time.perf_counter())
             cpu_ends.append(time.process_time())
-        results[key] = statistics.median(np.diff(ends[3:]))
-        cpu[key] = (cpu_ends[-1] - cpu_ends[2]) / (len(cpu_ends) - 3)
+        results[key], cpu[key] = step_time(ends, cpu_ends, list(range(len(ends))), 3)
         start = time.perf_counter()
         for index in range(steps):
             step(index)

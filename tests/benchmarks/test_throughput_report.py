@@ -16,7 +16,7 @@ def throughput(monkeypatch):
     import throughput
 
     yield throughput
-    for name in ("throughput", "timing.machine", "timing.matmul", "timing.rechub_worker", "timing"):
+    for name in ("throughput", "timing.clock", "timing.machine", "timing.matmul", "timing.rechub_worker", "timing"):
         sys.modules.pop(name, None)
 
 
@@ -68,10 +68,12 @@ def test_whole_fit_figures_are_taken_per_round(throughput, tmp_path, capsys):
 
 def test_step_time_counts_the_steps_each_batch_end_spans(throughput):
     # Mutation caught: intervals taken as one step each (steps_per_execution ignored) -> 4x too slow.
+    from timing.clock import step_time
+
     ends = [0.0, 1.0, 2.0, 3.1, 4.0]
     cpu = [0.0, 2.0, 4.0, 6.0, 8.0]
-    assert throughput.step_time(ends, cpu, [0, 1, 2, 3, 4], 1) == pytest.approx((1.0, 2.0))  # median of 1, 1.1, 0.9
+    assert step_time(ends, cpu, [0, 1, 2, 3, 4], 1) == pytest.approx((1.0, 2.0))  # median of 1, 1.1, 0.9
     # steps_per_execution 4: batch ends at steps 3, 7, 11, 15.
-    wall, cpu_time = throughput.step_time([0.0, 4.0, 8.0, 12.4], [0.0, 8.0, 16.0, 24.0], [3, 7, 11, 15], 0)
+    wall, cpu_time = step_time([0.0, 4.0, 8.0, 12.4], [0.0, 8.0, 16.0, 24.0], [3, 7, 11, 15], 0)
     assert wall == pytest.approx(12.4 / 12)
     assert cpu_time == pytest.approx(2.0)
