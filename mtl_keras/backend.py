@@ -7,7 +7,37 @@ mtl_keras sees a single Keras. Every other module imports ``keras`` from here.
 
 import os
 
-import tensorflow as tf
+# Before anything compiles: XLA reads its flags once per process, at the first compilation.
+XLA_SCHEDULER_FLAG = "xla_cpu_enable_concurrency_optimized_scheduler"
+
+
+def sequential_xla_cpu_schedule(environ=os.environ):
+    """Turns XLA's concurrency-optimised CPU scheduler off unless ``XLA_FLAGS`` already sets it.
+
+    That scheduler orders a compiled step so independent operations run side
+    by side; each large matmul then splits over every core while another does
+    the same, and on a 2-core machine the per-task backward passes of
+    ``projection_mode="exact"`` took 3.3x an equal step instead of 2.2x (their
+    FLOPs), a fast projection whose coefficients ignore the Gram matrix 1.7x
+    instead of 1.1x (docs/benchmarks.md, "Why the defaults"). Set
+    ``XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=true`` before
+    importing mtl_keras to keep XLA's default. Like every XLA flag it holds for
+    the whole process, and only if nothing was compiled with XLA before.
+
+    Example:
+    >>> environ = {"XLA_FLAGS": "--xla_dump_to=/tmp/hlo"}
+    >>> sequential_xla_cpu_schedule(environ)
+    >>> environ["XLA_FLAGS"]
+    '--xla_dump_to=/tmp/hlo --xla_cpu_enable_concurrency_optimized_scheduler=false'
+    """
+    flags = environ.get("XLA_FLAGS", "")
+    if XLA_SCHEDULER_FLAG not in flags:
+        environ["XLA_FLAGS"] = f"{flags} --{XLA_SCHEDULER_FLAG}=false".strip()
+
+
+sequential_xla_cpu_schedule()
+
+import tensorflow as tf  # noqa: E402  (after the XLA flag)
 
 # The same spellings TensorFlow accepts for the variable.
 USE_LEGACY_KERAS = os.environ.get("TF_USE_LEGACY_KERAS", "") in ("1", "true", "True")
