@@ -10,6 +10,14 @@ Metric: test MSE averaged over the two tasks after a fixed number of epochs,
 mean ± std over seeds (the seed draws the data, the initialisation and the
 batch order).
 
+``--until-converged`` trains each run until it stops improving instead of for
+a fixed number of epochs: the last tenth of the training rows is held out,
+and training stops once the mean of the two tasks' validation MSE (the
+unweighted losses, whatever the task weighting optimises) has not improved
+for ``--patience`` epochs, at most ``--epochs``; the best epoch's weights are
+kept. It compares what each configuration can reach rather than how fast
+it gets there (results under ``quality_synthetic_converged``).
+
 ``--weightings famo rlw ...`` adds MMoE trained with each task weighting
 (the string ids of ``MultiTaskModel.compile``'s ``task_weighting``, their
 defaults) as configurations ``MMoE+<id>``; their table gives each one's test
@@ -22,6 +30,8 @@ exist.
 
     python benchmarks/quality_synthetic.py [--seeds 0 1 2 3 4] [--epochs 10] [--quick]
     python benchmarks/quality_synthetic.py --models MMoE --correlations 0.5 --weightings famo rlw gls stch imtl_l excess_mtl
+    python benchmarks/quality_synthetic.py --until-converged --epochs 200 --models MMoE --correlations 0.5 \
+        --weightings famo rlw gls stch imtl_l excess_mtl --seeds 0 1 2
 """
 
 import argparse
@@ -62,7 +72,21 @@ def build(name, inputs, tasks):
     raise ValueError(name)
 
 
-def run_one(name, correlation, seed, samples, test_samples, epochs, batch_size, learning_rate):
+def converged_callbacks(tasks, patience):
+    """Early stopping on the mean of the tasks' validation MSE (``val_<task>_loss``), best weights kept."""
+    from mtl_keras.backend import keras
+
+    class MeanValidationLoss(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_mean_task_loss"] = float(np.mean([logs[f"val_{t}_loss"] for t in tasks]))
+
+    stop = keras.callbacks.EarlyStopping("val_mean_task_loss", mode="min", patience=patience, restore_best_weights=True)
+    return [MeanValidationLoss(), stop]
+
+
+def run_one(name, correlation, seed, samples, test_samples, epochs, batch_size, learning_rate, patience=None):
+    """Test MSE by task, parameter count and epochs trained; ``patience``: train until converged
+    (see the module docstring), at most ``epochs``."""
     from mtl_keras import datasets
     from mtl_keras.backend import keras
 
@@ -75,10 +99,19 @@ def run_one(name, correlation, seed, samples, test_samples, epochs, batch_size, 
     weighting = name.split("+")[1] if "+" in name else None
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss={t: "mse" for t in tasks},
                   task_weighting=weighting)
-    model.fit(x[train], {t: v[train] for t, v in y.items()}, epochs=epochs, batch_size=batch_size, verbose=0)
+    fit = dict(epochs=epochs, batch_size=batch_size, verbose=0)
+    if patience is not None:
+        held_out = samples - samples // 10
+        validation = slice(held_out, samples)
+        train = slice(0, held_out)
+        fit["callbacks"] = converged_callbacks(tasks, patience)
+        fit["validation_data"] = (x[validation], {t: v[validation] for t, v in y.items()})
+    history = model.fit(x[train], {t: v[train] for t, v in y.items()}, **fit)
     predicted = model.predict(x[test], batch_size=4096, verbose=0)
     mse = {t: float(np.mean((predicted[t] - y[t][test]) ** 2)) for t in tasks}
-    return mse, int(model.count_params())
+    trained = len(history.history["loss"])
+    best = trained if patience is None else int(np.argmin(history.history["val_mean_task_loss"])) + 1
+    return mse, int(model.count_params()), {"epochs_trained": trained, "best_epoch": best}
 
 
 def summarize(out_dir):
@@ -92,6 +125,7 @@ def summarize(out_dir):
         cell["seeds"].append(r["seed"])
         cell.setdefault("by_seed", {})[r["seed"]] = cell["mse"][-1]
         cell["epochs"].add(r["epochs"])
+        cell.setdefault("best_epochs", []).append(r.get("best_epoch", r["epochs"]))
         cell["samples"].add(r["samples"])
     return cells
 
@@ -142,15 +176,17 @@ def format_table(cells):
     weighted = sorted({m for _, m in cells if "+" in m})
     if weighted:
         lines += ["", "Task weightings on MMoE: test MSE over plain MMoE's (equal weights) on the same seed, "
-                  "mean ± std (range), seeds at most 1.1x",
-                  "| configuration | " + " | ".join(f"p = {p}" for p in correlations) + " |",
-                  "|" + "|".join(["---"] * (len(correlations) + 1)) + "|"]
-        for model in weighted:
+                  "mean ± std (range), seeds at most 1.1x; the epochs of the kept weights (mean over cells)",
+                  "| configuration | " + " | ".join(f"p = {p}" for p in correlations) + " | epochs |",
+                  "|" + "|".join(["---"] * (len(correlations) + 2)) + "|"]
+        for model in ["MMoE"] + weighted:
+            best = [e for (_, m), c in cells.items() if m == model for e in c["best_epochs"]]
             row = [model]
             for p in correlations:
                 ratios = paired_ratios(cells, p, model, "MMoE")
                 row.append(f"{ratios.mean():.3f} ± {ratios.std():.3f} ({ratios.min():.2f}-{ratios.max():.2f}), "
                            f"{int(np.sum(ratios <= 1.1))}/{len(ratios)}" if len(ratios) else "")
+            row.append(f"{np.mean(best):.0f}" if best else "")
             lines.append("| " + " | ".join(row) + " |")
     settings = sorted({(e, s) for c in cells.values() for e in c["epochs"] for s in c["samples"]})
     lines.append(f"(epochs, training rows): {settings}")
@@ -206,6 +242,9 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--until-converged", action="store_true",
+                        help="early stopping on the held-out mean task MSE; --epochs is then the maximum")
+    parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="1 seed, 10,000 rows, 3 epochs (about a minute)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder of per-run JSON files (resumable)")
     parser.add_argument("--table-only", action="store_true")
@@ -214,6 +253,8 @@ def main(argv=None):
         args.seeds, args.samples, args.test_samples, args.epochs = [0], 10_000, 2_000, 3
         if args.out == DEFAULT_OUT:
             args.out = DEFAULT_OUT + "_quick"
+    if args.until_converged and args.out in (DEFAULT_OUT, DEFAULT_OUT + "_quick"):
+        args.out += "_converged"
     os.makedirs(args.out, exist_ok=True)
     if not args.table_only:
         for seed in args.seeds:  # seed-major: every cell gets a seed before any gets two
@@ -223,17 +264,19 @@ def main(argv=None):
                     if os.path.exists(path):
                         continue
                     start = time.perf_counter()
-                    mse, params = run_one(model, p, seed, args.samples, args.test_samples, args.epochs,
-                                          args.batch_size, args.learning_rate)
+                    mse, params, trained = run_one(model, p, seed, args.samples, args.test_samples, args.epochs,
+                                                   args.batch_size, args.learning_rate,
+                                                   args.patience if args.until_converged else None)
                     record = {"model": model, "correlation": p, "seed": seed, "mse": mse, "params": params,
-                              "epochs": args.epochs, "samples": args.samples, "batch_size": args.batch_size,
+                              "epochs": args.epochs, "until_converged": args.until_converged, **trained, "samples": args.samples, "batch_size": args.batch_size,
                               "learning_rate": args.learning_rate,
                               "seconds": round(time.perf_counter() - start, 1)}
                     with open(path + ".tmp", "w") as handle:
                         json.dump(record, handle, indent=1)
                     os.replace(path + ".tmp", path)
                     print(f"p={p} {model} seed {seed}: mse {np.mean(list(mse.values())):.4f} "
-                          f"({record['seconds']} s)", flush=True)
+                          f"(best epoch {trained['best_epoch']} of {trained['epochs_trained']}, "
+                          f"{record['seconds']} s)", flush=True)
     cells = summarize(args.out)
     print(format_table(cells))
     if cells:

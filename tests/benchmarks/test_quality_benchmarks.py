@@ -78,6 +78,33 @@ def test_synthetic_table_and_chart_from_run_files(tmp_path):
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_synthetic_until_converged_stops_on_the_mean_of_the_unweighted_task_losses():
+    """--until-converged watches the tasks' own validation losses, not the weighted loss a
+    weighting optimises (which STCH, GLS or IMTL-L can drive down while the MSEs rise), and
+    keeps the best epoch's weights. Mutation caught: monitoring "val_loss"."""
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False  # what fit sets before the first epoch
+    best = [w.copy() for w in model.get_weights()]
+    callbacks = synthetic.converged_callbacks(["task1", "task2"], patience=1)
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    epochs = [{"loss": 1.0, "val_loss": 3.0 - epoch, "val_task1_loss": 1.0 + epoch, "val_task2_loss": 2.0 + epoch}
+              for epoch in range(5)]
+    for epoch, logs in enumerate(epochs):
+        if epoch:
+            model.set_weights([w + epoch for w in best])
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    for callback in callbacks:
+        callback.on_train_end()
+    assert model.stop_training and epoch == 1
+    assert epochs[0]["val_mean_task_loss"] == 1.5
+    np.testing.assert_allclose(model.get_weights()[1], best[1])
+
+
 def test_census_table_from_run_files(tmp_path):
     for seed, (income, marital) in enumerate([(0.946, 0.994), (0.948, 0.995)]):
         for config, shift in (("mmoe", 0.0), ("mmoe+pcgrad", 0.001)):
