@@ -80,7 +80,8 @@ def converged_callbacks(tasks, patience):
         def on_epoch_end(self, epoch, logs=None):
             logs["val_mean_task_loss"] = float(np.mean([logs[f"val_{t}_loss"] for t in tasks]))
 
-    stop = keras.callbacks.EarlyStopping("val_mean_task_loss", mode="min", patience=patience, restore_best_weights=True)
+    stop = keras.callbacks.EarlyStopping("val_mean_task_loss", mode="min", patience=patience,
+                                         restore_best_weights=True)
     return [MeanValidationLoss(), stop]
 
 
