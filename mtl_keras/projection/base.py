@@ -29,7 +29,7 @@ the gradient mode from it (``training.gradient_modes.get``):
   only, on models whose losses are per example (MultiTaskModel).
 """
 
-from mtl_keras.backend import register, tf
+from mtl_keras.backend import in_xla_context, register, tf
 from mtl_keras.core.gram import gram_matrix
 from mtl_keras.core.stateful import StatefulObject
 
@@ -88,8 +88,43 @@ class GradientProjection(StatefulObject):
 
     def combine_with_gram(self, gradients, gram, task_losses=None):
         """``combine`` for a caller that already has K = G G^T (the train step logs cosines from it)."""
-        coefficients = self.coefficients(gram, task_losses)
+        coefficients = self.coefficients_in_one_block(gram, task_losses)
         return tf.linalg.matvec(tf.cast(gradients, tf.float32), coefficients, transpose_a=True)
+
+    def coefficients_in_one_block(self, gram, task_losses):
+        """``coefficients``, which the train step calls: under XLA inside a one-iteration
+        ``tf.while_loop`` whose count the compiler cannot see.
+
+        XLA runs a compiled step's operations as a dataflow graph on a thread pool, one hand-off
+        per operation; a method's [T]-sized logic is a chain of a hundred or more tiny dependent
+        operations (CAGrad's 20 unrolled solver steps), and among a step's large matmuls that
+        chain cost 2.8-3.0x an equal step in exact mode where PCGrad's took 2.1x. Inside a loop
+        body XLA runs the chain as one nested block: CAGrad, GradVac and Nash-MTL 2.07-2.16x
+        (docs/benchmarks.md, "XLA's CPU scheduler"). The body reads ``gram`` times the loop
+        counter + 1 (exactly 1), so XLA cannot hoist it out of the loop. ``last_weights``, when
+        the method sets one ([T]), is carried out of the loop.
+        """
+        if not in_xla_context():
+            return self.coefficients(gram, task_losses)
+        count = gram.shape[0]
+        corner = gram[0, 0]
+        once = tf.cast(tf.math.is_finite(corner) | tf.logical_not(tf.math.is_finite(corner)), tf.int32)
+        sets_weights = []
+
+        def body(i, coefficients, weights):
+            one = tf.cast(i + 1, gram.dtype)
+            losses = None if task_losses is None else task_losses * tf.cast(one, task_losses.dtype)
+            self.last_weights = None
+            coefficients = tf.reshape(tf.cast(self.coefficients(gram * one, losses), tf.float32), [count])
+            if self.__dict__.get("last_weights") is not None:
+                sets_weights.append(True)
+                weights = tf.reshape(tf.cast(self.last_weights, tf.float32), [count])
+            return i + 1, coefficients, weights
+
+        zeros = tf.zeros([count])
+        _, coefficients, weights = tf.while_loop(lambda i, *_: i < once, body, (tf.constant(0), zeros, zeros))
+        self.last_weights = weights if sets_weights else None
+        return coefficients
 
     def coefficients(self, gram, task_losses):
         raise NotImplementedError(

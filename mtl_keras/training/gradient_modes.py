@@ -155,7 +155,7 @@ class Fast(_Projected):
         gradients = self.others(tape, step, variables, scale)
         gram = replica_sum(representation_gram(tape, step.weighted, representations, scale))
         if self.projection is not None:
-            coefficients = tf.stop_gradient(self.projection.coefficients(gram, step.task_losses))
+            coefficients = tf.stop_gradient(self.projection.coefficients_in_one_block(gram, step.task_losses))
         else:
             coefficients = tf.ones([len(step.weighted)])
         shared_gradients = unscaled_gradient(

@@ -1,4 +1,5 @@
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -300,3 +301,30 @@ def test_projection_inside_the_train_step_matches_numpy(name, mode):
     for want, var in zip(expected, variables):
         np.testing.assert_allclose(np.array(var), want, atol=tolerance)
     assert history["grad_cosine/ctr__cvr"][0] == pytest.approx(cosine, abs=1e-4)
+
+
+def test_coefficients_run_as_one_loop_block_under_xla_and_equal_the_eager_ones():
+    """Under XLA the method's [T]-sized logic runs inside a one-iteration while loop that XLA
+    keeps (the optimised HLO has a `while`: CAGrad has no loop of its own), with the eager
+    result and ``last_weights`` carried out; without XLA no loop. Mutations caught: calling
+    ``coefficients`` directly under XLA (no `while` left), reading ``gram`` without the loop
+    counter (XLA hoists the body and drops the loop), not carrying ``last_weights`` out (a
+    tensor of the loop body leaks)."""
+    eager_method = CAGrad(c=0.4)
+    eager = eager_method.combine(CONFLICT_3).numpy()
+    eager_weights = eager_method.last_weights.numpy()
+
+    method = CAGrad(c=0.4)
+    method.build(3)
+    step = tf.function(lambda g: (method.combine(g), method.last_weights), jit_compile=True)
+    combined, weights = step(tf.constant(CONFLICT_3))
+    np.testing.assert_allclose(combined.numpy(), eager, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(weights.numpy(), eager_weights, rtol=1e-5, atol=1e-6)
+    optimized = step.experimental_get_compiler_ir(tf.constant(CONFLICT_3))(stage="optimized_hlo")
+    body = re.search(r" while\(.*body=(%?[\w.\-]+)", optimized).group(1)
+    start = optimized.index("\n" + body + " ")
+    # The solver's 21 steps stay in the body (279 lines), not only the counter (10 when hoisted).
+    assert len(optimized[start : optimized.index("\n}", start)].splitlines()) > 100
+
+    graph = tf.function(lambda g: method.combine(g)).get_concrete_function(tf.constant(CONFLICT_3)).graph
+    assert not any("While" in op.type for op in graph.get_operations())
