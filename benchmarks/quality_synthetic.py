@@ -269,7 +269,8 @@ def main(argv=None):
                                                    args.batch_size, args.learning_rate,
                                                    args.patience if args.until_converged else None)
                     record = {"model": model, "correlation": p, "seed": seed, "mse": mse, "params": params,
-                              "epochs": args.epochs, "until_converged": args.until_converged, **trained, "samples": args.samples, "batch_size": args.batch_size,
+                              "epochs": args.epochs, "until_converged": args.until_converged, **trained,
+                              "samples": args.samples, "batch_size": args.batch_size,
                               "learning_rate": args.learning_rate,
                               "seconds": round(time.perf_counter() - start, 1)}
                     with open(path + ".tmp", "w") as handle:
