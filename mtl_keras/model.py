@@ -9,7 +9,7 @@ training state: saved like the optimizer, never one of ``model.weights``.
 
 from mtl_keras.backend import IS_KERAS3, keras, register, tf
 from mtl_keras.features.inputs import prepare_arguments
-from mtl_keras.training import arguments, auxiliary as auxiliary_heads, factory, labels
+from mtl_keras.training import arguments, auxiliary as auxiliary_heads, factory, labels, sub_batches
 from mtl_keras.training.data import data_arguments
 from mtl_keras.training.persistence import SavesTraining
 from mtl_keras.training.sharing import shared_variables, variable_tasks
@@ -214,8 +214,7 @@ class _MultiTaskBase(SavesTraining, keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y = labels.check_targets(y, self)
         with tf.GradientTape(persistent=trainer.persistent) as tape:
-            y_pred = self(x, training=True)
-            step = self._assemble_loss(y, y_pred, sample_weight, training=True)
+            y_pred, y, sample_weight, step = self._training_forward(x, y, sample_weight)
         gram, finite = trainer.apply(tape, step)
         return trainer.log(step, y, y_pred, sample_weight, gram, finite)
 
@@ -228,16 +227,34 @@ class _MultiTaskBase(SavesTraining, keras.Model):
             self._assemble_loss(y, y_pred, sample_weight), y, y_pred, sample_weight, training=False
         )
 
-    def _assemble_loss(self, y, y_pred, sample_weight, training=False):
-        trainer, fns, tasks = self._mtl_trainer, self._mtl_loss_fns, self.trained_tasks
-        parts = None
-        if training and trainer.sub_batches > 1:
-            parts = labels.sub_batch_shares(fns, tasks, y, y_pred, sample_weight, trainer.sub_batches)
-        return trainer.assemble(
+    def _training_forward(self, x, y, sample_weight):
+        """(outputs, labels, sample weights, TrainStep) of a training forward pass. A projection
+        that draws S sub-batches gets one pass per sub-batch (``training.sub_batches``), and
+        the outputs, labels and weights come back with their rows grouped by sub-batch."""
+        count = self._mtl_trainer.sub_batches
+        if count == 1:
+            y_pred = self(x, training=True)
+            return y_pred, y, sample_weight, self._assemble_loss(y, y_pred, sample_weight)
+        sub_batches.check_batch(x, count)
+        xs, ys, weights = (sub_batches.split_rows(v, count) for v in (x, y, sample_weight))
+        outputs, part_shares, regularization = [], [], []
+        for x_part, y_part, weight_part in zip(xs, ys, weights):
+            outputs.append(self(x_part, training=True))
+            # Activity regularizers count each call's rows: their mean over the calls is the batch's.
+            regularization.append(factory.regularization(self))
+            part_shares.append(labels.loss_shares(self._mtl_loss_fns, self.trained_tasks, y_part, outputs[-1],
+                                                  weight_part))
+        y_pred, y, sample_weight = (sub_batches.join_rows(parts) for parts in (outputs, ys, weights))
+        step = self._assemble_loss(y, y_pred, sample_weight, tf.add_n(regularization) / count, part_shares)
+        return y_pred, y, sample_weight, step
+
+    def _assemble_loss(self, y, y_pred, sample_weight, regularization=None, part_shares=None):
+        fns, tasks = self._mtl_loss_fns, self.trained_tasks
+        return self._mtl_trainer.assemble(
             labels.loss_shares(fns, tasks, y, y_pred, sample_weight),
             labels.loss_shares(fns, tasks, y, y_pred, sample_weight, auxiliary_heads.SUFFIX),
-            factory.regularization(self),
-            parts,
+            factory.regularization(self) if regularization is None else regularization,
+            part_shares,
         )
 
     # --------------------------------------------------------------- structure

@@ -20,8 +20,9 @@ class MoDo(GradientProjection):
     lambda is kept across steps (training state). As the paper, the shared
     parameters move along the third sample's gradients only (LibMTL does the
     same for them, and uses the mean of its three batches for the task-specific
-    parameters, which here get the whole batch's gradient). Under a
-    distribution strategy the per-replica batch must be a multiple of 3 for
+    parameters, which here get the whole batch's gradient). Each third runs its
+    own forward pass (``training.sub_batches``: batch normalization sees each
+    alone, as an independent sample). Under a distribution strategy the per-replica batch must be a multiple of 3 for
     the thirds to be those of one device. Exact mode only. ``last_weights``
     holds lambda.
 
@@ -52,12 +53,17 @@ class MoDo(GradientProjection):
 
     def combine_sub_batches(self, parts, task_losses):
         first, second, third = (tf.cast(parts[i], tf.float32) for i in range(3))
-        system = tf.matmul(first, second, transpose_b=True) + self.rho * tf.eye(self.num_tasks)
+        weights = self.coefficients_in_one_block(tf.matmul(first, second, transpose_b=True), task_losses)
+        return tf.linalg.matvec(third, weights, transpose_a=True)
+
+    def coefficients(self, gram, task_losses):
+        """lambda's step from the cross-sample matrix ``gram`` = G1 G2^T."""
+        system = gram + self.rho * tf.eye(self.num_tasks)
         weights = tf.convert_to_tensor(self._lambda)
         weights = project_to_simplex(weights - self.gamma * tf.linalg.matvec(system, weights))
         self._lambda.assign(weights)
         self.last_weights = weights
-        return tf.linalg.matvec(third, weights, transpose_a=True)
+        return weights
 
     def combine_with_gram(self, gradients, gram, task_losses=None):
         """Standalone: the three samples are the rows given."""

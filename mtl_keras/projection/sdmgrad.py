@@ -23,8 +23,10 @@ class SDMGrad(GradientProjection):
     w is kept across steps (training state, 1/T at first), as in the authors'
     code, which also divides K by s^2 (plus 1e-8, so K explodes when s = 0). The paper draws a third sample for the
     update; here it is the batch's gradient (the mean of the halves), so no
-    rows go unused. The halves are the rows i with i mod 2 = s: under a
-    distribution strategy the per-replica batch must be even for the halves
+    rows go unused. The halves are the rows i with i mod 2 = s, each with its
+    own forward pass (``training.sub_batches``: a layer that reads across rows,
+    batch normalization, sees each half alone, as an independent sample); under
+    a distribution strategy the per-replica batch must be even for the halves
     to be those of one device. Exact mode only. ``last_weights`` holds w.
 
     Args:
@@ -58,18 +60,20 @@ class SDMGrad(GradientProjection):
 
     def combine_sub_batches(self, parts, task_losses):
         first, second = tf.cast(parts[0], tf.float32), tf.cast(parts[1], tf.float32)
-        cross = tf.matmul(first, second, transpose_b=True)
-        scale = tf.reduce_mean(tf.sqrt(tf.maximum(tf.linalg.diag_part(cross), 0.0)))
-        cross = cross / tf.where(scale > 0, scale**2, 1.0)
+        coefficients = self.coefficients_in_one_block(tf.matmul(first, second, transpose_b=True), task_losses)
+        return tf.linalg.matvec((first + second) / 2.0, coefficients, transpose_a=True)
+
+    def coefficients(self, gram, task_losses):
+        """The update's coefficients on G from the cross-sample matrix ``gram`` = G1 G2^T."""
+        scale = tf.reduce_mean(tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 0.0)))
+        cross = gram / tf.where(scale > 0, scale**2, 1.0)
         toward_mean = self.lamda * tf.reduce_mean(cross, axis=1)
         weights = tf.convert_to_tensor(self._weights)
         for _ in range(self.niter):
             weights = project_to_simplex(weights - self.w_lr * (tf.linalg.matvec(cross, weights) + toward_mean))
         self._weights.assign(weights)
         self.last_weights = weights
-        gradients = (first + second) / 2.0
-        coefficients = (weights + self.lamda / self.num_tasks) / (1.0 + self.lamda)
-        return tf.linalg.matvec(gradients, coefficients, transpose_a=True)
+        return (weights + self.lamda / self.num_tasks) / (1.0 + self.lamda)
 
     def combine_with_gram(self, gradients, gram, task_losses=None):
         """Standalone: both samples are the rows given."""

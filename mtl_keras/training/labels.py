@@ -91,33 +91,6 @@ def loss_shares(loss_fns, tasks, y, y_pred, sample_weight=None, suffix=""):
     return shares
 
 
-def sub_batch_shares(loss_fns, tasks, y, y_pred, sample_weight, count):
-    """``loss_shares`` of each of ``count`` sub-batches: the rows i with i mod count = s.
-
-    The other rows' labels become missing (NaN), so each share is its
-    sub-batch's own mean. Under a distribution strategy each replica splits
-    its rows the same way, so the global sub-batches are those of one device
-    whenever the per-replica batch is a multiple of ``count``.
-    """
-    rows = tf.shape(next(iter(y_pred.values())))[0]
-    static = next(iter(y_pred.values())).shape[0]
-    if static is not None and static < count:
-        raise ValueError(
-            f"`gradient_projection` draws {count} sub-batches from each batch; got a batch of "
-            f"{static} rows. Use a `batch_size` of at least {count} (a multiple of {count} per replica)."
-        )
-    parts = []
-    for part in range(count):
-        keep = tf.equal(tf.range(rows) % count, part)
-        y_part = {}
-        for task in tasks:
-            labels = tf.cast(y[task], tf.float32)
-            shape = tf.concat([[rows], tf.ones([tf.rank(labels) - 1], tf.int32)], 0)
-            y_part[task] = tf.where(tf.reshape(keep, shape), labels, float("nan"))
-        parts.append(loss_shares(loss_fns, tasks, y_part, y_pred, sample_weight))
-    return parts
-
-
 def check_targets(y, model):
     """Returns y as a dict {task: labels}; a ValueError names what is wrong.
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import save_and_load
-from mtl_keras import datasets, losses, models
+from mtl_keras import MultiTaskModel, datasets, losses, models
 from mtl_keras.backend import keras, tf
 
 STEPS = 24
@@ -216,10 +216,10 @@ def build():
                                 tower_units=(4,), task_types="regression")
 
 
-def compiled(projection, mode="exact", optimizer=None):
+def compiled(projection, mode="exact", optimizer=None, jit_compile=False):
     model = build()
     model.compile(optimizer=optimizer or keras.optimizers.SGD(0.05), loss={t: "mse" for t in TASKS},
-                  gradient_projection=projection, projection_mode=mode, jit_compile=False)
+                  gradient_projection=projection, projection_mode=mode, jit_compile=jit_compile)
     return model
 
 
@@ -285,12 +285,14 @@ def test_gradient_state_methods_inside_the_train_step_follow_numpy(name):
         np.testing.assert_allclose(np.array(got), want, rtol=2e-4, atol=2e-6)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
 @pytest.mark.parametrize("name", ["sdmgrad", "modo"])
-def test_sub_batch_methods_inside_the_train_step_follow_numpy(name):
-    # The sub-batches are the rows i mod S = s; the references take them the same way.
+def test_sub_batch_methods_inside_the_train_step_follow_numpy(name, jit_compile):
+    # The sub-batches are the rows i mod S = s; the references take them the same way. Under XLA
+    # the weights' solver runs in a loop block (coefficients_in_one_block) and must carry its state.
     x, y = data()
     steps = 3
-    model = compiled(name)
+    model = compiled(name, jit_compile=jit_compile)
     model.fit(x, y, batch_size=len(x), epochs=steps, shuffle=False, verbose=0)
     history = []
     if name == "sdmgrad":
@@ -312,6 +314,28 @@ def test_sub_batch_methods_refuse_a_batch_too_small_to_split():
     model.compile(loss={t: "mse" for t in TASKS}, gradient_projection="modo")
     with pytest.raises(ValueError, match="3 sub-batches .*batch of 2 rows.*at least 3"):
         model.train_on_batch(x[:2], {t: v[:2] for t, v in y.items()})
+
+
+@pytest.mark.parametrize("name, count", [("sdmgrad", 2), ("modo", 3)])
+def test_sub_batch_methods_run_one_forward_pass_per_sub_batch(name, count):
+    # Each sub-batch's per-task backward passes then cover its rows only (S T passes of B / S rows,
+    # not of B). Mutation caught: one forward pass over the whole batch records [11] per step.
+    seen = []
+
+    class RowCount(keras.layers.Layer):
+        def call(self, inputs):
+            if inputs.shape[0] is not None:  # eager calls; the functional build's is symbolic
+                seen.append(inputs.shape[0])
+            return inputs
+
+    x, y = data()
+    inputs = keras.Input((6,), name="x")
+    hidden = keras.layers.Dense(8, activation="relu")(RowCount()(inputs))
+    model = MultiTaskModel(inputs, {t: keras.layers.Dense(1, name=t)(hidden) for t in TASKS})
+    model.compile(optimizer="sgd", loss={t: "mse" for t in TASKS}, gradient_projection=name, run_eagerly=True)
+    seen.clear()
+    model.train_on_batch(x[:11], {t: v[:11] for t, v in y.items()})
+    assert seen == [len(range(s, 11, count)) for s in range(count)]
 
 
 def test_graddrop_inside_the_train_step_masks_at_the_shared_representation():
