@@ -79,6 +79,14 @@ class RecordsRepresentation:
         return self.__dict__["_representation_store"].output
 
     @property
+    def recorded_mixing_only(self):
+        """The latest call's Mixing when its output was read only through ``mix``, else None."""
+        store = self.__dict__["_representation_store"]
+        if not store.mixing.mixes or _consumers(store.output) - store.mix_ops:
+            return None
+        return store.mixing
+
+    @property
     def recorded_representation(self):
         """The latest call's Mixing when its reads were recorded, else its output.
 

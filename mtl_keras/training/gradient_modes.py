@@ -177,6 +177,8 @@ class AtRepresentation(_Projected):
 
     def gradients(self, tape, step, variables, scale):
         outputs = [layer.recorded_output for layer in self.layers]
+        # Read before any backward pass: gradient ops also consume the recorded outputs.
+        mixings = [layer.recorded_mixing_only for layer in self.layers]
         gradients = self.others(tape, step, variables, scale)
         per_task = [unscaled_gradient(tape, loss, outputs, scale) for loss in step.weighted]
         combined = [
@@ -192,8 +194,13 @@ class AtRepresentation(_Projected):
         if apart:
             plain = unscaled_gradient(tape, [step.weighted_vector, step.extra], apart, scale)
             gradients.update(zip(map(id, apart), plain))
-        rows = tf.stack([flatten(task) for task in per_task])
-        gram = replica_sum(gram_matrix(rows))
+        # The logs' Gram matrix from the mixes' gradients where an output is read only through
+        # them (mixing_gram): a [T, B E H] product cost more than the rest of the step.
+        parts = [mixing_gram(tape, step.weighted, mixing, scale) for mixing in mixings if mixing is not None]
+        plain = [r for r, mixing in enumerate(mixings) if mixing is None]
+        if plain:
+            parts.append(gram_matrix(tf.stack([flatten([task[r] for r in plain]) for task in per_task])))
+        gram = replica_sum(tf.add_n(parts))
         return [gradients[id(v)] for v in variables], gram
 
 

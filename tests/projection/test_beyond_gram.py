@@ -427,3 +427,27 @@ def test_modes_and_arguments_are_checked():
             {"db_mtl": losses.DBMTL(beta=0.5), "moco": losses.MoCo(rho=0.1), "graddrop": losses.GradDrop(leak=[0.1, 0.2]),
              "rgw": losses.RandomGradientWeighting(seed=3)}[name]))
         assert method.get_config() == type(method)(**method.get_config()).get_config()
+
+
+def test_graddrop_logs_the_gram_matrix_of_the_expert_gradients_from_the_mixes(monkeypatch):
+    # An expert stack read only through gated mixes gives the logs' Gram matrix from the mixes'
+    # gradients (mixing_gram), not from the [T, B, E, H] ones: the cosines must equal the dense
+    # ones. Mutation caught: a mixing Gram that drops the gate overlaps logs other cosines.
+    from mtl_keras.layers.representation import RecordsRepresentation
+
+    x, y = data()
+
+    def logged_cosines():
+        keras.utils.set_random_seed(5)
+        model = models.mmoe(keras.Input((6,), name="x"), list(TASKS), num_experts=3, expert_units=(5,),
+                            tower_units=(4,), task_types="regression")
+        model.compile(optimizer="sgd", loss={t: "mse" for t in TASKS}, jit_compile=False,
+                      gradient_projection=losses.GradDrop(seed=1), projection_mode="fast")
+        logs = [model.train_on_batch(x, y, return_dict=True) for _ in range(2)]
+        return [float(log["grad_cosine/task1__task2"]) for log in logs]
+
+    from_mixes = logged_cosines()
+    monkeypatch.setattr(RecordsRepresentation, "recorded_mixing_only", property(lambda self: None))
+    dense = logged_cosines()
+    np.testing.assert_allclose(from_mixes, dense, rtol=1e-5, atol=1e-6)
+    assert abs(dense[0]) > 1e-3
