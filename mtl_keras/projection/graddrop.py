@@ -68,11 +68,15 @@ class GradDrop(GradientProjection):
         return leak + (1.0 - leak) * tf.cast(keep, tf.float32)
 
     def combine_representation(self, task_gradients, activations):
-        gradients = tf.cast(task_gradients, tf.float32)
-        signals = replica_sum(tf.reduce_sum(tf.sign(tf.cast(activations, tf.float32))[None] * gradients, axis=1))
+        # Task by task: XLA sums a [B, ...] tensor over its rows several times faster than a
+        # [T, B, ...] stack over its second axis (an MMoE's expert outputs: 4.9 ms against 24 for
+        # the signals and the masked sum), and the slices of the stack are the tape's own tensors.
+        gradients = [tf.cast(g, tf.float32) for g in tf.unstack(task_gradients)]
+        sign = tf.sign(tf.cast(activations, tf.float32))
+        signals = replica_sum(tf.stack([tf.reduce_sum(sign * g, axis=0) for g in gradients]))
         uniform = tf.random.stateless_uniform(tf.shape(signals)[1:], self._draws.next_seed())
-        masks = self.masks(signals, uniform)
-        return tf.cast(tf.reduce_sum(masks[:, None] * gradients, axis=0), task_gradients.dtype)
+        masks = tf.unstack(self.masks(signals, uniform))
+        return tf.cast(tf.add_n([m * g for m, g in zip(masks, gradients)]), task_gradients.dtype)
 
     def combine_with_gram(self, gradients, gram, task_losses=None):
         gradients = tf.cast(gradients, tf.float32)
