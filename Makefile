@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Quiet TensorFlow's start-up banner; errors still print.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
-PYTEST_ARGS ?= -n 2 -q -m "not slow"
+# --durations: each run prints its slowest tests, for keeping CI within its time.
+PYTEST_ARGS ?= -n 2 -q -m "not slow" --durations=15
 
 .PHONY: venv demo test test-keras3 test-tf-keras clean reliability wheel-check docs-check
 
