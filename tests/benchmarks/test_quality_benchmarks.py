@@ -4,6 +4,7 @@ resumable tables and the chart."""
 import importlib.util
 import json
 import pathlib
+import types
 
 import numpy as np
 import pytest
@@ -103,6 +104,29 @@ def test_synthetic_until_converged_stops_on_the_mean_of_the_unweighted_task_loss
     assert model.stop_training and epoch == 1
     assert epochs[0]["val_mean_task_loss"] == 1.5
     np.testing.assert_allclose(model.get_weights()[1], best[1])
+
+
+@pytest.mark.parametrize("config", ["single_task", "mmoe+gls"])
+def test_census_stops_on_the_mean_of_the_unweighted_task_losses(config, monkeypatch):
+    """Every census configuration early-stops as the synthetic one does, on the tasks' own
+    validation losses. Mutation caught: EarlyStopping("val_loss") in train_one."""
+    rng = np.random.default_rng(0)
+
+    def split(rows):
+        x = rng.normal(size=(rows, 5)).astype("float32")
+        return types.SimpleNamespace(x={"features": x}, y={"income": (x[:, :1] > 0).astype("float32"),
+                                                            "marital": (x[:, 1:2] > 0).astype("float32")})
+
+    data = types.SimpleNamespace(train=split(64), validation=split(32), test=split(32))
+    watched = []
+
+    def spy(tasks, patience):
+        watched.append(list(tasks))
+        return synthetic.converged_callbacks(tasks, patience)
+
+    monkeypatch.setattr(census, "converged_callbacks", spy)
+    census.train_one(config, data, ["income", "marital"], seed=0, epochs=1, batch_size=32, learning_rate=1e-3)
+    assert watched == ([["income"], ["marital"]] if config == "single_task" else [["income", "marital"]])
 
 
 def test_census_table_from_run_files(tmp_path):
