@@ -85,11 +85,11 @@ def step_gflop(batch, expert_weight_gradients):
 
 
 def flop_ratio(config, batch):
-    """Matmul FLOPs over the equal-weights step's; None for GradNorm (second-order terms not counted)."""
-    if config.get("task_weighting") is losses.GradNorm:
-        return None
-    if config.get("task_weighting") is losses.ExcessMTL:
-        # Its per-task gradients of the shared variables come on top of the weighted loss's backward pass.
+    """Matmul FLOPs over the equal-weights step's."""
+    if config.get("task_weighting") in (losses.GradNorm, losses.ExcessMTL):
+        # Per-task gradients on top of the weighted loss's backward pass: ExcessMTL's of the shared
+        # variables, GradNorm's of the last shared kernel, here the experts' (its update is first
+        # order: the sign rule with the target held constant).
         return step_gflop(batch, len(TASKS) + 1) / step_gflop(batch, 1)
     exact = ("gradient_projection" in config and config.get("projection_mode") != "fast") or config.get(
         "log_gradient_cosine")
