@@ -237,26 +237,3 @@ from mtl_keras.backend import IS_KERAS3 as _IS_KERAS3  # noqa: E402
 
 collect_ignore = ["tfrs/test_tfrs.py"] if _IS_KERAS3 else []
 
-
-# Tests that share an expensive module-scoped fixture (a whole demo run, every weighting under
-# MirroredStrategy in one process, TF Serving's test servers): pytest-xdist's default scheduling
-# spreads them over both workers, and each worker would pay for the fixture again (the demo run:
-# about 40 s). Each prefix here goes to one worker as a unit; every other test is scheduled on its
-# own, as under `--dist load`. (`--dist loadgroup` would do this from marks, but with pytest 9 its
-# group suffix never reaches the scheduler.)
-SHARED_FIXTURE_UNITS = (
-    "tests/demo/test_demo.py::",
-    "tests/weighting/test_weighting_training.py::test_mirrored_and_resumed_runs_equal_one_device",
-    "tests/serving/test_serving_replay.py::",
-    "tests/serving/test_serving_rest_replay.py::",
-)
-
-
-def pytest_xdist_make_scheduler(config, log):
-    from xdist.scheduler import LoadScopeScheduling
-
-    class SharedFixtureScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid):
-            return next((unit for unit in SHARED_FIXTURE_UNITS if nodeid.startswith(unit)), nodeid)
-
-    return SharedFixtureScheduling(config, log)
