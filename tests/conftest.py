@@ -236,4 +236,3 @@ def describe_processes(results, names):
 from mtl_keras.backend import IS_KERAS3 as _IS_KERAS3  # noqa: E402
 
 collect_ignore = ["tfrs/test_tfrs.py"] if _IS_KERAS3 else []
-
