@@ -22,9 +22,9 @@ class MoDo(GradientProjection):
     same for them, and uses the mean of its three batches for the task-specific
     parameters, which here get the whole batch's gradient). Each third runs its
     own forward pass (``training.sub_batches``: batch normalization sees each
-    alone, as an independent sample). Under a distribution strategy the per-replica batch must be a multiple of 3 for
-    the thirds to be those of one device. Exact mode only. ``last_weights``
-    holds lambda.
+    alone, as an independent sample). Under a distribution strategy the
+    per-replica batch must be a multiple of 3 for the thirds to be those of
+    one device. Exact mode only. ``last_weights`` holds lambda.
 
     Args:
         gamma: > 0, the step size of lambda (1e-3 as LibMTL).
