@@ -38,9 +38,13 @@ compile or policy settings), and one that measures the machine's float32
 matmul rate. One model a process, as a training job runs: with all six
 models alive in one process, the small shapes' steps took 1.5-2x longer under
 Keras 3 (Shared-Bottom small 3.1-4.0 ms against 2.0 ms alone). A worker builds
-its model, warms it up (5 steps), and a step's time is the median interval
-between batch ends of one ``fit`` (rechub: of its loop's steps), steady state.
-"fit ms" is what a user's stopwatch sees: one more whole ``fit`` call of the
+its model, warms it up (one epoch of ``--steps`` steps), and a step's time is
+taken from the batch ends of the last two epochs of a three-epoch ``fit``
+(rechub: of its loop's steps), steady state: the median interval, or the mean
+over the steps spanned where mtl_keras's default runs several steps per call
+of the train function (every ``fit`` here has ``steps_per_epoch=--steps``, so each
+contender keeps one compiled train function). "fit ms" is what a user's
+stopwatch sees: one more whole ``fit`` call of the
 same steps on the warm model, setup and teardown included, over the steps
 ("fit/step" its ratio to the steady step, "x (fit)" and "xr (fit)" the peers'
 over the contender's, per round). With TensorFlow 2.21 a ``fit`` call on
@@ -273,29 +277,42 @@ def worker(kind, shapes, archs, steps, options):
         build = lambda a, s: _build_mtl(a, s, compile_kwargs)  # noqa: E731
 
     class Clock(keras.callbacks.Callback):
+        # Reads batch indices, so it times any steps_per_execution (mtl_keras may choose one).
+        batch_hooks_per_execution = True
+
         def __init__(self):
             super().__init__()
-            self.ends, self.cpu, self.batches = [], [], []
+            self.ends, self.cpu, self.batches, self.epoch_ends = [], [], [], []
+            self.offset = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.offset = epoch * self.params["steps"]
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epoch_ends.append(len(self.ends))
 
         def on_train_batch_end(self, batch, logs=None):
             self.ends.append(time.perf_counter())
             self.cpu.append(time.process_time())
-            self.batches.append(batch)
+            self.batches.append(self.offset + batch)
 
     jobs = [(a, s) for s in shapes for a in archs]
     built = {}
     for arch, shape in jobs:
         model = build(arch, shape)
         data = _data(tf, np, arch, shape, kind == "deepctr", options.get("autotune", True))
-        model.fit(data, steps_per_epoch=5, epochs=1, verbose=0)  # trace, compile, warm up
+        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)  # trace, compile, warm up
         built[arch, shape] = (model, data)
     results, cpu, whole = {}, {}, {}
     random.Random(os.getpid()).shuffle(jobs)
     for arch, shape in jobs:
         model, data = built[arch, shape]
         clock = Clock()
-        model.fit(data, steps_per_epoch=steps + 3, epochs=1, verbose=0, callbacks=[clock])
-        first = max(0, min(3, len(clock.ends) - 3))
+        model.fit(data, steps_per_epoch=steps, epochs=3, verbose=0, callbacks=[clock])
+        # After the first epoch: from the second's third batch end where every step has one
+        # (the median interval), else from the first's last end (the mean over 2 epochs).
+        every_step = clock.batches[-1] - clock.batches[0] == len(clock.batches) - 1
+        first = clock.epoch_ends[0] - 1 + (3 if every_step else 0)
         results[f"{arch}/{shape}"], cpu[f"{arch}/{shape}"] = step_time(clock.ends, clock.cpu, clock.batches, first)
         # What a user's stopwatch sees: one more whole fit call, its setup and teardown included.
         start = time.perf_counter()
@@ -305,8 +322,10 @@ def worker(kind, shapes, archs, steps, options):
     if kind != "deepctr":
         model = built[jobs[0]][0]
         jit = bool(getattr(model, "jit_compile", False))
+    # The steps a call of the train function ran (mtl_keras chooses them when left unset).
+    executions = {f"{a}/{s}": int(np.asarray(getattr(m, "steps_per_execution", 1))) for (a, s), (m, _) in built.items()}
     print(json.dumps({"seconds_per_step": results, "cpu_seconds_per_step": cpu, "fit_seconds_per_step": whole,
-                      "jit_compile": jit}))
+                      "jit_compile": jit, "steps_per_execution": executions}))
 
 
 # ---------------------------------------------------------------- driver
@@ -403,16 +422,16 @@ def main():
                 if arch in archs_of(everyone[name][0])]
         jobs.append(("matmul", None, None))
         random.shuffle(jobs)
-        record = {name: {"seconds_per_step": {}, "cpu_seconds_per_step": {}, "fit_seconds_per_step": {}}
-                  for name in everyone}
+        timed = ("seconds_per_step", "cpu_seconds_per_step", "fit_seconds_per_step", "steps_per_execution")
+        record = {name: {key: {} for key in timed} for name in everyone}
         for name, arch, shape in jobs:
             if name == "matmul":
                 record[name] = run_worker("matmul", {}, {}, args)
                 continue
             kind, env, options = everyone[name]
             result = run_worker(kind, env, options, args, [shape], [arch])
-            for key in ("seconds_per_step", "cpu_seconds_per_step", "fit_seconds_per_step"):
-                record[name][key].update(result[key])
+            for key in timed:
+                record[name][key].update(result.get(key, {}))
             record[name]["jit_compile"] = result["jit_compile"]
             print(f"round {index + 1}: {name} {arch}/{shape} done", file=sys.stderr, flush=True)
         rounds.append(record)
@@ -467,6 +486,7 @@ def report(rounds, everyone, args):
                     fit_ratio_to_deepctr=_median(fit_ratios), fit_ratio_rounds=fit_ratios,
                     fit_ratio_to_rechub=_median(fit_rechub), fit_rechub_ratio_rounds=fit_rechub,
                     jit_compile=rounds[0][name].get("jit_compile"),
+                    steps_per_execution=rounds[0][name].get("steps_per_execution", {}).get(key),
                 ))
     machine = cpu_description()
     print(f"\nCPU: {machine['model']}, {machine['cores']} cores, {' '.join(machine['flags'])}")

@@ -140,49 +140,77 @@ class NonFiniteLoss(keras.callbacks.Callback):
 
     MultiTaskModel.fit adds it unless ``compile(skip_nonfinite_steps=True)``:
     this class checks at each epoch end (ParameterServerStrategy allows no
-    batch hooks), ``NonFiniteBatchLoss`` after every batch.
+    batch hooks), ``NonFiniteBatchLoss`` after every execution of the train
+    function (one step, or ``steps_per_execution``). The train step records
+    the first step whose loss was not finite, so the error names that step
+    whichever check sees it.
 
     Args:
         task_names: the tasks whose ``<task>_loss`` logs are checked.
-        step: the training step counter (a variable), named in the error.
+        step: the training step counter (a variable), named in the error when
+            ``first_step`` is not given.
+        first_step: optional [T] int variable the train step sets, per task,
+            to the first training step (counted from 1) whose loss was NaN or
+            Inf; -1 until then, and reset to -1 when training begins.
 
     Raises:
         FloatingPointError: at the first NaN or Inf task loss.
 
     Example:
-    >>> check = NonFiniteLoss(["ctr", "cvr"], step=tf.Variable(7))
+    >>> check = NonFiniteLoss(["ctr", "cvr"], step=tf.Variable(9), first_step=tf.Variable([-1, 7], dtype=tf.int64))
     >>> check.on_epoch_end(0, {"ctr_loss": 0.3, "cvr_loss": 0.2})  # finite: nothing happens
-    >>> check.on_epoch_end(1, {"ctr_loss": 0.3, "cvr_loss": float("nan")})
+    >>> check.on_epoch_end(1, {"ctr_loss": float("nan"), "cvr_loss": float("nan")})
     Traceback (most recent call last):
     ...
     FloatingPointError: The loss of task 'cvr' is nan at training step 7 (epoch 2). ...
     """
 
-    def __init__(self, task_names, step):
+    def __init__(self, task_names, step, first_step=None):
         super().__init__()
         self.task_names = list(task_names)
         self.step = step
+        self.first_step = first_step
+        self.epoch = 0
+
+    def on_train_begin(self, logs=None):
+        if self.first_step is not None:
+            self.first_step.assign(-np.ones(len(self.task_names), np.int64))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
     def on_epoch_end(self, epoch, logs=None):
+        self.epoch = epoch
         self.check(logs, f"epoch {epoch + 1}")
 
     def check(self, logs, where):
-        for task in self.task_names:
-            value = (logs or {}).get(f"{task}_loss")
-            if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
-                raise FloatingPointError(
-                    f"The loss of task {task!r} is {float(np.asarray(value))} at training step "
-                    f"{int(np.asarray(self.step))} ({where}). Check its labels and inputs, "
-                    "lower the learning rate, or compile with skip_nonfinite_steps=True to skip "
-                    "such steps."
-                )
+        values = {task: (logs or {}).get(f"{task}_loss") for task in self.task_names}
+        bad = [t for t, v in values.items() if v is not None and not np.all(np.isfinite(np.asarray(v, np.float64)))]
+        if not bad:
+            return
+        task, step = bad[0], int(np.asarray(self.step))
+        if self.first_step is not None:
+            # Once one loss is NaN the weights are, and every loss follows: name the first.
+            steps = dict(zip(self.task_names, np.asarray(self.first_step).tolist()))
+            seen = [t for t in self.task_names if steps[t] >= 0]
+            if seen:
+                task = min(seen, key=steps.get)
+                step = steps[task]
+        raise FloatingPointError(
+            f"The loss of task {task!r} is {float(np.asarray(values[task]))} at training step {step} "
+            f"({where}). Check its labels and inputs, lower the learning "
+            "rate, or compile with skip_nonfinite_steps=True to skip such steps."
+        )
 
 
 class NonFiniteBatchLoss(NonFiniteLoss):
     __doc__ = NonFiniteLoss.__doc__
 
+    # The first non-finite step is recorded by the step itself: checking every N steps names it.
+    batch_hooks_per_execution = True
+
     def on_train_batch_end(self, batch, logs=None):
-        self.check(logs, f"batch {batch}")
+        self.check(logs, f"epoch {self.epoch + 1}")
 
 
 def write_heatmap(matrix, row_labels, title, path):

@@ -9,7 +9,7 @@ training state: saved like the optimizer, never one of ``model.weights``.
 
 from mtl_keras.backend import IS_KERAS3, keras, register, tf
 from mtl_keras.features.inputs import prepare_arguments
-from mtl_keras.training import arguments, auxiliary as auxiliary_heads, factory, labels, sub_batches
+from mtl_keras.training import arguments, auxiliary as auxiliary_heads, execution, factory, labels, sub_batches
 from mtl_keras.training.data import data_arguments
 from mtl_keras.training.persistence import SavesTraining
 from mtl_keras.training.sharing import shared_variables, variable_tasks
@@ -61,6 +61,7 @@ class _MultiTaskBase(SavesTraining, keras.Model):
             _heads_only=heads_only,
             _mtl_trainer=None,
             _mtl_reach_cache={},
+            _mtl_auto_steps=False,
         ).items():
             object.__setattr__(self, attribute, value)
         self._mtl_state = None
@@ -133,7 +134,10 @@ class _MultiTaskBase(SavesTraining, keras.Model):
                 distribution strategy (``training.step.resolve_jit_compile``).
                 Fallback: pass ``jit_compile=False`` (a layer XLA cannot
                 compile, or a custom op, fails at the first step with an XLA
-                error).
+                error). Left unset, ``steps_per_execution`` is chosen by each
+                ``fit`` call: 8 steps per call of the train function where
+                no callback's batch hooks would notice, else 1
+                (``training.execution``).
         """
         if kwargs.pop("from_serialized", False):
             # tf_keras's SavedModel loader: the training config carries our arguments.
@@ -173,6 +177,7 @@ class _MultiTaskBase(SavesTraining, keras.Model):
             skip_nonfinite_steps=bool(skip_nonfinite_steps), **keras_options,
         ))
         object.__setattr__(self, "_mtl_loss_fns", loss_fns)
+        object.__setattr__(self, "_mtl_auto_steps", "steps_per_execution" not in kwargs)
 
     @property
     def metrics(self):
@@ -196,6 +201,9 @@ class _MultiTaskBase(SavesTraining, keras.Model):
         args, kwargs = data_arguments(self, *prepare_arguments(self, args, kwargs))
         if self._mtl_trainer:
             callbacks = self._mtl_trainer.callbacks(callbacks, self.distribute_strategy)
+            if self._mtl_auto_steps:
+                arguments = execution.fit_arguments(super().fit, args, kwargs)
+                execution.set_steps(self, execution.auto_steps(self, callbacks, arguments))
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def evaluate(self, *args, **kwargs):

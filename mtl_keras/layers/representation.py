@@ -78,11 +78,16 @@ class RecordsRepresentation:
         """The output of this thread's latest call."""
         return self.__dict__["_representation_store"].output
 
+    def _unrecorded_reads(self):
+        """The ops other than ``mix`` reading the latest call's output, once it was mixed."""
+        store = self.__dict__["_representation_store"]
+        return _consumers(store.output) - store.mix_ops if store.mixing.mixes else set()
+
     @property
     def recorded_mixing_only(self):
         """The latest call's Mixing when its output was read only through ``mix``, else None."""
         store = self.__dict__["_representation_store"]
-        if not store.mixing.mixes or _consumers(store.output) - store.mix_ops:
+        if not store.mixing.mixes or self._unrecorded_reads():
             return None
         return store.mixing
 
@@ -96,7 +101,7 @@ class RecordsRepresentation:
         store = self.__dict__["_representation_store"]
         if not store.mixing.mixes:
             return store.output
-        unrecorded = _consumers(store.output) - store.mix_ops
+        unrecorded = self._unrecorded_reads()
         if unrecorded:
             raise ValueError(
                 f"Layer {self.name!r}: its output is mixed through `mix` and also read by "

@@ -6,7 +6,7 @@ resolved pieces; its methods run inside the traced step, and nothing in it
 branches on the weighting or projection method.
 """
 
-from mtl_keras.backend import IS_KERAS3, all_layers, keras, op_determinism_enabled, tf
+from mtl_keras.backend import IS_KERAS3, all_layers, keras, op_determinism_enabled, state_variable, tf
 from mtl_keras.callbacks import EpochEnd, NonFiniteBatchLoss, NonFiniteLoss
 from mtl_keras.core.step import TrainStep
 from mtl_keras.core.task_gradients import num_replicas, replica_sum
@@ -45,6 +45,11 @@ class Trainer:
         self.skip_nonfinite = skip_nonfinite
         self.state = TrainingState(
             weighting, projection, [o for o, _ in self.groups if o is not main_optimizer]
+        )
+        # Read by the non-finite-loss stop, which may run steps after the one to name; not
+        # training state, so not saved.
+        self.first_nonfinite_step = state_variable(
+            tf.constant(-1, tf.int64, [len(self.tasks)]), "mtl_first_nonfinite_step"
         )
         self.trackers = TaskTrackers(
             self.tasks, metric_ids or {}, head_units or {t: 1 for t in self.tasks},
@@ -98,6 +103,10 @@ class Trainer:
         if self.skip_nonfinite:
             finite = tf.reduce_all(tf.math.is_finite(step.task_losses)) & optimizers.all_finite(gradients)
             state.nonfinite_steps.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
+        else:
+            first = tf.convert_to_tensor(self.first_nonfinite_step)
+            unseen = tf.logical_not(tf.math.is_finite(step.task_losses)) & (first < 0)
+            self.first_nonfinite_step.assign(tf.where(unseen, tf.convert_to_tensor(state.step) + 1, first))
         optimizers.apply(self.groups, gradients, self.variables, finite)
         state.step.assign_add(1)
         return gram, finite
@@ -121,7 +130,7 @@ class Trainer:
             # ParameterServerStrategy allows no batch-level hooks.
             coordinated = getattr(strategy, "_should_use_with_coordinator", False)
             check = NonFiniteLoss if coordinated else NonFiniteBatchLoss
-            after.append(check(self.tasks, self.state.step))
+            after.append(check(self.tasks, self.state.step, self.first_nonfinite_step))
         return [EpochEnd(self.state.weighting)] + list(user_callbacks or []) + after
 
     def _active_tasks(self):

@@ -146,10 +146,14 @@ def bad_data():
     return x, y
 
 
-def test_nonfinite_task_loss_stops_fit_naming_task_and_step():
+@pytest.mark.parametrize("steps_per_execution", [1, 4])
+def test_nonfinite_task_loss_stops_fit_naming_task_and_step(steps_per_execution):
+    # 4 steps a call: the check runs after step 4, when both losses are NaN; the error still
+    # names the task and step where it began. Mutation caught: the first non-finite step not
+    # recorded (the step counter named instead) -> "task 'ctr' ... step 4".
     model = build()
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS)
-    with pytest.raises(FloatingPointError, match=r"loss of task 'cvr' is (nan|-?inf) at training step 2"):
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS, steps_per_execution=steps_per_execution)
+    with pytest.raises(FloatingPointError, match=r"loss of task 'cvr' is (nan|-?inf) at training step 2 "):
         model.fit(*bad_data(), epochs=1, batch_size=16, shuffle=False, verbose=0)
 
 

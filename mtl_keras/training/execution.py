@@ -1,0 +1,81 @@
+"""Steps per execution, chosen for each ``fit`` call when ``compile`` leaves it unset.
+
+Each call of Keras's compiled train function costs a fixed amount of Python
+(the epoch iterator, the function's dispatch, every callback's batch hooks):
+on a small model that is most of a step, and running several steps per call
+made the small benchmark shapes 1.3-1.7x faster (docs/benchmarks.md,
+"steps_per_execution"). Keras then calls batch-level hooks once per
+execution, so several steps are taken only where no callback can tell: every
+callback either has no batch hooks, or is one whose batch hooks only display
+or check (the progress bar; the non-finite-loss stop, which names the exact
+step from a variable the step sets; any callback with a true
+``batch_hooks_per_execution`` attribute), or saves once per epoch. Under a
+distribution strategy, with ``run_eagerly``, or when ``compile`` was given
+``steps_per_execution``, Keras's own setting stands; under tf_keras too,
+whose multi-step train function traces the train step twice (autograph
+probing the loop's outputs), which added 0.5-5 s to each model's first
+``fit`` here (its suite ran 2 minutes longer), more than a short ``fit``
+saves: pass ``compile(steps_per_execution=8)`` there for long runs.
+
+Keras 3 runs whole executions: with ``steps_per_epoch`` or
+``validation_steps`` that the number of steps does not divide, an epoch would
+run past its end, so the number is the largest divisor of theirs up to
+``AUTO_STEPS``.
+"""
+
+import inspect
+import math
+
+import numpy as np
+
+from mtl_keras.backend import IS_KERAS3, keras, tf
+
+AUTO_STEPS = 8
+
+BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end",
+               "on_test_batch_begin", "on_test_batch_end")
+
+
+def per_execution_safe(callback):
+    """Whether ``callback`` does the same with its batch hooks called once per execution."""
+    if isinstance(callback, keras.callbacks.ProgbarLogger) or getattr(callback, "batch_hooks_per_execution", False):
+        return True
+    if isinstance(callback, (keras.callbacks.ModelCheckpoint, keras.callbacks.BackupAndRestore)):
+        return getattr(callback, "save_freq", None) == "epoch"
+    base = keras.callbacks.Callback
+    return all(getattr(type(callback), hook, None) is getattr(base, hook) for hook in BATCH_HOOKS)
+
+
+def auto_steps(model, callbacks, fit_arguments):
+    """The steps per execution for this ``fit`` call: ``AUTO_STEPS``, fewer, or 1.
+
+    Args:
+        model: the compiled model.
+        callbacks: every callback of the call, the model's own included.
+        fit_arguments: ``fit``'s arguments by name (``steps_per_epoch``,
+            ``validation_steps`` are read).
+    """
+    distributed = tf.distribute.has_strategy() or model.distribute_strategy is not tf.distribute.get_strategy()
+    if not IS_KERAS3 or model.run_eagerly or distributed or not all(map(per_execution_safe, callbacks)):
+        return 1
+    common = math.gcd(*(int(fit_arguments.get(name) or 0) for name in ("steps_per_epoch", "validation_steps")))
+    return max(n for n in range(1, AUTO_STEPS + 1) if common % n == 0)
+
+
+def fit_arguments(fit, args, kwargs):
+    """``fit``'s arguments by name, as Keras would bind them."""
+    return inspect.signature(fit).bind_partial(*args, **kwargs).arguments
+
+
+def current_steps(model):
+    """The model's steps per execution as an int (a variable under tf_keras)."""
+    return int(np.asarray(model.steps_per_execution))
+
+
+def set_steps(model, steps):
+    """Sets the steps per execution; the compiled train, test and predict functions, which
+    run a fixed number of steps a call, are rebuilt at their next use."""
+    if current_steps(model) == steps:
+        return
+    model.steps_per_execution = steps
+    model.train_function = model.test_function = model.predict_function = None

@@ -1,0 +1,124 @@
+"""Steps per execution chosen by ``fit`` when compile leaves it unset (training/execution.py):
+several steps a call where no callback can tell, the same training as one step a call, and
+Keras's setting wherever a callback, a strategy or the user needs it; under tf_keras (whose
+multi-step function traces the step twice) always Keras's setting."""
+
+import numpy as np
+import pytest
+
+from mtl_keras import models
+from mtl_keras.backend import IS_KERAS3, keras, tf
+from mtl_keras.training.execution import AUTO_STEPS, auto_steps, current_steps
+
+TASKS = ("ctr", "cvr")
+LOSS = {t: "binary_crossentropy" for t in TASKS}
+
+
+def data(n=100):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(n, 6)).astype("float32")
+    y = {"ctr": (x[:, :1] > 0).astype("float32"), "cvr": (x[:, 1:2] > 0).astype("float32")}
+    return x, y
+
+
+def compiled(**options):
+    keras.utils.set_random_seed(4)
+    model = models.mmoe(keras.Input((6,), name="x"), list(TASKS), num_experts=2, expert_units=(4,), tower_units=(4,))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS, task_weighting="dwa", **options)
+    return model
+
+
+def chosen(steps):
+    """What fit chooses where ``steps`` would do: tf_keras keeps 1."""
+    return steps if IS_KERAS3 else 1
+
+
+def steps_taken(model):
+    return int(np.asarray(model.training_state.step))
+
+
+class CountBatches(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+def test_default_fit_runs_several_steps_a_call_and_trains_as_one_step_a_call():
+    x, y = data()  # 7 batches of 16: the last execution is cut short by the data
+    # tf_keras: its multi-step function, given, around the same train step.
+    auto = compiled() if IS_KERAS3 else compiled(steps_per_execution=AUTO_STEPS)
+    single = compiled(steps_per_execution=1)
+    histories = [
+        model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, validation_data=(x[:40], {
+            t: v[:40] for t, v in y.items()}), validation_batch_size=8)
+        for model in (auto, single)
+    ]
+    # Mutation caught: the automatic choice ignored (1 step a call) -> fails here.
+    assert current_steps(auto) == AUTO_STEPS and current_steps(single) == 1
+    assert steps_taken(auto) == steps_taken(single) == 21
+    for name in ("loss", "ctr_weight", "val_loss", "val_cvr_loss"):
+        np.testing.assert_allclose(histories[0].history[name], histories[1].history[name], rtol=1e-6)
+    for a, b in zip(auto.trainable_variables, single.trainable_variables):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+@pytest.mark.parametrize("callback, steps", [
+    (CountBatches, 1),
+    (lambda: keras.callbacks.ModelCheckpoint("unused.weights.h5", save_weights_only=True, save_freq=3), 1),
+    (lambda: keras.callbacks.BackupAndRestore("unused_backup", save_freq=3), 1),
+    (lambda: keras.callbacks.ModelCheckpoint("unused.weights.h5", save_weights_only=True), AUTO_STEPS),
+    (lambda: keras.callbacks.EarlyStopping("loss"), AUTO_STEPS),
+    (lambda: keras.callbacks.ProgbarLogger(), AUTO_STEPS),
+    (lambda: type("Declared", (CountBatches,), {"batch_hooks_per_execution": True})(), AUTO_STEPS),
+])
+def test_callbacks_with_batch_hooks_keep_one_step_a_call(callback, steps):
+    # Mutation caught: every callback taken as safe -> the batch-counting and step-saving
+    # callbacks get 8 steps a call and fail.
+    model = compiled()
+    assert auto_steps(model, [callback()], {}) == chosen(steps)
+
+
+def test_a_batch_callback_sees_every_batch_and_the_functions_follow_the_change():
+    x, y = data()
+    model = compiled(jit_compile=False)  # each change rebuilds the functions: XLA would recompile
+    validation = dict(validation_data=(x, y), validation_batch_size=10)
+    counter = CountBatches()
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[counter], **validation)
+    assert counter.batches == 7 and current_steps(model) == 1
+    history = model.fit(x, y, epochs=1, batch_size=16, verbose=0, **validation)
+    assert current_steps(model) == chosen(AUTO_STEPS)
+    # Mutation caught: the compiled functions kept across the change -> 1 step a call for
+    # 8-step epochs (1 training step, 1 of 10 validation batches).
+    assert steps_taken(model) == 14
+    evaluated = model.evaluate(x, y, batch_size=10, verbose=0, return_dict=True)
+    for task in TASKS:
+        np.testing.assert_allclose(history.history[f"val_{task}_loss"][-1], evaluated[f"{task}_loss"], rtol=1e-5)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[counter])
+    assert counter.batches == 14 and steps_taken(model) == 21
+
+
+def test_steps_per_epoch_and_validation_steps_divide_the_steps_a_call():
+    x, y = data()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(10).repeat()
+    model = compiled(jit_compile=False)
+    # Mutation caught: 8 steps a call regardless -> Keras 3 runs 16 steps in each 6-step epoch.
+    model.fit(dataset, epochs=2, steps_per_epoch=6, shuffle=False, verbose=0)
+    assert current_steps(model) == chosen(6) and steps_taken(model) == 12
+    counts = {(30, None): 6, (33, None): 3, (1000, None): 8, (8, 3): 1, (40, 20): 5, (None, 12): 6}
+    for (steps_per_epoch, validation_steps), steps in counts.items():
+        arguments = {"steps_per_epoch": steps_per_epoch, "validation_steps": validation_steps}
+        assert auto_steps(model, [], arguments) == chosen(steps), arguments
+
+
+def test_given_steps_per_execution_strategies_and_eager_runs_keep_keras_setting():
+    x, y = data()
+    model = compiled(steps_per_execution=4, jit_compile=False)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[CountBatches()])
+    assert current_steps(model) == 4
+    assert auto_steps(compiled(run_eagerly=True), [], {}) == 1
+    with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+        distributed = compiled()
+    assert auto_steps(distributed, [], {}) == 1
