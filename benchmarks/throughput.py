@@ -285,6 +285,10 @@ def worker(kind, shapes, archs, steps, options):
             self.ends, self.cpu, self.batches, self.epoch_ends = [], [], [], []
             self.offset = 0
 
+        def on_train_begin(self, logs=None):
+            # The steps a call of the train function runs (mtl_keras chooses them in fit).
+            self.steps_per_execution = int(np.asarray(getattr(self.model, "steps_per_execution", 1)))
+
         def on_epoch_begin(self, epoch, logs=None):
             self.offset = epoch * self.params["steps"]
 
@@ -303,7 +307,7 @@ def worker(kind, shapes, archs, steps, options):
         data = _data(tf, np, arch, shape, kind == "deepctr", options.get("autotune", True))
         model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)  # trace, compile, warm up
         built[arch, shape] = (model, data)
-    results, cpu, whole = {}, {}, {}
+    results, cpu, whole, executions = {}, {}, {}, {}
     random.Random(os.getpid()).shuffle(jobs)
     for arch, shape in jobs:
         model, data = built[arch, shape]
@@ -314,6 +318,7 @@ def worker(kind, shapes, archs, steps, options):
         every_step = clock.batches[-1] - clock.batches[0] == len(clock.batches) - 1
         first = clock.epoch_ends[0] - 1 + (3 if every_step else 0)
         results[f"{arch}/{shape}"], cpu[f"{arch}/{shape}"] = step_time(clock.ends, clock.cpu, clock.batches, first)
+        executions[f"{arch}/{shape}"] = clock.steps_per_execution
         # What a user's stopwatch sees: one more whole fit call, its setup and teardown included.
         start = time.perf_counter()
         model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
@@ -322,8 +327,6 @@ def worker(kind, shapes, archs, steps, options):
     if kind != "deepctr":
         model = built[jobs[0]][0]
         jit = bool(getattr(model, "jit_compile", False))
-    # The steps a call of the train function ran (mtl_keras chooses them when left unset).
-    executions = {f"{a}/{s}": int(np.asarray(getattr(m, "steps_per_execution", 1))) for (a, s), (m, _) in built.items()}
     print(json.dumps({"seconds_per_step": results, "cpu_seconds_per_step": cpu, "fit_seconds_per_step": whole,
                       "jit_compile": jit, "steps_per_execution": executions}))
 

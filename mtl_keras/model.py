@@ -62,6 +62,7 @@ class _MultiTaskBase(SavesTraining, keras.Model):
             _mtl_trainer=None,
             _mtl_reach_cache={},
             _mtl_auto_steps=False,
+            _mtl_step_functions={},
         ).items():
             object.__setattr__(self, attribute, value)
         self._mtl_state = None
@@ -135,9 +136,9 @@ class _MultiTaskBase(SavesTraining, keras.Model):
                 Fallback: pass ``jit_compile=False`` (a layer XLA cannot
                 compile, or a custom op, fails at the first step with an XLA
                 error). Left unset, ``steps_per_execution`` is chosen by each
-                ``fit`` call: 8 steps per call of the train function where
-                no callback's batch hooks would notice, else 1
-                (``training.execution``).
+                ``fit`` call under Keras 3: up to 8 steps per call of the
+                train function where no callback's batch hooks would notice,
+                else 1; 1 outside ``fit`` (``training.execution``).
         """
         if kwargs.pop("from_serialized", False):
             # tf_keras's SavedModel loader: the training config carries our arguments.
@@ -178,6 +179,7 @@ class _MultiTaskBase(SavesTraining, keras.Model):
         ))
         object.__setattr__(self, "_mtl_loss_fns", loss_fns)
         object.__setattr__(self, "_mtl_auto_steps", "steps_per_execution" not in kwargs)
+        object.__setattr__(self, "_mtl_step_functions", {})
 
     @property
     def metrics(self):
@@ -202,8 +204,8 @@ class _MultiTaskBase(SavesTraining, keras.Model):
         if self._mtl_trainer:
             callbacks = self._mtl_trainer.callbacks(callbacks, self.distribute_strategy)
             if self._mtl_auto_steps:
-                arguments = execution.fit_arguments(super().fit, args, kwargs)
-                execution.set_steps(self, execution.auto_steps(self, callbacks, arguments))
+                with execution.steps_for_fit(self, callbacks, execution.fit_arguments(super().fit, args, kwargs)):
+                    return super().fit(*args, callbacks=callbacks, **kwargs)
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def evaluate(self, *args, **kwargs):

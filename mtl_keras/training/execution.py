@@ -11,7 +11,8 @@ or check (the progress bar; the non-finite-loss stop, which names the exact
 step from a variable the step sets; any callback with a true
 ``batch_hooks_per_execution`` attribute), or saves once per epoch. Under a
 distribution strategy, with ``run_eagerly``, or when ``compile`` was given
-``steps_per_execution``, Keras's own setting stands; under tf_keras too,
+``steps_per_execution``, Keras's own setting stands, as it does for
+``evaluate`` and ``predict`` outside ``fit``; under tf_keras too,
 whose multi-step train function traces the train step twice (autograph
 probing the loop's outputs), which added 0.5-5 s to each model's first
 ``fit`` here (its suite ran 2 minutes longer), more than a short ``fit``
@@ -23,6 +24,7 @@ run past its end, so the number is the largest divisor of theirs up to
 ``AUTO_STEPS``.
 """
 
+import contextlib
 import inspect
 import math
 
@@ -73,9 +75,24 @@ def current_steps(model):
 
 
 def set_steps(model, steps):
-    """Sets the steps per execution; the compiled train, test and predict functions, which
-    run a fixed number of steps a call, are rebuilt at their next use."""
-    if current_steps(model) == steps:
+    """Sets the steps per execution, keeping the compiled train, test and predict functions of
+    each setting (Keras traces them for a fixed number of steps a call): switching back and
+    forth compiles nothing twice. ``model._mtl_step_functions`` holds them ({} at compile)."""
+    current = current_steps(model)
+    if current == steps:
         return
+    functions = model._mtl_step_functions
+    functions[current] = (model.train_function, model.test_function, model.predict_function)
     model.steps_per_execution = steps
-    model.train_function = model.test_function = model.predict_function = None
+    model.train_function, model.test_function, model.predict_function = functions.pop(steps, (None,) * 3)
+
+
+@contextlib.contextmanager
+def steps_for_fit(model, callbacks, fit_arguments):
+    """``auto_steps`` for the length of one ``fit`` call, 1 again after it: ``evaluate`` and
+    ``predict`` (whose ``steps`` and callbacks fit does not see) run as Keras runs them."""
+    set_steps(model, auto_steps(model, callbacks, fit_arguments))
+    try:
+        yield
+    finally:
+        set_steps(model, 1)

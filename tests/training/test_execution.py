@@ -28,6 +28,10 @@ def compiled(**options):
     return model
 
 
+def y_first(y, n):
+    return {t: v[:n] for t, v in y.items()}
+
+
 def chosen(steps):
     """What fit chooses where ``steps`` would do: tf_keras keeps 1."""
     return steps if IS_KERAS3 else 1
@@ -35,6 +39,13 @@ def chosen(steps):
 
 def steps_taken(model):
     return int(np.asarray(model.training_state.step))
+
+
+class StepsSeen(keras.callbacks.Callback):
+    """The model's steps per execution while fit runs (epoch hooks only: it does not change them)."""
+
+    def on_train_begin(self, logs=None):
+        self.steps = current_steps(self.model)
 
 
 class CountBatches(keras.callbacks.Callback):
@@ -51,13 +62,14 @@ def test_default_fit_runs_several_steps_a_call_and_trains_as_one_step_a_call():
     # tf_keras: its multi-step function, given, around the same train step.
     auto = compiled() if IS_KERAS3 else compiled(steps_per_execution=AUTO_STEPS)
     single = compiled(steps_per_execution=1)
+    seen = [StepsSeen(), StepsSeen()]
     histories = [
-        model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, validation_data=(x[:40], {
-            t: v[:40] for t, v in y.items()}), validation_batch_size=8)
-        for model in (auto, single)
+        model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, validation_data=(x[:40], y_first(y, 40)),
+                  validation_batch_size=8, callbacks=[callback])
+        for model, callback in zip((auto, single), seen)
     ]
     # Mutation caught: the automatic choice ignored (1 step a call) -> fails here.
-    assert current_steps(auto) == AUTO_STEPS and current_steps(single) == 1
+    assert seen[0].steps == AUTO_STEPS and seen[1].steps == 1
     assert steps_taken(auto) == steps_taken(single) == 21
     for name in ("loss", "ctr_weight", "val_loss", "val_cvr_loss"):
         np.testing.assert_allclose(histories[0].history[name], histories[1].history[name], rtol=1e-6)
@@ -85,11 +97,11 @@ def test_a_batch_callback_sees_every_batch_and_the_functions_follow_the_change()
     x, y = data()
     model = compiled(jit_compile=False)  # each change rebuilds the functions: XLA would recompile
     validation = dict(validation_data=(x, y), validation_batch_size=10)
-    counter = CountBatches()
+    counter, seen = CountBatches(), StepsSeen()
     model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[counter], **validation)
-    assert counter.batches == 7 and current_steps(model) == 1
-    history = model.fit(x, y, epochs=1, batch_size=16, verbose=0, **validation)
-    assert current_steps(model) == chosen(AUTO_STEPS)
+    assert counter.batches == 7
+    history = model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[seen], **validation)
+    assert seen.steps == chosen(AUTO_STEPS)
     # Mutation caught: the compiled functions kept across the change -> 1 step a call for
     # 8-step epochs (1 training step, 1 of 10 validation batches).
     assert steps_taken(model) == 14
@@ -98,6 +110,12 @@ def test_a_batch_callback_sees_every_batch_and_the_functions_follow_the_change()
         np.testing.assert_allclose(history.history[f"val_{task}_loss"][-1], evaluated[f"{task}_loss"], rtol=1e-5)
     model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[counter])
     assert counter.batches == 14 and steps_taken(model) == 21
+    # Each setting's functions are kept: a second default fit reuses its train function.
+    # Mutation caught: functions dropped on each change -> a new one traced.
+    functions = model._mtl_step_functions
+    before = functions.get(AUTO_STEPS, (None,))[0]
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert functions.get(AUTO_STEPS, (None,))[0] is before and (before is not None) == IS_KERAS3
 
 
 def test_steps_per_epoch_and_validation_steps_divide_the_steps_a_call():
@@ -105,8 +123,16 @@ def test_steps_per_epoch_and_validation_steps_divide_the_steps_a_call():
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(10).repeat()
     model = compiled(jit_compile=False)
     # Mutation caught: 8 steps a call regardless -> Keras 3 runs 16 steps in each 6-step epoch.
-    model.fit(dataset, epochs=2, steps_per_epoch=6, shuffle=False, verbose=0)
-    assert current_steps(model) == chosen(6) and steps_taken(model) == 12
+    seen = StepsSeen()
+    model.fit(dataset, epochs=2, steps_per_epoch=6, shuffle=False, verbose=0, callbacks=[seen])
+    assert seen.steps == chosen(6) and steps_taken(model) == 12
+    # Outside fit Keras's setting: mutation caught, the fit's 6 kept -> 6 batches evaluated and
+    # predicted for 3.
+    assert current_steps(model) == 1
+    assert len(model.predict(dataset, steps=3, verbose=0)["ctr"]) == 30
+    first_three = tf.data.Dataset.from_tensor_slices((x[:30], y_first(y, 30))).batch(10)
+    np.testing.assert_allclose(model.evaluate(dataset, steps=3, verbose=0), model.evaluate(first_three, verbose=0),
+                               rtol=1e-6)
     counts = {(30, None): 6, (33, None): 3, (1000, None): 8, (8, 3): 1, (40, 20): 5, (None, 12): 6}
     for (steps_per_epoch, validation_steps), steps in counts.items():
         arguments = {"steps_per_epoch": steps_per_epoch, "validation_steps": validation_steps}
