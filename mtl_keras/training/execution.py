@@ -38,14 +38,29 @@ BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_tra
                "on_test_batch_begin", "on_test_batch_end")
 
 
+# Keras callbacks whose own batch hooks only display, or save on a schedule: when they do
+# the same every N steps. The base class's hooks do nothing.
+KNOWN = (
+    (keras.callbacks.ProgbarLogger, lambda _: True),
+    (keras.callbacks.ModelCheckpoint, lambda c: getattr(c, "save_freq", None) == "epoch"),
+    (keras.callbacks.BackupAndRestore, lambda c: getattr(c, "save_freq", None) == "epoch"),
+    (keras.callbacks.Callback, lambda _: True),
+)
+
+
+def _hooks(cls):
+    return tuple(getattr(cls, hook, None) for hook in BATCH_HOOKS)
+
+
 def per_execution_safe(callback):
-    """Whether ``callback`` does the same with its batch hooks called once per execution."""
-    if isinstance(callback, keras.callbacks.ProgbarLogger) or getattr(callback, "batch_hooks_per_execution", False):
+    """Whether ``callback`` does the same with its batch hooks called once per execution.
+
+    Keras's progress bar, and its checkpoints saving per epoch, qualify by their own hooks,
+    so a subclass with hooks of its own does not."""
+    if getattr(callback, "batch_hooks_per_execution", False):
         return True
-    if isinstance(callback, (keras.callbacks.ModelCheckpoint, keras.callbacks.BackupAndRestore)):
-        return getattr(callback, "save_freq", None) == "epoch"
-    base = keras.callbacks.Callback
-    return all(getattr(type(callback), hook, None) is getattr(base, hook) for hook in BATCH_HOOKS)
+    return any(isinstance(callback, base) and _hooks(type(callback)) == _hooks(base) and safe(callback)
+               for base, safe in KNOWN)
 
 
 def auto_steps(model, callbacks, fit_arguments):

@@ -57,6 +57,11 @@ class CountBatches(keras.callbacks.Callback):
         self.batches += 1
 
 
+def counting_bar():
+    hooks = {"on_train_batch_end": CountBatches.on_train_batch_end}
+    return type("CountingBar", (keras.callbacks.ProgbarLogger,), hooks)()
+
+
 def test_default_fit_runs_several_steps_a_call_and_trains_as_one_step_a_call():
     x, y = data()  # 7 batches of 16: the last execution is cut short by the data
     # tf_keras: its multi-step function, given, around the same train step.
@@ -85,6 +90,8 @@ def test_default_fit_runs_several_steps_a_call_and_trains_as_one_step_a_call():
     (lambda: keras.callbacks.EarlyStopping("loss"), AUTO_STEPS),
     (lambda: keras.callbacks.ProgbarLogger(), AUTO_STEPS),
     (lambda: type("Declared", (CountBatches,), {"batch_hooks_per_execution": True})(), AUTO_STEPS),
+    # A progress bar subclass with a hook of its own is judged by it.
+    (counting_bar, 1),
 ])
 def test_callbacks_with_batch_hooks_keep_one_step_a_call(callback, steps):
     # Mutation caught: every callback taken as safe -> the batch-counting and step-saving
