@@ -61,8 +61,7 @@ class _MultiTaskBase(SavesTraining, keras.Model):
             _heads_only=heads_only,
             _mtl_trainer=None,
             _mtl_reach_cache={},
-            _mtl_auto_steps=False,
-            _mtl_step_functions={},
+            _mtl_step_functions=None,
         ).items():
             object.__setattr__(self, attribute, value)
         self._mtl_state = None
@@ -135,10 +134,7 @@ class _MultiTaskBase(SavesTraining, keras.Model):
                 distribution strategy (``training.step.resolve_jit_compile``).
                 Fallback: pass ``jit_compile=False`` (a layer XLA cannot
                 compile, or a custom op, fails at the first step with an XLA
-                error). Left unset, ``steps_per_execution`` is chosen by each
-                ``fit`` call under Keras 3: up to 8 steps per call of the
-                train function where no callback's batch hooks would notice,
-                else 1; 1 outside ``fit`` (``training.execution``).
+                error). ``steps_per_execution`` unset: ``training.execution``.
         """
         if kwargs.pop("from_serialized", False):
             # tf_keras's SavedModel loader: the training config carries our arguments.
@@ -178,8 +174,7 @@ class _MultiTaskBase(SavesTraining, keras.Model):
             skip_nonfinite_steps=bool(skip_nonfinite_steps), **keras_options,
         ))
         object.__setattr__(self, "_mtl_loss_fns", loss_fns)
-        object.__setattr__(self, "_mtl_auto_steps", "steps_per_execution" not in kwargs)
-        object.__setattr__(self, "_mtl_step_functions", {})
+        object.__setattr__(self, "_mtl_step_functions", None if "steps_per_execution" in kwargs else {})
 
     @property
     def metrics(self):
@@ -203,10 +198,8 @@ class _MultiTaskBase(SavesTraining, keras.Model):
         args, kwargs = data_arguments(self, *prepare_arguments(self, args, kwargs))
         if self._mtl_trainer:
             callbacks = self._mtl_trainer.callbacks(callbacks, self.distribute_strategy)
-            if self._mtl_auto_steps:
-                with execution.steps_for_fit(self, callbacks, execution.fit_arguments(super().fit, args, kwargs)):
-                    return super().fit(*args, callbacks=callbacks, **kwargs)
-        return super().fit(*args, callbacks=callbacks, **kwargs)
+        with execution.steps_for_fit(self, callbacks, execution.fit_arguments(super().fit, args, kwargs)):
+            return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def evaluate(self, *args, **kwargs):
         args, kwargs = data_arguments(self, *prepare_arguments(self, args, kwargs))

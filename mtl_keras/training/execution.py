@@ -92,7 +92,7 @@ def current_steps(model):
 def set_steps(model, steps):
     """Sets the steps per execution, keeping the compiled train, test and predict functions of
     each setting (Keras traces them for a fixed number of steps a call): switching back and
-    forth compiles nothing twice. ``model._mtl_step_functions`` holds them ({} at compile)."""
+    forth compiles nothing twice. ``model._mtl_step_functions`` holds them."""
     current = current_steps(model)
     if current == steps:
         return
@@ -105,8 +105,12 @@ def set_steps(model, steps):
 @contextlib.contextmanager
 def steps_for_fit(model, callbacks, fit_arguments):
     """``auto_steps`` for the length of one ``fit`` call, 1 again after it: ``evaluate`` and
-    ``predict`` (whose ``steps`` and callbacks fit does not see) run as Keras runs them."""
-    set_steps(model, auto_steps(model, callbacks, fit_arguments))
+    ``predict`` (whose ``steps`` and callbacks fit does not see) run as Keras runs them.
+    Nothing where ``compile`` set the steps (``model._mtl_step_functions`` is None)."""
+    if model._mtl_step_functions is None:
+        yield
+        return
+    set_steps(model, auto_steps(model, callbacks or [], fit_arguments))
     try:
         yield
     finally:
