@@ -4,8 +4,8 @@ Predict and Classify over gRPC (dtypes, shapes up to 2^62 elements, alias
 and model names, truncated or random ``tensor_content``, NaN/Inf, labels,
 output filters, raw garbage bytes) and REST bodies and paths (JSON of any
 shape, bad JSON, random bytes). Every answer must be one of TF Serving's error
-codes or a correct prediction: the Keras model's own output on the same inputs
-(half_plus_two's y = x / 2 + 2 for TF Serving's test model), not the served
+codes or a correct prediction: the Keras model's own output on the same inputs,
+computed in a graph as Keras's ``predict`` computes it (half_plus_two's y = x / 2 + 2 for TF Serving's test model), not the served
 function's; nothing may crash or hang (each call has a deadline), and a valid
 request sent last to every server is answered OK and correctly. Loopback only;
 the count is bounded.
@@ -24,6 +24,7 @@ import urllib.request
 
 import grpc
 import numpy as np
+import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tensorflow.core.framework import types_pb2
@@ -146,7 +147,10 @@ class Fuzzer:
 
     def __init__(self, servers, model):
         self.servers = servers
-        self.model = model
+        # Keras's answer as TensorFlow computes it in a graph, as the server and Keras's own predict
+        # do: there oneDNN fuses Dense + ReLU, and its ReLU maps NaN (from an infinite input) to 0
+        # on some CPUs (AMD EPYC, AVX2: sigmoid(0) = 0.5 where eager Keras gives NaN).
+        self.model = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec([None, FEATURES])])
         self.stubs = [prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{s.port}"))
                       for s in servers]
         self.sent, self.problems, self.codes = 0, [], {}
@@ -175,7 +179,7 @@ class Fuzzer:
         answer = {k: to_array(v) for k, v in response.outputs.items()}
         name, signature = response.model_spec.name, response.model_spec.signature_name or "serving_default"
         if name == "ranker" and signature in ("serving_default", *TASKS) and set(inputs) == {"features"}:
-            outputs = self.model(np.asarray(inputs["features"], np.float32), training=False)
+            outputs = self.model(np.asarray(inputs["features"], np.float32))
             expected = {task: np.asarray(outputs[task]) for task in TASKS}
         elif name == "default" and signature == "serving_default" and set(inputs) == {"x"}:
             expected = {"y": np.float32(0.5) * np.asarray(inputs["x"], np.float32) + np.float32(2.0)}
