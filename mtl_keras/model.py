@@ -298,3 +298,6 @@ else:
         # tf_keras writes a functional config only with exactly this signature.
         def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
             self._init_multitask(inputs, outputs, name, dict(kwargs, trainable=trainable))
+
+        def make_train_function(self, force=False):
+            return execution.tf_keras_train_function(self, super().make_train_function, force)

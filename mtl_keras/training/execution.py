@@ -12,11 +12,8 @@ step from a variable the step sets; any callback with a true
 ``batch_hooks_per_execution`` attribute), or saves once per epoch. Under a
 distribution strategy, with ``run_eagerly``, or when ``compile`` was given
 ``steps_per_execution``, Keras's own setting stands, as it does for
-``evaluate`` and ``predict`` outside ``fit``; under tf_keras too,
-whose multi-step train function traces the train step twice (autograph
-probing the loop's outputs), which added 0.5-5 s to each model's first
-``fit`` here (its suite ran 2 minutes longer), more than a short ``fit``
-saves: pass ``compile(steps_per_execution=8)`` there for long runs.
+``evaluate`` and ``predict`` outside ``fit``. Under tf_keras the train
+function is ``tf_keras_train_function``'s, which traces the step once.
 
 Keras 3 runs whole executions: with ``steps_per_epoch`` or
 ``validation_steps`` that the number of steps does not divide, an epoch would
@@ -28,9 +25,7 @@ import contextlib
 import inspect
 import math
 
-import numpy as np
-
-from mtl_keras.backend import IS_KERAS3, keras, tf
+from mtl_keras.backend import keras, tf
 
 AUTO_STEPS = 8
 
@@ -73,10 +68,40 @@ def auto_steps(model, callbacks, fit_arguments):
             ``validation_steps`` are read).
     """
     distributed = tf.distribute.has_strategy() or model.distribute_strategy is not tf.distribute.get_strategy()
-    if not IS_KERAS3 or model.run_eagerly or distributed or not all(map(per_execution_safe, callbacks)):
+    if model.run_eagerly or distributed or not all(map(per_execution_safe, callbacks)):
         return 1
     common = math.gcd(*(int(fit_arguments.get(name) or 0) for name in ("steps_per_epoch", "validation_steps")))
     return max(n for n in range(1, AUTO_STEPS + 1) if common % n == 0)
+
+
+def tf_keras_train_function(model, make, force):
+    """tf_keras's train function (``make``, its ``make_train_function``); where it takes
+    several steps a call, its one-step function in a loop whose outputs exist before it.
+
+    tf_keras's own loop leaves them undefined until the first step, and autograph then
+    traces the train step twice, once to find them (a tiny MMoE's first XLA ``fit``: 6.5 s
+    against 3.8 s at one step a call). Here the one-step function is traced once, the loop
+    starts from zeros of its outputs' structure (the logs: scalars), and it runs for the
+    variable's steps (tf_keras lowers it for an epoch's last execution)."""
+    steps, given = model.steps_per_execution, current_steps(model)
+    if (model.train_function is not None and not force) or given == 1 or model.run_eagerly \
+            or model._cluster_coordinator:
+        return make(force)
+    steps.assign(1)
+    try:
+        one_step = make(True)
+    finally:
+        steps.assign(given)
+
+    def train_function(iterator):
+        traced = one_step.get_concrete_function(iterator).structured_outputs
+        outputs = tf.nest.map_structure(lambda t: tf.zeros(t.shape, t.dtype), traced)
+        for _ in tf.range(steps):
+            outputs = one_step(iterator)
+        return outputs
+
+    model.train_function = model.train_tf_function = tf.function(train_function, reduce_retracing=True)
+    return model.train_function
 
 
 def fit_arguments(fit, args, kwargs):
@@ -85,8 +110,10 @@ def fit_arguments(fit, args, kwargs):
 
 
 def current_steps(model):
-    """The model's steps per execution as an int (a variable under tf_keras)."""
-    return int(np.asarray(model.steps_per_execution))
+    """The model's steps per execution as an int (a variable under tf_keras, mirrored under a
+    strategy)."""
+    steps = model.steps_per_execution
+    return int(steps.numpy() if hasattr(steps, "numpy") else steps)
 
 
 def set_steps(model, steps):

@@ -1,13 +1,13 @@
 """Steps per execution chosen by ``fit`` when compile leaves it unset (training/execution.py):
 several steps a call where no callback can tell, the same training as one step a call, and
-Keras's setting wherever a callback, a strategy or the user needs it; under tf_keras (whose
-multi-step function traces the step twice) always Keras's setting."""
+Keras's setting wherever a callback, a strategy or the user needs it; under tf_keras, a
+multi-step train function that traces the step once."""
 
 import numpy as np
 import pytest
 
 from mtl_keras import models
-from mtl_keras.backend import IS_KERAS3, keras, tf
+from mtl_keras.backend import keras, tf
 from mtl_keras.training.execution import AUTO_STEPS, auto_steps, current_steps
 
 TASKS = ("ctr", "cvr")
@@ -30,11 +30,6 @@ def compiled(**options):
 
 def y_first(y, n):
     return {t: v[:n] for t, v in y.items()}
-
-
-def chosen(steps):
-    """What fit chooses where ``steps`` would do: tf_keras keeps 1."""
-    return steps if IS_KERAS3 else 1
 
 
 def steps_taken(model):
@@ -64,8 +59,7 @@ def counting_bar():
 
 def test_default_fit_runs_several_steps_a_call_and_trains_as_one_step_a_call():
     x, y = data()  # 7 batches of 16: the last execution is cut short by the data
-    # tf_keras: its multi-step function, given, around the same train step.
-    auto = compiled() if IS_KERAS3 else compiled(steps_per_execution=AUTO_STEPS)
+    auto = compiled()
     single = compiled(steps_per_execution=1)
     seen = [StepsSeen(), StepsSeen()]
     histories = [
@@ -97,7 +91,7 @@ def test_callbacks_with_batch_hooks_keep_one_step_a_call(callback, steps):
     # Mutation caught: every callback taken as safe -> the batch-counting and step-saving
     # callbacks get 8 steps a call and fail.
     model = compiled()
-    assert auto_steps(model, [callback()], {}) == chosen(steps)
+    assert auto_steps(model, [callback()], {}) == steps
 
 
 def test_a_batch_callback_sees_every_batch_and_the_functions_follow_the_change():
@@ -108,7 +102,7 @@ def test_a_batch_callback_sees_every_batch_and_the_functions_follow_the_change()
     model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[counter], **validation)
     assert counter.batches == 7
     history = model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[seen], **validation)
-    assert seen.steps == chosen(AUTO_STEPS)
+    assert seen.steps == AUTO_STEPS
     # Mutation caught: the compiled functions kept across the change -> 1 step a call for
     # 8-step epochs (1 training step, 1 of 10 validation batches).
     assert steps_taken(model) == 14
@@ -122,7 +116,7 @@ def test_a_batch_callback_sees_every_batch_and_the_functions_follow_the_change()
     functions = model._mtl_step_functions
     before = functions.get(AUTO_STEPS, (None,))[0]
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
-    assert functions.get(AUTO_STEPS, (None,))[0] is before and (before is not None) == IS_KERAS3
+    assert functions.get(AUTO_STEPS, (None,))[0] is before is not None
 
 
 def test_steps_per_epoch_and_validation_steps_divide_the_steps_a_call():
@@ -132,7 +126,7 @@ def test_steps_per_epoch_and_validation_steps_divide_the_steps_a_call():
     # Mutation caught: 8 steps a call regardless -> Keras 3 runs 16 steps in each 6-step epoch.
     seen = StepsSeen()
     model.fit(dataset, epochs=2, steps_per_epoch=6, shuffle=False, verbose=0, callbacks=[seen])
-    assert seen.steps == chosen(6) and steps_taken(model) == 12
+    assert seen.steps == 6 and steps_taken(model) == 12
     # Outside fit Keras's setting: mutation caught, the fit's 6 kept -> 6 batches evaluated and
     # predicted for 3.
     assert current_steps(model) == 1
@@ -143,7 +137,7 @@ def test_steps_per_epoch_and_validation_steps_divide_the_steps_a_call():
     counts = {(30, None): 6, (33, None): 3, (1000, None): 8, (8, 3): 1, (40, 20): 5, (None, 12): 6}
     for (steps_per_epoch, validation_steps), steps in counts.items():
         arguments = {"steps_per_epoch": steps_per_epoch, "validation_steps": validation_steps}
-        assert auto_steps(model, [], arguments) == chosen(steps), arguments
+        assert auto_steps(model, [], arguments) == steps, arguments
 
 
 def test_given_steps_per_execution_strategies_and_eager_runs_keep_keras_setting():
@@ -155,3 +149,15 @@ def test_given_steps_per_execution_strategies_and_eager_runs_keep_keras_setting(
     with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
         distributed = compiled()
     assert auto_steps(distributed, [], {}) == 1
+
+
+def test_several_steps_a_call_trace_the_train_step_once():
+    """Mutation caught: tf_keras's own multi-step function (its loop's outputs undefined before
+    the loop, so autograph traces the step a second time to find them) -> 2 traces."""
+    x, y = data()
+    model = compiled(jit_compile=False)
+    traces, step = [], model.train_step
+    model.train_step = lambda batch: traces.append(1) or step(batch)
+    seen = StepsSeen()
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[seen])
+    assert seen.steps == AUTO_STEPS and len(traces) == 1 and steps_taken(model) == 14
