@@ -148,7 +148,14 @@ def test_given_steps_per_execution_strategies_and_eager_runs_keep_keras_setting(
     assert auto_steps(compiled(run_eagerly=True), [], {}) == 1
     with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
         distributed = compiled()
+        given = compiled(steps_per_execution=4, jit_compile=False)
     assert auto_steps(distributed, [], {}) == 1
+    # Given steps under a strategy run (under tf_keras through tf_keras_train_function, whose
+    # steps variable is then a distributed one) as without it.
+    given.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert current_steps(given) == 4 and steps_taken(given) == 7
+    for a, b in zip(given.trainable_variables, model.trainable_variables):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
 
 
 def test_several_steps_a_call_trace_the_train_step_once():
