@@ -5,10 +5,10 @@ and model names, truncated or random ``tensor_content``, NaN/Inf, labels,
 output filters, raw garbage bytes) and REST bodies and paths (JSON of any
 shape, bad JSON, random bytes). Every answer must be one of TF Serving's error
 codes or a correct prediction: the Keras model's own output on the same inputs,
-computed in a graph as Keras's ``predict`` computes it (half_plus_two's y = x / 2 + 2 for TF Serving's test model), not the served
-function's; nothing may crash or hang (each call has a deadline), and a valid
-request sent last to every server is answered OK and correctly. Loopback only;
-the count is bounded.
+computed in a graph as Keras's ``predict`` computes it (half_plus_two's
+y = x / 2 + 2 for TF Serving's test model), not the served function's; nothing
+may crash or hang (each call has a deadline), and a valid request sent last to
+every server is answered OK and correctly. Loopback only; the count is bounded.
 
     python benchmarks/reliability/fuzz.py --requests 10000
 """
@@ -149,7 +149,7 @@ class Fuzzer:
         self.servers = servers
         # Keras's answer as TensorFlow computes it in a graph, as the server and Keras's own predict
         # do: there oneDNN fuses Dense + ReLU, and its ReLU maps NaN (from an infinite input) to 0
-        # on some CPUs (AMD EPYC, AVX2: sigmoid(0) = 0.5 where eager Keras gives NaN).
+        # on some CPUs (an AMD EPYC with AVX-512: sigmoid(0) = 0.5 where eager Keras gives NaN).
         self.model = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec([None, FEATURES])])
         self.stubs = [prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{s.port}"))
                       for s in servers]
