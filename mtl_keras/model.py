@@ -42,16 +42,13 @@ class _MultiTaskBase(SavesTraining, keras.Model):
 
     def _init_multitask(self, inputs, outputs, name, kwargs):
         if not isinstance(outputs, dict) or not outputs:
-            raise ValueError(
-                "`outputs` must be a non-empty dict {task name: output tensor}; "
-                f"got {type(outputs).__name__}."
-            )
+            raise ValueError(f"`outputs` must be a non-empty dict {{task name: output tensor}}; "
+                             f"got {type(outputs).__name__}.")
         # A model revived from its config gets the auxiliary heads back inside `outputs`.
         heads, revived = auxiliary_heads.split(outputs)
         graph_outputs = auxiliary_heads.merge(heads, kwargs.pop("auxiliary_outputs", None) or revived)
         super().__init__(inputs=inputs, outputs=graph_outputs, name=name, **kwargs)
-        # object.__setattr__: plain Python values and views, kept out of Keras's and
-        # TensorFlow's tracking (nothing here is a weight or a checkpoint dependency).
+        # object.__setattr__: kept out of Keras's and TensorFlow's tracking (no weights here).
         heads_only = keras.Model(inputs, heads) if len(heads) < len(graph_outputs) else None
         for attribute, value in dict(
             task_names=tuple(heads),
