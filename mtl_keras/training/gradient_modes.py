@@ -39,7 +39,7 @@ from mtl_keras.core.task_gradients import (
     unscaled_gradient,
 )
 from mtl_keras.layers.representation import Mixing
-from mtl_keras.training.sharing import representation_layers
+from mtl_keras.training.sharing import read_only_through, representation_layers
 
 
 # Which projection_mode serves what a projection ``needs`` (projection.base), and why not the other.
@@ -143,27 +143,62 @@ class SubBatches(_Projected):
 
 
 class Fast(_Projected):
-    """The task Gram matrix from gradients with respect to the shared representation."""
+    """The task Gram matrix from gradients with respect to the shared representation.
+
+    The backward pass of sum_k a_k L_k into the shared variables starts at the
+    representation, from sum_k a_k dL_k/dR (the gradients the Gram matrix was
+    formed from), where ``sharing.read_only_through`` proves at trace time that
+    this is the same pass: no variable read on both sides of R, no R above
+    another. The towers' backward pass is then not taken a second time. Else
+    (PLE's nested levels, a variable read around R, mixed precision's loss scale,
+    eager steps) it starts at the losses.
+    """
 
     def __init__(self, shared, projection, representation_layers):
         super().__init__(shared, projection)
         self.layers = representation_layers
+        self.starts_at_representation = None  # set at each trace, for the tests and benchmarks
 
     def gradients(self, tape, step, variables, scale):
         # Read before any backward pass: gradient ops also consume the recorded outputs.
         representations = [layer.recorded_representation for layer in self.layers]
         gradients = self.others(tape, step, variables, scale)
-        gram = replica_sum(representation_gram(tape, step.weighted, representations, scale))
+        tensors, per_task = representation_gradients(tape, step.weighted, representations, scale)
+        gram = replica_sum(gram_of_gradients(representations, per_task))
         if self.projection is not None:
             coefficients = tf.stop_gradient(self.projection.coefficients_in_one_block(gram, step.task_losses))
         else:
             coefficients = tf.ones([len(step.weighted)])
-        shared_gradients = unscaled_gradient(
-            tape, [step.weighted_vector, step.extra], self.shared, scale,
-            output_gradients=[coefficients, tf.ones_like(step.extra)],
-        )
+        self.starts_at_representation = scale is None and read_only_through(step.weighted, tensors)
+        if self.starts_at_representation:
+            shared_gradients = self.from_representation(tape, step, tensors, per_task, coefficients)
+        else:
+            shared_gradients = unscaled_gradient(
+                tape, [step.weighted_vector, step.extra], self.shared, scale,
+                output_gradients=[coefficients, tf.ones_like(step.extra)],
+            )
         gradients.update(zip(map(id, self.shared), shared_gradients))
         return [gradients[id(v)] for v in variables], gram
+
+    def from_representation(self, tape, step, tensors, per_task, coefficients):
+        """The shared variables' gradients of sum_k a_k L_k + extra, the tasks' part from R:
+        sum_k a_k dL_k/dR. Shared variables no R reaches get the pass from the losses."""
+        kept, upstream = [], []
+        for r, tensor in enumerate(tensors):
+            terms = [coefficients[k] * tf.cast(task[r], tf.float32) for k, task in enumerate(per_task)
+                     if task[r] is not None]
+            if terms:
+                kept.append(tensor)
+                upstream.append(tf.cast(tf.add_n(terms), tensor.dtype))
+        through = unscaled_gradient(tape, kept, self.shared, output_gradients=upstream, unconnected=None) if kept \
+            else [None] * len(self.shared)
+        extra = unscaled_gradient(tape, step.extra, self.shared)
+        apart = [v for v, via in zip(self.shared, through) if via is None]
+        plain = dict(zip(map(id, apart), unscaled_gradient(
+            tape, [step.weighted_vector, step.extra], apart, output_gradients=[coefficients, tf.ones_like(step.extra)],
+        ))) if apart else {}
+        return [plain[id(v)] if via is None else tf.convert_to_tensor(via) + tf.cast(reg, via.dtype)
+                for v, via, reg in zip(self.shared, through, extra)]
 
 
 class AtRepresentation(_Projected):
@@ -196,7 +231,11 @@ class AtRepresentation(_Projected):
             gradients.update(zip(map(id, apart), plain))
         # The logs' Gram matrix from the mixes' gradients where an output is read only through
         # them (mixing_gram): a [T, B E H] product cost more than the rest of the step.
-        parts = [mixing_gram(tape, step.weighted, mixing, scale) for mixing in mixings if mixing is not None]
+        parts = [
+            mixing_gram(mixing, [unscaled_gradient(tape, loss, mixing.mixes, scale, unconnected=None)
+                                 for loss in step.weighted])
+            for mixing in mixings if mixing is not None
+        ]
         plain = [r for r, mixing in enumerate(mixings) if mixing is None]
         if plain:
             parts.append(gram_matrix(tf.stack([flatten([task[r] for r in plain]) for task in per_task])))
@@ -204,23 +243,43 @@ class AtRepresentation(_Projected):
         return [gradients[id(v)] for v in variables], gram
 
 
-def representation_gram(tape, losses, representations, scale=1.0):
+def representation_gradients(tape, losses, representations, scale=None):
+    """``(tensors, per_task)``: the recorded tensors (each Mixing's mixes, then the plain
+    representations) and, for each loss, its gradients with respect to them (None where
+    unconnected), one backward pass per loss."""
+    tensors = [m for r in representations if isinstance(r, Mixing) for m in r.mixes]
+    tensors += [r for r in representations if not isinstance(r, Mixing)]
+    return tensors, [unscaled_gradient(tape, loss, tensors, scale, unconnected=None) for loss in losses]
+
+
+def representation_gram(tape, losses, representations, scale=None):
     """K_ij = <dL_i/dR, dL_j/dR> over the recorded representations R (this replica's rows).
 
     A representation is a tensor, or the Mixing through which an expert
     stack's output is read; the Gram matrix of the concatenated gradients is
     the sum of the parts' Gram matrices.
     """
+    return gram_of_gradients(representations, representation_gradients(tape, losses, representations, scale)[1])
+
+
+def gram_of_gradients(representations, per_task):
+    """``representation_gram`` from ``representation_gradients``' per-task gradients."""
+    parts, start = [], 0
+    for mixing in (r for r in representations if isinstance(r, Mixing)):
+        stop = start + len(mixing.mixes)
+        parts.append(mixing_gram(mixing, [task[start:stop] for task in per_task]))
+        start = stop
     tensors = [r for r in representations if not isinstance(r, Mixing)]
-    parts = [mixing_gram(tape, losses, r, scale) for r in representations if isinstance(r, Mixing)]
     if tensors:
-        rows = [flatten(unscaled_gradient(tape, loss, tensors, scale)) for loss in losses]
+        rows = [flatten([tf.zeros_like(t) if g is None else g for t, g in zip(tensors, task[start:])])
+                for task in per_task]
         parts.append(gram_matrix(tf.stack(rows)))
     return tf.add_n(parts)
 
 
-def mixing_gram(tape, losses, mixing, scale=1.0):
-    """The Gram matrix of the gradients w.r.t. an output H read only as m_k = sum_e g_k[b, e] H[b, e, :].
+def mixing_gram(mixing, grads):
+    """The Gram matrix of the gradients w.r.t. an output H read only as m_k = sum_e g_k[b, e] H[b, e, :],
+    from ``grads[i][k]`` = dL_i/dm_k (None where unconnected).
 
     Then dL_i/dH[b, e, :] = sum_k g_k[b, e] dL_i/dm_k[b, :], so
     K_ij = sum_b sum_{k, l} (g_k[b] . g_l[b]) (dL_i/dm_k[b] . dL_j/dm_l[b]):
@@ -229,13 +288,7 @@ def mixing_gram(tape, losses, mixing, scale=1.0):
     (each loss reads its own mix) that is T (T + 1) / 2 products of [B, H] rows.
     """
     gates = [tf.cast(g, tf.float32) for g in mixing.gates]
-    grads = [
-        [
-            None if d is None else tf.cast(d, tf.float32)
-            for d in unscaled_gradient(tape, loss, mixing.mixes, scale, unconnected=None)
-        ]
-        for loss in losses
-    ]
+    grads = [[None if d is None else tf.cast(d, tf.float32) for d in task] for task in grads]
     overlaps = {}
 
     def entry(i, j):
@@ -249,6 +302,6 @@ def mixing_gram(tape, losses, mixing, scale=1.0):
                 terms.append(tf.reduce_sum(overlaps[k, l] * tf.reduce_sum(d_ik * d_jl, axis=-1)))
         return tf.add_n(terms) if terms else tf.constant(0.0)
 
-    count = len(losses)
+    count = len(grads)
     upper = {(i, j): entry(i, j) for i in range(count) for j in range(i, count)}
     return tf.stack([tf.stack([upper[min(i, j), max(i, j)] for j in range(count)]) for i in range(count)])

@@ -61,3 +61,42 @@ def representation_layers(model):
             "on the tensor every task reads."
         )
     return layers
+
+
+def read_only_through(targets, representations):
+    """Whether a backward pass from ``targets`` may start at ``representations`` instead.
+
+    True when, in the graph being traced, no variable is read both upstream of a
+    representation and on a path from a target that goes around them all, and no
+    representation is upstream of another (PLE's levels): then, by the chain rule,
+    every variable upstream of them gets from sum_t dL/dR_t . dR_t/dv the same
+    gradient as from the targets. A read is any op's resource input other than a
+    dataset iterator's, more than the variables, so that False is the safe answer
+    (and the one when eager).
+    """
+    tensors = list(targets) + list(representations)
+    if tf.executing_eagerly() or not all(hasattr(t, "op") for t in tensors):
+        return False
+    stops = {t.ref() for t in representations}
+    around, _ = _reads(targets, stops)
+    upstream, nested = _reads(representations, stops)
+    return not nested and not around & upstream
+
+
+def _reads(tensors, stops):
+    """(the resource handles read on the paths into ``tensors``, whether a path crosses one of
+    ``stops``); paths end at ``stops``."""
+    handles, crossed, seen, pending = set(), False, set(), [t.op for t in tensors]
+    while pending:
+        op = pending.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        for tensor in op.inputs:
+            if tensor.ref() in stops:
+                crossed = True
+                continue
+            if tensor.dtype == tf.resource and "Iterator" not in op.type:
+                handles.add(tensor.ref())
+            pending.append(tensor.op)
+    return handles, crossed
