@@ -22,6 +22,14 @@ every expert) where one backward pass takes one, so with 4 tasks they cannot
 cost less than about 2.2x; fast mode adds only the tasks' backward passes down
 to the gated mixes (towers and mixing, under 1 % of the FLOPs).
 
+"x dots" counts instead the matmul FLOPs XLA compiled each configuration's train step to
+(``timing.hlo``: the dots of the optimized HLO, over the equal step's), which the machine's
+noise cannot move: it shows which backward passes a step really takes ("-" without XLA).
+
+``--fast-from-losses`` starts fast mode's backward pass into the shared variables at the
+losses, as before it started at the mixes (``training.gradient_modes.Fast``): the same
+step, for a before and after on the machine at hand.
+
     python benchmarks/projection_overhead.py [--steps 10] [--rounds 9] [--jit | --no-jit] [--out FILE]
 """
 
@@ -33,8 +41,10 @@ import time
 import numpy as np
 
 from mtl_keras import losses, models
+from mtl_keras.training import gradient_modes
 from mtl_keras.backend import IS_KERAS3, keras, tf
 
+from timing.hlo import train_step_dot_flops
 from timing.machine import cpu_description
 
 TASKS = ["t0", "t1", "t2", "t3"]
@@ -161,17 +171,24 @@ def main():
                         help="jit_compile=False for every configuration (default: compile's own choice)")
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--fast-from-losses", action="store_true",
+                        help="fast mode's shared backward pass from the losses, not from the mixes")
     args = parser.parse_args()
+    if args.fast_from_losses:
+        gradient_modes.read_only_through = lambda *_: False
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch * 4, 256)).astype("float32")
     y = {t: (x[:, i : i + 1] + rng.normal(size=(len(x), 1)) > 0).astype("float32") for i, t in enumerate(TASKS)}
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch).repeat()
     names = args.only or list(CONFIGS)
-    trained = {}
+    trained, dots = {}, {}
+    batch = (tf.constant(x[: args.batch]), {t: tf.constant(v[: args.batch]) for t, v in y.items()})
     for name in names:
         trained[name] = build(CONFIGS[name], args.jit)
         # Trace and warm up with the timed calls' own steps and batch hook (one train function).
         trained[name].fit(data, steps_per_epoch=args.steps + 3, epochs=1, verbose=0, callbacks=[StepClock(0)])
+        if trained[name].jit_compile:
+            dots[name] = train_step_dot_flops(trained[name], *batch)[1]
     base = "equal" if "equal" in names else names[0]
     seconds = {name: [] for name in names}
     cpu = {name: [] for name in names}
@@ -191,22 +208,26 @@ def main():
     print(f"MMoE d=256, 8x256 experts, 4 tasks, batch {args.batch}, "
           f"{'Keras 3' if IS_KERAS3 else 'tf_keras'}, jit_compile={'default' if args.jit is None else args.jit}")
     print(f"{'configuration':<18} {'ms/step':>9} {'x equal':>8} {'x (p25)':>8} {'jit':>5} {'cpu ms':>8} "
-          f"{'x (cpu)':>8} {'x FLOPs':>8}")
+          f"{'x (cpu)':>8} {'x FLOPs':>8} {'x dots':>7}")
     for name in names:
         ms, cpu_ms = statistics.median(seconds[name]) * 1000, statistics.median(cpu[name]) * 1000
         ratio, cpu_ratio = ms / (wall_base * 1000), cpu_ms / (cpu_base * 1000)
         quiet_ratio = np.percentile(intervals[name], 25) / quiet_base
         jit = bool(trained[name].jit_compile)
         flops = flop_ratio(CONFIGS[name], args.batch)
+        dot_ratio = dots[name] / dots[base] if name in dots and base in dots else None
         rows.append({"configuration": name, "ms_per_step": ms, "ratio": ratio, "p25_ratio": quiet_ratio,
                      "jit_compile": jit, "cpu_ms_per_step": cpu_ms, "cpu_ratio": cpu_ratio, "flop_ratio": flops,
+                     "hlo_dot_flops": dots.get(name), "hlo_dot_ratio": dot_ratio,
                      "rounds_ms": [t * 1000 for t in seconds[name]]})
         print(f"{name:<18} {ms:9.1f} {ratio:8.2f} {quiet_ratio:8.2f} {str(jit):>5} {cpu_ms:8.1f} "
-              f"{cpu_ratio:8.2f} {'-' if flops is None else f'{flops:.2f}':>8}")
+              f"{cpu_ratio:8.2f} {'-' if flops is None else f'{flops:.2f}':>8} "
+              f"{'-' if dot_ratio is None else f'{dot_ratio:.3f}':>7}")
     if args.out:
         with open(args.out, "w") as handle:
             json.dump({"cpu": cpu_description(), "jit_compile": "default" if args.jit is None else args.jit,
-                       "keras3": IS_KERAS3, "steps": args.steps, "rounds": args.rounds, "rows": rows}, handle, indent=2)
+                       "keras3": IS_KERAS3, "fast_from_losses": args.fast_from_losses, "steps": args.steps,
+                       "rounds": args.rounds, "rows": rows}, handle, indent=2)
 
 
 if __name__ == "__main__":
