@@ -26,21 +26,21 @@ def test_dot_flops_reads_shapes_and_contracting_dimensions():
 
 def test_fast_mode_compiles_to_the_equal_steps_dots():
     """A fast projection's step has the equal step's matmuls once its shared backward pass starts
-    at the mixes (training.gradient_modes.Fast), and exact per-task gradients add one expert weight
-    gradient per task. Catches fast mode taking the towers' backward pass twice again."""
+    at the mixes (training.gradient_modes.Fast). Catches fast mode taking the towers' backward pass
+    twice again, and a count that misses the experts' forward and weight-gradient dots."""
     tasks = ["a", "b", "c"]
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(64, 32)).astype("float32"))
     y = {t: tf.constant((rng.random((64, 1)) > 0.5).astype("float32")) for t in tasks}
     flops = {}
-    for name, options in [("equal", {}), ("fast", dict(gradient_projection="pcgrad", projection_mode="fast")),
-                          ("exact", dict(gradient_projection="pcgrad"))]:
+    for name, options in [("equal", {}), ("fast", dict(gradient_projection="pcgrad", projection_mode="fast"))]:
         keras.utils.set_random_seed(0)
         model = models.mmoe(keras.Input((32,), name="x"), tasks, num_experts=4, expert_units=(64,), tower_units=(16,))
-        model.compile(optimizer="adam", loss={t: "binary_crossentropy" for t in tasks}, **options)
+        # One step builds the optimizer and the trainer (without XLA: only the step below is compiled).
+        model.compile(optimizer="adam", loss={t: "binary_crossentropy" for t in tasks}, jit_compile=False, **options)
         model.fit(x, y, batch_size=64, epochs=1, verbose=0)
         flops[name] = train_step_dot_flops(model, x, y)[1]
     expert_weight_gradient, tower_input_gradient = 2 * 64 * 32 * 4 * 64, 2 * 64 * 16 * 64
     # Beyond the equal step's dots only [T]-sized ones (the coefficients' algebra).
     assert 0 <= flops["fast"] - flops["equal"] < tower_input_gradient
-    assert flops["exact"] - flops["equal"] >= (len(tasks) - 1) * expert_weight_gradient
+    assert flops["equal"] >= 2 * expert_weight_gradient
