@@ -21,7 +21,7 @@ class RecordsRepresentation:
     calls ``stack.mix(gate, stack_output)`` (ExpertGate, CGCLayer, a user's
     own gate), which mixes and records the read in one call; the task Gram
     matrix is then formed from the gates and the gradients of the mixtures
-    (``training.gradient_modes.mixing_gram``), never the [B, E, H] gradients.
+    (``training.representation_gram.mixing_gram``), never the [B, E, H] gradients.
     Once a call's output is mixed, every read of it must go through ``mix``:
     fast mode refuses an output that is also read some other way (the Gram
     matrix would miss that path).

@@ -14,7 +14,7 @@ shared ones there are two modes:
   approximation of the exact combination (LibMTL's ``rep_grad`` idea), as
   MGDA-UB is of MGDA. Expert outputs read only through gated mixtures give
   their part of K from the mixtures' gradients and the gates
-  (``mixing_gram``), which spares T copies of the [B, E, H] gradient
+  (``representation_gram.mixing_gram``), which spares T copies of the [B, E, H] gradient
   (docs/benchmarks.md, "Why the defaults").
 
 A third, "plain", takes one backward of the weighted loss when nothing needs
@@ -38,7 +38,7 @@ from mtl_keras.core.task_gradients import (
     unflatten,
     unscaled_gradient,
 )
-from mtl_keras.layers.representation import Mixing
+from mtl_keras.training.representation_gram import gram_of_gradients, mixing_gram, representation_gradients
 from mtl_keras.training.sharing import read_only_through, representation_layers
 
 
@@ -173,10 +173,7 @@ class Fast(_Projected):
         if self.starts_at_representation:
             shared_gradients = self.from_representation(tape, step, tensors, per_task, coefficients)
         else:
-            shared_gradients = unscaled_gradient(
-                tape, [step.weighted_vector, step.extra], self.shared, scale,
-                output_gradients=[coefficients, tf.ones_like(step.extra)],
-            )
+            shared_gradients = from_losses(tape, step, self.shared, coefficients, scale)
         gradients.update(zip(map(id, self.shared), shared_gradients))
         return [gradients[id(v)] for v in variables], gram
 
@@ -194,9 +191,7 @@ class Fast(_Projected):
             else [None] * len(self.shared)
         extra = unscaled_gradient(tape, step.extra, self.shared)
         apart = [v for v, via in zip(self.shared, through) if via is None]
-        plain = dict(zip(map(id, apart), unscaled_gradient(
-            tape, [step.weighted_vector, step.extra], apart, output_gradients=[coefficients, tf.ones_like(step.extra)],
-        ))) if apart else {}
+        plain = dict(zip(map(id, apart), from_losses(tape, step, apart, coefficients))) if apart else {}
         return [plain[id(v)] if via is None else tf.convert_to_tensor(via) + tf.cast(reg, via.dtype)
                 for v, via, reg in zip(self.shared, through, extra)]
 
@@ -227,7 +222,7 @@ class AtRepresentation(_Projected):
         vias = [tf.convert_to_tensor(via) for via in through if via is not None]
         gradients.update(zip(map(id, reached), [via + extra for via, extra in zip(vias, regularization)]))
         if apart:
-            plain = unscaled_gradient(tape, [step.weighted_vector, step.extra], apart, scale)
+            plain = from_losses(tape, step, apart, tf.ones([len(step.weighted)]), scale)
             gradients.update(zip(map(id, apart), plain))
         # The logs' Gram matrix from the mixes' gradients where an output is read only through
         # them (mixing_gram): a [T, B E H] product cost more than the rest of the step.
@@ -243,65 +238,7 @@ class AtRepresentation(_Projected):
         return [gradients[id(v)] for v in variables], gram
 
 
-def representation_gradients(tape, losses, representations, scale=None):
-    """``(tensors, per_task)``: the recorded tensors (each Mixing's mixes, then the plain
-    representations) and, for each loss, its gradients with respect to them (None where
-    unconnected), one backward pass per loss."""
-    tensors = [m for r in representations if isinstance(r, Mixing) for m in r.mixes]
-    tensors += [r for r in representations if not isinstance(r, Mixing)]
-    return tensors, [unscaled_gradient(tape, loss, tensors, scale, unconnected=None) for loss in losses]
-
-
-def representation_gram(tape, losses, representations, scale=None):
-    """K_ij = <dL_i/dR, dL_j/dR> over the recorded representations R (this replica's rows).
-
-    A representation is a tensor, or the Mixing through which an expert
-    stack's output is read; the Gram matrix of the concatenated gradients is
-    the sum of the parts' Gram matrices.
-    """
-    return gram_of_gradients(representations, representation_gradients(tape, losses, representations, scale)[1])
-
-
-def gram_of_gradients(representations, per_task):
-    """``representation_gram`` from ``representation_gradients``' per-task gradients."""
-    parts, start = [], 0
-    for mixing in (r for r in representations if isinstance(r, Mixing)):
-        stop = start + len(mixing.mixes)
-        parts.append(mixing_gram(mixing, [task[start:stop] for task in per_task]))
-        start = stop
-    tensors = [r for r in representations if not isinstance(r, Mixing)]
-    if tensors:
-        rows = [flatten([tf.zeros_like(t) if g is None else g for t, g in zip(tensors, task[start:])])
-                for task in per_task]
-        parts.append(gram_matrix(tf.stack(rows)))
-    return tf.add_n(parts)
-
-
-def mixing_gram(mixing, grads):
-    """The Gram matrix of the gradients w.r.t. an output H read only as m_k = sum_e g_k[b, e] H[b, e, :],
-    from ``grads[i][k]`` = dL_i/dm_k (None where unconnected).
-
-    Then dL_i/dH[b, e, :] = sum_k g_k[b, e] dL_i/dm_k[b, :], so
-    K_ij = sum_b sum_{k, l} (g_k[b] . g_l[b]) (dL_i/dm_k[b] . dL_j/dm_l[b]):
-    the same matrix as from the [B, E, H] gradients, from [B, H] gradients and
-    the gates, with the pairs no gradient connects skipped. For an MMoE
-    (each loss reads its own mix) that is T (T + 1) / 2 products of [B, H] rows.
-    """
-    gates = [tf.cast(g, tf.float32) for g in mixing.gates]
-    grads = [[None if d is None else tf.cast(d, tf.float32) for d in task] for task in grads]
-    overlaps = {}
-
-    def entry(i, j):
-        terms = []
-        for k, d_ik in enumerate(grads[i]):
-            for l, d_jl in enumerate(grads[j]):
-                if d_ik is None or d_jl is None:
-                    continue
-                if (k, l) not in overlaps:
-                    overlaps[k, l] = tf.reduce_sum(gates[k] * gates[l], axis=-1)
-                terms.append(tf.reduce_sum(overlaps[k, l] * tf.reduce_sum(d_ik * d_jl, axis=-1)))
-        return tf.add_n(terms) if terms else tf.constant(0.0)
-
-    count = len(grads)
-    upper = {(i, j): entry(i, j) for i in range(count) for j in range(i, count)}
-    return tf.stack([tf.stack([upper[min(i, j), max(i, j)] for j in range(count)]) for i in range(count)])
+def from_losses(tape, step, variables, coefficients, scale=None):
+    """The gradients of sum_k a_k L_k + extra (a: ``coefficients``) with respect to ``variables``."""
+    return unscaled_gradient(tape, [step.weighted_vector, step.extra], variables, scale,
+                             output_gradients=[coefficients, tf.ones_like(step.extra)])

@@ -8,7 +8,7 @@ from mtl_keras.backend import keras, tf
 from mtl_keras.layers.experts import ExpertStack
 from mtl_keras.layers.representation import Mixing
 from mtl_keras.training.sharing import representation_layers
-from mtl_keras.training.gradient_modes import representation_gram
+from mtl_keras.training.representation_gram import representation_gram
 
 TASKS = ["a", "b", "c"]
 
