@@ -10,6 +10,7 @@ from mtl_keras.backend import IS_KERAS3, all_layers, keras, op_determinism_enabl
 from mtl_keras.callbacks import EpochEnd, NonFiniteBatchLoss, NonFiniteLoss
 from mtl_keras.core.step import TrainStep
 from mtl_keras.core.task_gradients import num_replicas, replica_sum
+from mtl_keras.layers.representation import SharedRepresentation
 from mtl_keras.training import optimizers
 from mtl_keras.training.logs import TaskTrackers
 from mtl_keras.training.state import TrainingState
@@ -145,7 +146,11 @@ def resolve_jit_compile(model, requested, run_eagerly=False):
     XLA when every layer of the model can be compiled, whatever the
     weighting and projection: XLA fuses the experts' elementwise work and the
     gated mixes, which the default steps and the per-task-gradient steps
-    gained from (docs/benchmarks.md, "Why the defaults"). Never under a
+    gained from (docs/benchmarks.md, "Why the defaults"). Not for a model of
+    dense layers alone (a Shared-Bottom): it has nothing for XLA to fuse, and
+    TensorFlow's own kernels (oneDNN's matmul with its bias and activation)
+    ran its steps as fast at the large shape and faster at the small one
+    (docs/benchmarks.md, "Shared-Bottom without XLA"). Never under a
     distribution strategy (Keras 3 refuses XLA there too), with
     ``run_eagerly``, or with op determinism on. Keras 3's
     own "auto" means no XLA on a CPU-only machine.
@@ -162,7 +167,13 @@ def resolve_jit_compile(model, requested, run_eagerly=False):
         # oneDNN's bfloat16 matmuls (AVX512-BF16) beat XLA's, which has no such kernels
         # (docs/benchmarks.md, "Why the defaults").
         return False
-    return all(_jit_compatible(layer) for layer in layers)
+    return all(_jit_compatible(layer) for layer in layers) and not all(isinstance(layer, _DENSE) for layer in layers)
+
+
+# The layers of a model with nothing for XLA to fuse: dense layers, and layers and containers
+# that only pass tensors on.
+_DENSE = (keras.layers.Dense, keras.layers.InputLayer, keras.layers.Dropout, keras.layers.Activation,
+          keras.layers.Concatenate, keras.layers.Flatten, SharedRepresentation, keras.Model)
 
 
 def _jit_compatible(layer):

@@ -24,6 +24,12 @@ def build():
     return models.shared_bottom(keras.Input((6,), name="x"), list(TASKS), bottom_units=(8,), tower_units=(4,))
 
 
+def expert_model():
+    """An MMoE: the XLA choices below are checked on a model XLA is the default for."""
+    keras.utils.set_random_seed(8)
+    return models.mmoe(keras.Input((6,), name="x"), list(TASKS), num_experts=2, expert_units=(8,), tower_units=(4,))
+
+
 def variables_of(model, *layers):
     return [v for name in layers for v in model.get_layer(name).trainable_variables]
 
@@ -108,7 +114,7 @@ def bfloat16():
 
 
 def test_xla_by_default_and_as_the_user_asks():
-    model = build()
+    model = expert_model()
     assert step_lib.resolve_jit_compile(model, "auto") is True
     assert step_lib.resolve_jit_compile(model, None) is True  # tf_keras's "unset"
     assert step_lib.resolve_jit_compile(model, False) is False
@@ -117,29 +123,47 @@ def test_xla_by_default_and_as_the_user_asks():
 
 def test_xla_off_under_a_distribution_strategy():
     with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
-        model = build()
+        model = expert_model()
         assert step_lib.resolve_jit_compile(model, "auto") is False
     assert model.distribute_strategy is not None
 
 
 def test_xla_off_when_eager_or_deterministic(monkeypatch):
-    model = build()
+    model = expert_model()
     assert step_lib.resolve_jit_compile(model, "auto", run_eagerly=True) is False
     monkeypatch.setattr(step_lib, "op_determinism_enabled", lambda: True)
     assert step_lib.resolve_jit_compile(model, "auto") is False
 
 
 def test_xla_off_with_bfloat16_layers(bfloat16):
-    assert step_lib.resolve_jit_compile(build(), "auto") is False
+    assert step_lib.resolve_jit_compile(expert_model(), "auto") is False
 
 
 def test_xla_off_with_a_layer_xla_cannot_compile():
     keras.utils.set_random_seed(8)
     inputs = keras.Input((6,), name="x")
-    model = models.shared_bottom(inputs, ["a", "b"], bottom_units=(4,), tower_units=(2,))
+    model = models.mmoe(inputs, ["a", "b"], num_experts=2, expert_units=(4,), tower_units=(2,))
     assert step_lib.resolve_jit_compile(model, "auto") is True
     wrapped = keras.Model(inputs, NotCompilable()(inputs))
     assert step_lib.resolve_jit_compile(wrapped, "auto") is False
     if not IS_KERAS3:  # tf_keras has no supports_jit flag: its preprocessing layers count as not compilable
         normalized = keras.Model(inputs, keras.layers.Normalization(mean=0.0, variance=1.0)(inputs))
         assert step_lib.resolve_jit_compile(normalized, "auto") is False
+
+
+def test_no_xla_for_a_model_of_dense_layers_alone():
+    """A Shared-Bottom (dense layers and the recorded representation) trains without XLA,
+    which had nothing to fuse there (docs/benchmarks.md, "Shared-Bottom without XLA"); one layer
+    of another kind, or an expert model, brings XLA back, and the user's choice stands."""
+    inputs = keras.Input((6,), name="x")
+    model = models.shared_bottom(inputs, ["a", "b"], bottom_units=(4,), tower_units=(2,))
+    assert step_lib.resolve_jit_compile(model, "auto") is False
+    assert step_lib.resolve_jit_compile(model, True) is True
+    model.compile(optimizer="adam", loss="mse")
+    assert model.jit_compile is False
+    hidden = keras.layers.Concatenate()([keras.layers.Dense(3)(inputs), inputs])
+    plain = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Activation("relu")(hidden)))
+    assert step_lib.resolve_jit_compile(plain, "auto") is False
+    normalized = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.LayerNormalization()(inputs)))
+    assert step_lib.resolve_jit_compile(normalized, "auto") is True
+    assert step_lib.resolve_jit_compile(models.mmoe(inputs, ["a", "b"], num_experts=2), "auto") is True
