@@ -72,7 +72,8 @@ def get(per_task, projection_mode, model, projection, method):
         return SubBatches(model.shared_variables, projection)
     if projection_mode == "fast":
         return Fast(model.shared_variables, projection, representation_layers(model))
-    return Exact(model.shared_variables, projection, method)
+    layers = representation_layers(model, required=False) if method == "jacobian" else []
+    return Exact(model.shared_variables, projection, method, layers)
 
 
 class Plain:
@@ -109,22 +110,59 @@ class _Projected:
 
 
 class Exact(_Projected):
-    """Per-task gradients of the shared variables, combined by the projection."""
+    """Per-task gradients of the shared variables, combined by the projection.
 
-    def __init__(self, shared, projection, method):
+    With ``task_gradient_method="jacobian"`` the T backward passes are one
+    vectorized pass (pfor). From the losses it takes every task's tower for
+    every task (T^2 towers' passes); where ``sharing.read_only_through`` proves
+    that the shared variables reach the losses only through the recorded
+    representation R, the pass is vectorized from R instead, over the tasks'
+    gradients there (each tower once, as the loop takes them).
+    """
+
+    def __init__(self, shared, projection, method, representation_layers=()):
         super().__init__(shared, projection)
         self.method = method
+        self.layers = list(representation_layers)
+        self.vectorized_from_representation = None  # set at each trace, for the tests and benchmarks
 
     def gradients(self, tape, step, variables, scale):
+        representations = self.representations()
         gradients = self.others(tape, step, variables, scale)
-        targets = step.weighted if self.method == "loop" else step.weighted_vector
-        matrix = replica_sum(task_gradient_matrix(tape, targets, self.shared, self.method, scale))
+        matrix = replica_sum(self.task_gradients(tape, step, representations, scale))
         gram = gram_matrix(matrix)
         if self.projection is not None:
             combined = self.projection.combine_with_gram(matrix, gram, step.task_losses)
         else:
             combined = tf.reduce_sum(tf.cast(matrix, tf.float32), axis=0)
         return self.in_order(tape, step, variables, gradients, combined), gram
+
+    def representations(self):
+        """R for the pass from the representation, read before any backward pass (gradient ops
+        also consume the recorded outputs); None where one cannot stand for all its reads."""
+        try:
+            return [layer.recorded_representation for layer in self.layers] or None
+        except ValueError:  # an output also read around its recorded mixes
+            return None
+
+    def task_gradients(self, tape, step, representations, scale):
+        if self.method == "loop":
+            return task_gradient_matrix(tape, step.weighted, self.shared, "loop", scale)
+        self.vectorized_from_representation = False
+        if representations and scale is None:
+            tensors, per_task = representation_gradients(tape, step.weighted, representations)
+            kept = [r for r in range(len(tensors)) if any(task[r] is not None for task in per_task)]
+            upstream = [tf.stack([tf.zeros_like(tensors[r]) if task[r] is None else task[r] for task in per_task])
+                        for r in kept]
+            reached = kept and all(g is not None for g in tape.gradient(
+                [tensors[r] for r in kept], self.shared, output_gradients=[u[0] for u in upstream]))
+            if reached and read_only_through(step.weighted, tensors):
+                self.vectorized_from_representation = True
+                rows = tf.vectorized_map(lambda grads: tape.gradient(
+                    [tensors[r] for r in kept], self.shared, output_gradients=list(grads), unconnected_gradients=ZERO),
+                    upstream)
+                return tf.concat([tf.reshape(row, [len(per_task), -1]) for row in rows], axis=1)
+        return task_gradient_matrix(tape, step.weighted_vector, self.shared, "jacobian", scale)
 
 
 class SubBatches(_Projected):

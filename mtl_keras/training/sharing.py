@@ -44,9 +44,10 @@ def trace_once(fn, spec, autograph=False):
         traced.get_concrete_function(spec)
 
 
-def representation_layers(model):
+def representation_layers(model, required=True):
     """The layers whose recorded outputs stand for the shared variables in fast projections:
-    shared expert stacks and SharedRepresentation markers."""
+    shared expert stacks and SharedRepresentation markers (none found: an error, or [] when
+    not ``required``)."""
     shared = {id(v) for v in model.shared_variables}
     layers = [
         layer
@@ -54,7 +55,7 @@ def representation_layers(model):
         if isinstance(layer, RecordsRepresentation)
         and all(id(v) in shared for v in layer.trainable_variables)
     ]
-    if not layers:
+    if not layers and required:
         raise ValueError(
             "`projection_mode='fast'` needs a shared representation: shared expert stacks "
             "(ExpertGate, CGCLayer, PLE) or a mtl_keras.layers.SharedRepresentation layer "

@@ -218,16 +218,21 @@ class TestBadInput:
             two_tower_model().compile(loss=BCE, gradient_projection=losses.ParetoEfficient({"like": 0.1}))
 
 
-def test_jacobian_and_loop_task_gradients_agree():
+@pytest.mark.parametrize("builder, from_representation", [
+    (lambda x: models.mmoe(x, ["ctr", "cvr"], num_experts=3), True),
+    (lambda x: models.ple(x, ["ctr", "cvr"]), False),  # nested levels: vectorized from the losses
+], ids=["mmoe", "ple"])
+def test_jacobian_and_loop_task_gradients_agree(builder, from_representation):
     x, y = click_data(n=96)
     runs = {}
     for method in ("loop", "jacobian"):
         keras.utils.set_random_seed(4)
-        model = models.mmoe(keras.Input((6,), name="x"), ["ctr", "cvr"], num_experts=3)
+        model = builder(keras.Input((6,), name="x"))
         model.compile(optimizer=keras.optimizers.SGD(0.5), loss=BCE, task_gradient_method=method,
                       gradient_projection=losses.PCGrad(shuffle=False))
         history = model.fit(x, y, epochs=1, batch_size=32, verbose=0, shuffle=False).history
         runs[method] = (weights_of(model), history["grad_cosine/ctr__cvr"][0])
+    assert model._mtl_trainer.mode.vectorized_from_representation is from_representation
     assert abs(runs["loop"][1]) > 1e-3
     assert runs["jacobian"][1] == pytest.approx(runs["loop"][1], abs=1e-5)
     for a, b in zip(runs["loop"][0], runs["jacobian"][0]):
