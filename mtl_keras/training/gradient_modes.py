@@ -154,13 +154,14 @@ class Exact(_Projected):
             kept = [r for r in range(len(tensors)) if any(task[r] is not None for task in per_task)]
             upstream = [tf.stack([tf.zeros_like(tensors[r]) if task[r] is None else task[r] for task in per_task])
                         for r in kept]
-            reached = kept and all(g is not None for g in tape.gradient(
-                [tensors[r] for r in kept], self.shared, output_gradients=[u[0] for u in upstream]))
+            through = [tensors[r] for r in kept]
+            reached = kept and all(g is not None for g in unscaled_gradient(
+                tape, through, self.shared, output_gradients=[u[0] for u in upstream], unconnected=None))
             if reached and read_only_through(step.weighted, tensors):
                 self.vectorized_from_representation = True
-                rows = tf.vectorized_map(lambda grads: tape.gradient(
-                    [tensors[r] for r in kept], self.shared, output_gradients=list(grads), unconnected_gradients=ZERO),
-                    upstream)
+                # Dense rows (an embedding's IndexedSlices included), as tape.jacobian gives.
+                rows = tf.vectorized_map(lambda grads: [tf.convert_to_tensor(g) for g in unscaled_gradient(
+                    tape, through, self.shared, output_gradients=list(grads))], upstream)
                 return tf.concat([tf.reshape(row, [len(per_task), -1]) for row in rows], axis=1)
         return task_gradient_matrix(tape, step.weighted_vector, self.shared, "jacobian", scale)
 
