@@ -22,6 +22,19 @@ _NOISE = re.compile(
 )
 
 
+_forwarder = None  # the thread passing stderr on, once quiet_tensorflow has started it
+
+
+def exit_at_once(status):
+    """Ends the process without the interpreter's finalization, the last lines of stderr passed on first."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if _forwarder is not None:
+        os.close(2)  # the pipe's only writer: the forwarder reads to its end, then returns
+        _forwarder.join(5)
+    os._exit(status)
+
+
 def quiet_tensorflow():
     """Filters TensorFlow's start-up noise out of this process's stderr; quiets absl. Call it
     before TensorFlow is imported."""
@@ -44,7 +57,9 @@ def quiet_tensorflow():
                 if not _NOISE.search(line):
                     os.write(real, line)
 
-    threading.Thread(target=forward, name="mtl-keras-stderr", daemon=True).start()
+    global _forwarder
+    _forwarder = threading.Thread(target=forward, name="mtl-keras-stderr", daemon=True)
+    _forwarder.start()
     try:
         from absl import logging as absl_logging
 
@@ -119,8 +134,12 @@ def serve(args):
                tf.config.threading.get_inter_op_parallelism_threads())
     print(f"serving {names}: gRPC on {server.port}{rest}; TensorFlow threads intra {threads[0]}, "
           f"inter {threads[1]} (0: one per core)", flush=True)
-    server.serve_until_signal()
-    return 0
+    # Stopped, the calls in flight finished, exit status 0 (or 1 past the deadline, with every
+    # thread's stack). Then no interpreter finalization: gRPC's asyncio shutdown there can
+    # deadlock (grpc/grpc#22365, #40989), and one CI run's server, batching on, was still
+    # running 20 s after its SIGTERM.
+    server.serve_until_signal(grace=5.0, deadline_seconds=15.0)
+    exit_at_once(0)
 
 
 def _channel_arguments(text):

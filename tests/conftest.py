@@ -117,7 +117,13 @@ def cli_server(*args):
         line = process.stdout.readline()
         yield int(re.search(r"gRPC on (\d+)", line).group(1)), line
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
+        try:
+            status = process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            status = "still running after 20 s"
+        if status != 0:
+            process.kill()
+            raise AssertionError(f"mtl-keras serve after SIGTERM: {status}; stderr:\n{process.stderr.read()[-6000:]}")
     finally:
         if process.poll() is None:
             process.kill()

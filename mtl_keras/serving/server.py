@@ -7,8 +7,11 @@ thread pool; with batching on, gRPC runs on an asyncio event loop instead
 (``services`` says why).
 """
 
+import faulthandler
 import logging
+import os
 import signal
+import sys
 import threading
 from concurrent import futures
 
@@ -183,11 +186,28 @@ class Server:
             self.batcher.stop()
         self.executor.shutdown(wait=False)
 
-    def serve_until_signal(self):
+    def serve_until_signal(self, grace=5.0, deadline_seconds=None):
+        """Serves until SIGTERM or SIGINT, then ``stop(grace)``. With ``deadline_seconds``, a stop
+        that takes longer writes every thread's stack to stderr and ends the process with status 1:
+        a server must not outlive its SIGTERM, and the stacks say where it hung."""
         done = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: done.set())
         done.wait()
-        self.stop()
+        watchdog = None
+        if deadline_seconds is not None:
+            watchdog = threading.Timer(deadline_seconds, _abandon, args=(deadline_seconds,))
+            watchdog.daemon = True
+            watchdog.start()
+        self.stop(grace)
+        if watchdog is not None:
+            watchdog.cancel()
+
+
+def _abandon(seconds):
+    sys.stderr.write(f"mtl-keras serve: the server did not stop within {seconds} s of the signal; its threads:\n")
+    sys.stderr.flush()
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    os._exit(1)
 
 

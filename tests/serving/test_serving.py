@@ -2,6 +2,10 @@
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -9,7 +13,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import cli_server
+from conftest import SHARED_DATA, cli_server
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from mtl_keras import export, models
@@ -413,6 +417,37 @@ def test_stop_lets_in_flight_requests_finish_and_refuses_new_ones(served):
     with pytest.raises(ServingError) as refused:
         client.predict({"features": X[:1]})
     assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_stop_past_its_deadline_ends_the_process_with_every_threads_stack(tmp_path):
+    """serve_until_signal(deadline_seconds=...): a stop that hangs (here gRPC's) ends the process
+    with status 1 and the stacks of its threads, instead of outliving SIGTERM. Mutation caught:
+    the watchdog not started (the process is still running when the test gives up)."""
+    script = tmp_path / "hanging_stop.py"
+    script.write_text(textwrap.dedent(f"""
+        import time
+        from mtl_keras.serving.servables import ModelVersions
+        from mtl_keras.serving.server import Server
+
+        def hang(grace):
+            time.sleep(600)
+
+        server = Server([ModelVersions("default", {str(SHARED_DATA / "tf_serving_testdata/saved_model_half_plus_two_cpu")!r})], 0).start()
+        server.grpc.stop = hang
+        print("serving", flush=True)
+        server.serve_until_signal(deadline_seconds=1.0)
+    """))
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline() == "serving\n"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 1
+        stderr = process.stderr.read()
+        assert "the server did not stop within 1.0 s of the signal" in stderr
+        assert "in hang" in stderr and "in serve_until_signal" in stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
 
 
 def test_a_call_past_its_deadline_leaves_the_server_answering(served):
