@@ -106,6 +106,18 @@ def all_layers(layer, include_self=False):
     return list(layer._flatten_layers(include_self=include_self, recursive=True))
 
 
+def is_layer_graph(model):
+    """Whether ``model`` is a functional or ``Sequential`` model, whose call only runs its layers
+    (a subclassed model's own ``call`` may do any tensor work)."""
+    if isinstance(model, keras.Sequential):
+        return True
+    if IS_KERAS3:
+        from keras.src.models.functional import Functional
+
+        return isinstance(model, Functional)
+    return bool(getattr(model, "_is_graph_network", False))
+
+
 def first_call_arguments(layer):
     """(args, kwargs) of a layer's first call in a functional model (Keras tensors)."""
     if IS_KERAS3:

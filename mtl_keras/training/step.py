@@ -6,7 +6,7 @@ resolved pieces; its methods run inside the traced step, and nothing in it
 branches on the weighting or projection method.
 """
 
-from mtl_keras.backend import IS_KERAS3, all_layers, keras, op_determinism_enabled, state_variable, tf
+from mtl_keras.backend import IS_KERAS3, all_layers, is_layer_graph, keras, op_determinism_enabled, state_variable, tf
 from mtl_keras.callbacks import EpochEnd, NonFiniteBatchLoss, NonFiniteLoss
 from mtl_keras.core.step import TrainStep
 from mtl_keras.core.task_gradients import num_replicas, replica_sum
@@ -167,13 +167,18 @@ def resolve_jit_compile(model, requested, run_eagerly=False):
         # oneDNN's bfloat16 matmuls (AVX512-BF16) beat XLA's, which has no such kernels
         # (docs/benchmarks.md, "Why the defaults").
         return False
-    return all(_jit_compatible(layer) for layer in layers) and not all(isinstance(layer, _DENSE) for layer in layers)
+    return all(_jit_compatible(layer) for layer in layers) and not all(map(_dense_or_pass_through, layers))
 
 
-# The layers of a model with nothing for XLA to fuse: dense layers, and layers and containers
-# that only pass tensors on.
+# The layers of a model with nothing for XLA to fuse: dense layers, and layers that only pass tensors on.
 _DENSE = (keras.layers.Dense, keras.layers.InputLayer, keras.layers.Dropout, keras.layers.Activation,
-          keras.layers.Concatenate, keras.layers.Flatten, SharedRepresentation, keras.Model)
+          keras.layers.Concatenate, keras.layers.Flatten, SharedRepresentation)
+
+
+def _dense_or_pass_through(layer):
+    """A functional or sequential model passes tensors on between its layers (each judged on its
+    own); a subclassed model's ``call`` may do work XLA would fuse."""
+    return isinstance(layer, _DENSE) or (isinstance(layer, keras.Model) and is_layer_graph(layer))
 
 
 def _jit_compatible(layer):

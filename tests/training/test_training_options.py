@@ -167,3 +167,18 @@ def test_no_xla_for_a_model_of_dense_layers_alone():
     normalized = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.LayerNormalization()(inputs)))
     assert step_lib.resolve_jit_compile(normalized, "auto") is True
     assert step_lib.resolve_jit_compile(models.mmoe(inputs, ["a", "b"], num_experts=2), "auto") is True
+    # A Sequential inside passes tensors on too; a subclassed model's own call() may not.
+    stacked = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3), keras.layers.Dense(1)])
+    assert step_lib.resolve_jit_compile(keras.Model(inputs, stacked(inputs)), "auto") is False
+    assert step_lib.resolve_jit_compile(Gated(), "auto") is True
+
+
+class Gated(keras.Model):
+    """Dense layers alone, and elementwise work of its own in call(): XLA has that to fuse."""
+
+    def __init__(self):
+        super().__init__()
+        self.value, self.gate = keras.layers.Dense(3), keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.value(x) * tf.sigmoid(self.gate(x))
