@@ -38,7 +38,12 @@ from mtl_keras.core.task_gradients import (
     unflatten,
     unscaled_gradient,
 )
-from mtl_keras.training.representation_gram import gram_of_gradients, mixing_gram, representation_gradients
+from mtl_keras.training.representation_gram import (
+    gram_of_gradients,
+    mixing_gram,
+    recorded_tensors,
+    representation_gradients,
+)
 from mtl_keras.training.sharing import read_only_through, representation_layers
 
 
@@ -149,7 +154,8 @@ class Exact(_Projected):
         if self.method == "loop":
             return task_gradient_matrix(tape, step.weighted, self.shared, "loop", scale)
         self.vectorized_from_representation = False
-        if representations and scale is None:
+        # read_only_through first: where it fails (PLE's nested levels) nothing below is built.
+        if representations and scale is None and read_only_through(step.weighted, recorded_tensors(representations)):
             tensors, per_task = representation_gradients(tape, step.weighted, representations)
             kept = [r for r in range(len(tensors)) if any(task[r] is not None for task in per_task)]
             upstream = [tf.stack([tf.zeros_like(tensors[r]) if task[r] is None else task[r] for task in per_task])
@@ -157,7 +163,7 @@ class Exact(_Projected):
             through = [tensors[r] for r in kept]
             reached = kept and all(g is not None for g in unscaled_gradient(
                 tape, through, self.shared, output_gradients=[u[0] for u in upstream], unconnected=None))
-            if reached and read_only_through(step.weighted, tensors):
+            if reached:
                 self.vectorized_from_representation = True
                 # Dense rows (an embedding's IndexedSlices included), as tape.jacobian gives.
                 rows = tf.vectorized_map(lambda grads: [tf.convert_to_tensor(g) for g in unscaled_gradient(

@@ -15,9 +15,14 @@ def representation_gradients(tape, losses, representations, scale=None):
     """``(tensors, per_task)``: the recorded tensors (each Mixing's mixes, then the plain
     representations) and, for each loss, its gradients with respect to them (None where
     unconnected), one backward pass per loss."""
-    tensors = [m for r in representations if isinstance(r, Mixing) for m in r.mixes]
-    tensors += [r for r in representations if not isinstance(r, Mixing)]
+    tensors = recorded_tensors(representations)
     return tensors, [unscaled_gradient(tape, loss, tensors, scale, unconnected=None) for loss in losses]
+
+
+def recorded_tensors(representations):
+    """Each Mixing's mixes, then the plain representations: the tensors the gradients are taken at."""
+    return [m for r in representations if isinstance(r, Mixing) for m in r.mixes] + [
+        r for r in representations if not isinstance(r, Mixing)]
 
 
 def representation_gram(tape, losses, representations, scale=None):
