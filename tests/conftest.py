@@ -115,7 +115,11 @@ def cli_server(*args):
         ready, _, _ = select.select([process.stdout], [], [], 120)
         assert ready, "mtl-keras serve wrote no start-up line within 120 s"
         line = process.stdout.readline()
-        yield int(re.search(r"gRPC on (\d+)", line).group(1)), line
+        port = re.search(r"gRPC on (\d+)", line)
+        if port is None:
+            process.kill()
+            raise AssertionError(f"mtl-keras serve started with {line!r}; stderr:\n{process.stderr.read()[-6000:]}")
+        yield int(port.group(1)), line
         process.send_signal(signal.SIGTERM)
         try:
             status = process.wait(timeout=20)
