@@ -132,13 +132,13 @@ def serve(args):
     names = ", ".join(m.name for m in served)
     threads = (tf.config.threading.get_intra_op_parallelism_threads(),
                tf.config.threading.get_inter_op_parallelism_threads())
-    print(f"serving {names}: gRPC on {server.port}{rest}; TensorFlow threads intra {threads[0]}, "
-          f"inter {threads[1]} (0: one per core)", flush=True)
+    line = (f"serving {names}: gRPC on {server.port}{rest}; TensorFlow threads intra {threads[0]}, "
+            f"inter {threads[1]} (0: one per core)")
     # Stopped, the calls in flight finished, exit status 0 (or 1 past the deadline, with every
     # thread's stack). Then no interpreter finalization: gRPC's asyncio shutdown there can
     # deadlock (grpc/grpc#22365, #40989), and one CI run's server, batching on, was still
     # running 20 s after its SIGTERM.
-    server.serve_until_signal(grace=5.0, deadline_seconds=15.0)
+    server.serve_until_signal(grace=5.0, deadline_seconds=15.0, ready=lambda: print(line, flush=True))
     exit_at_once(0)
 
 

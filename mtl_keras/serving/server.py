@@ -186,13 +186,17 @@ class Server:
             self.batcher.stop()
         self.executor.shutdown(wait=False)
 
-    def serve_until_signal(self, grace=5.0, deadline_seconds=None):
+    def serve_until_signal(self, grace=5.0, deadline_seconds=None, ready=None):
         """Serves until SIGTERM or SIGINT, then ``stop(grace)``. With ``deadline_seconds``, a stop
         that takes longer writes every thread's stack to stderr and ends the process with status 1:
-        a server must not outlive its SIGTERM, and the stacks say where it hung."""
+        a server must not outlive its SIGTERM, and the stacks say where it hung. ``ready()`` runs
+        once both signals are handled: a start-up line printed there is never followed by a
+        signal's default action (termination without a stop)."""
         done = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: done.set())
+        if ready is not None:
+            ready()
         done.wait()
         watchdog = None
         if deadline_seconds is not None:

@@ -422,7 +422,8 @@ def test_stop_lets_in_flight_requests_finish_and_refuses_new_ones(served):
 def test_a_stop_past_its_deadline_ends_the_process_with_every_threads_stack(tmp_path):
     """serve_until_signal(deadline_seconds=...): a stop that hangs (here gRPC's) ends the process
     with status 1 and the stacks of its threads, instead of outliving SIGTERM. Mutation caught:
-    the watchdog not started (the process is still running when the test gives up)."""
+    the watchdog not started (the process is still running when the test gives up); `ready` run
+    before the signal handlers (the SIGTERM sent on its line then kills the process: -15)."""
     script = tmp_path / "hanging_stop.py"
     script.write_text(textwrap.dedent(f"""
         import time
@@ -434,8 +435,7 @@ def test_a_stop_past_its_deadline_ends_the_process_with_every_threads_stack(tmp_
 
         server = Server([ModelVersions("default", {str(SHARED_DATA / "tf_serving_testdata/saved_model_half_plus_two_cpu")!r})], 0).start()
         server.grpc.stop = hang
-        print("serving", flush=True)
-        server.serve_until_signal(deadline_seconds=1.0)
+        server.serve_until_signal(deadline_seconds=1.0, ready=lambda: print("serving", flush=True))
     """))
     process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
