@@ -125,7 +125,7 @@ def serve(args):
         server.start()
     except StartError as error:  # tensorflow_model_server's main.cc: this line on stdout, exit status 255
         print(f"Failed to start server. Error: UNKNOWN: {error}", flush=True)
-        return 255
+        exit_at_once(255)  # a gRPC server exists from here on: no finalization to hang in (below)
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
         server.watch_config_file(args.model_config_file, args.model_config_file_poll_wait_seconds, config_text)
     rest = f", REST on {server.rest.port}" if server.rest else ""

@@ -14,6 +14,7 @@ import time
 import urllib.request
 
 import grpc
+import pytest
 from conftest import SHARED_DATA, cli_server
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -71,12 +72,14 @@ def test_good_model_config_with_every_harness_flag(tmp_path):
             assert json.loads(page.read())["model_version_status"][0]["version"] == "123"
 
 
-def test_bad_model_fails_the_start_as_tf_servings_server_core():
+@pytest.mark.parametrize("batching", [[], ["--enable_batching"]], ids=["threads", "batching"])
+def test_bad_model_fails_the_start_as_tf_servings_server_core(batching):
     """_TestBadModel's model (bad_half_plus_two: a SessionBundle, no SavedModel): tensorflow_model_server
-    does not start (ServerCore::WaitUntilModelsAvailable, main.cc), and says why on stdout."""
+    does not start (ServerCore::WaitUntilModelsAvailable, main.cc), and says why on stdout; with
+    batching on (gRPC's asyncio server) too."""
     process = subprocess.run(
         [sys.executable, "-m", "mtl_keras.cli", "serve", "--port", "0", "--model_name", "default",
-         f"--model_base_path={TESTDATA / 'bad_half_plus_two'}"],
+         f"--model_base_path={TESTDATA / 'bad_half_plus_two'}", *batching],
         capture_output=True, text=True, timeout=120,
     )
     assert process.returncode == 255
@@ -130,8 +133,6 @@ def test_predict_on_tflite():
 def test_channel_arguments_apply_and_monitoring_config_parses():
     """--grpc_channel_arguments reach the gRPC server (a 2000-byte receive limit refuses a bigger request);
     --monitoring_config_file takes TF Serving's MonitoringConfig text and refuses another."""
-    import pytest
-
     from mtl_keras.cli import _channel_arguments
     from mtl_keras.serving.monitoring import parse_monitoring_config
     from mtl_keras.serving.servables import ModelVersions
