@@ -422,8 +422,7 @@ def test_stop_lets_in_flight_requests_finish_and_refuses_new_ones(served):
 def test_a_stop_past_its_deadline_ends_the_process_with_every_threads_stack(tmp_path):
     """serve_until_signal(deadline_seconds=...): a stop that hangs (here gRPC's) ends the process
     with status 1 and the stacks of its threads, instead of outliving SIGTERM. Mutation caught:
-    the watchdog not started (the process is still running when the test gives up); `ready` run
-    before the signal handlers (the SIGTERM sent on its line then kills the process: -15)."""
+    the watchdog not started (the process is still running when the test gives up)."""
     script = tmp_path / "hanging_stop.py"
     script.write_text(textwrap.dedent(f"""
         import time
@@ -448,6 +447,24 @@ def test_a_stop_past_its_deadline_ends_the_process_with_every_threads_stack(tmp_
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_signal_sent_from_ready_stops_the_server(tmp_path):
+    """serve_until_signal(ready=...) runs ready() once SIGTERM is handled: a SIGTERM sent from
+    there (as a supervisor may, the moment the start-up line appears) stops the server, status 0.
+    Mutation caught: ready() before the handlers (the default action kills the process: -15)."""
+    script = tmp_path / "signal_on_ready.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal
+        from mtl_keras.serving.servables import ModelVersions
+        from mtl_keras.serving.server import Server
+
+        server = Server([ModelVersions("default", {str(SHARED_DATA / "tf_serving_testdata/saved_model_half_plus_two_cpu")!r})], 0).start()
+        server.serve_until_signal(grace=1.0, deadline_seconds=30.0, ready=lambda: os.kill(os.getpid(), signal.SIGTERM))
+        print("stopped", flush=True)
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (0, "stopped\n"), done.stderr[-3000:]
 
 
 def test_a_call_past_its_deadline_leaves_the_server_answering(served):
