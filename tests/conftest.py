@@ -7,6 +7,7 @@ import select
 import signal
 import subprocess
 import sys
+import textwrap
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -14,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from mtl_keras import MultiTaskModel, models  # noqa: E402
 from mtl_keras.backend import keras, tf  # noqa: E402
 
 SHARED_DATA = pathlib.Path(
@@ -110,6 +112,10 @@ def cli_server(*args):
         [sys.executable, "-m", "mtl_keras.cli", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    def fail(what):
+        process.kill()
+        raise AssertionError(f"mtl-keras serve {what}; stderr:\n{process.stderr.read()[-6000:]}")
+
     try:
         # a server that hangs before its start-up line fails the test instead of blocking readline
         ready, _, _ = select.select([process.stdout], [], [], 120)
@@ -117,8 +123,7 @@ def cli_server(*args):
         line = process.stdout.readline()
         port = re.search(r"gRPC on (\d+)", line)
         if port is None:
-            process.kill()
-            raise AssertionError(f"mtl-keras serve started with {line!r}; stderr:\n{process.stderr.read()[-6000:]}")
+            fail(f"started with {line!r}")
         yield int(port.group(1)), line
         process.send_signal(signal.SIGTERM)
         try:
@@ -126,11 +131,24 @@ def cli_server(*args):
         except subprocess.TimeoutExpired:
             status = "still running after 20 s"
         if status != 0:
-            process.kill()
-            raise AssertionError(f"mtl-keras serve after SIGTERM: {status}; stderr:\n{process.stderr.read()[-6000:]}")
+            fail(f"after SIGTERM: {status}")
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def half_plus_two_script(tmp_path, body):
+    """The path of a Python script that starts a local ``Server`` of TF Serving's half_plus_two
+    model (gRPC on a free port) as ``server``, imports os, signal and time, then runs ``body``."""
+    model = str(SHARED_DATA / "tf_serving_testdata" / "saved_model_half_plus_two_cpu")
+    script = tmp_path / "serve_half_plus_two.py"
+    script.write_text(
+        "import os, signal, time\n"
+        "from mtl_keras.serving.servables import ModelVersions\n"
+        "from mtl_keras.serving.server import Server\n\n"
+        f"server = Server([ModelVersions('default', {model!r})], 0).start()\n" + textwrap.dedent(body)
+    )
+    return script
 
 
 def wait_until(condition, what, timeout=30.0):
@@ -246,3 +264,70 @@ def describe_processes(results, names):
 from mtl_keras.backend import IS_KERAS3 as _IS_KERAS3  # noqa: E402
 
 collect_ignore = ["tfrs/test_tfrs.py"] if _IS_KERAS3 else []
+
+
+BCE = dict(ctr="binary_crossentropy", cvr="binary_crossentropy")
+
+
+def two_tower_model(dim=6):
+    """A MultiTaskModel of one shared Dense layer and two-layer "ctr" and "cvr" towers."""
+    x = keras.Input((dim,), name="features")
+    h = keras.layers.Dense(8, activation="tanh", name="shared")(x)
+    outputs = {
+        task: keras.layers.Dense(1, activation="sigmoid", name=task)(
+            keras.layers.Dense(4, activation="tanh", name=f"{task}_tower")(h)
+        )
+        for task in ("ctr", "cvr")
+    }
+    return MultiTaskModel(x, outputs)
+
+
+def click_data(n=200, dim=6, seed=0):
+    """(x [n, dim], binary "ctr" and "cvr" labels [n, 1]) that two_tower_model learns."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, dim)).astype("float32")
+    y = {
+        "ctr": (x[:, :1] > 0).astype("float32"),
+        "cvr": (x[:, 1:2] + 0.3 * x[:, :1] > 0).astype("float32"),
+    }
+    return x, y
+
+
+def weights_of(model):
+    return [np.array(v) for v in model.trainable_variables]
+
+
+EXPORT_ROWS = np.random.default_rng(0).normal(size=(7, 6)).astype("float32")
+EXPORT_DOMAINS = np.array([[0], [1], [1], [0], [1], [0], [0]], "int32")
+
+
+def build(name):
+    """(a builder's two-task model by ``name``, as in test_export and the serving tests, its feed)."""
+    x = keras.Input((6,), name="features")
+    if name == "star":
+        return models.star(x, keras.Input((1,), dtype="int32", name="domain"), ["ctr", "cvr"], num_domains=2), {"features": EXPORT_ROWS, "domain": EXPORT_DOMAINS}
+    if name == "esmm":
+        return models.esmm(x, tower_units=(8,)), EXPORT_ROWS
+    if name == "custom":
+        h = keras.layers.Dense(5, activation="relu")(x)
+        return MultiTaskModel(x, {"watch": keras.layers.Dense(1, name="watch")(h), "like": keras.layers.Dense(1, activation="sigmoid", name="like")(h)}), EXPORT_ROWS
+    return getattr(models, name)(x, ["ctr", "cvr"], auxiliary_tower_units=(3,)), EXPORT_ROWS
+
+
+def as_feed(data):
+    """``build``'s data as a dict of named inputs."""
+    return data if isinstance(data, dict) else {"features": data}
+
+
+# The two ways the local server hosts models: gRPC's thread pool, or gRPC asyncio with batching.
+HOSTS = {"threads": None, "asyncio": "max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000 }\n"}
+
+
+def expect(call, code, message):
+    """``call()`` fails with gRPC status ``code`` and exactly ``message``."""
+    import grpc
+
+    with pytest.raises(grpc.RpcError) as error:
+        call()
+    assert error.value.code() == code
+    assert error.value.details() == message

@@ -1,9 +1,8 @@
 import numpy as np
 
-from conftest import softmax
+from conftest import BCE, click_data, softmax
 from mtl_keras import callbacks, models
 from mtl_keras.backend import keras
-from test_model import BCE, click_data
 
 
 def test_expert_usage_records_the_mean_gate_per_task_and_expert(tmp_path):

@@ -8,30 +8,11 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest import EXPORT_ROWS as X
+from conftest import as_feed, build
 from mtl_keras import MultiTaskModel, export, models
 from mtl_keras.backend import keras, tf
 from mtl_keras.layers import HardConcreteRouter
-
-rng = np.random.default_rng(0)
-X = rng.normal(size=(7, 6)).astype("float32")
-DOMAIN = np.array([[0], [1], [1], [0], [1], [0], [0]], "int32")
-
-
-def build(name):
-    x = keras.Input((6,), name="features")
-    if name == "star":
-        return models.star(x, keras.Input((1,), dtype="int32", name="domain"), ["ctr", "cvr"], num_domains=2), {"features": X, "domain": DOMAIN}
-    if name == "esmm":
-        return models.esmm(x, tower_units=(8,)), X
-    if name == "custom":
-        h = keras.layers.Dense(5, activation="relu")(x)
-        return MultiTaskModel(x, {"watch": keras.layers.Dense(1, name="watch")(h), "like": keras.layers.Dense(1, activation="sigmoid", name="like")(h)}), X
-    return getattr(models, name)(x, ["ctr", "cvr"], auxiliary_tower_units=(3,)), X
-
-
-def as_feed(data):
-    return data if isinstance(data, dict) else {"features": data}
-
 
 def serialized_examples(feed):
     rows = []

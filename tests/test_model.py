@@ -5,42 +5,13 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import save_and_load
+from conftest import BCE, click_data, save_and_load, two_tower_model, weights_of
 from mtl_keras import MultiTaskModel, models
 from mtl_keras.backend import keras, tf
-
-BCE = dict(ctr="binary_crossentropy", cvr="binary_crossentropy")
-
-
-def two_tower_model(dim=6):
-    x = keras.Input((dim,), name="features")
-    h = keras.layers.Dense(8, activation="tanh", name="shared")(x)
-    outputs = {
-        task: keras.layers.Dense(1, activation="sigmoid", name=task)(
-            keras.layers.Dense(4, activation="tanh", name=f"{task}_tower")(h)
-        )
-        for task in ("ctr", "cvr")
-    }
-    return MultiTaskModel(x, outputs)
-
-
-def click_data(n=200, dim=6, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, dim)).astype("float32")
-    y = {
-        "ctr": (x[:, :1] > 0).astype("float32"),
-        "cvr": (x[:, 1:2] + 0.3 * x[:, :1] > 0).astype("float32"),
-    }
-    return x, y
-
 
 def np_bce(y, p):
     p = np.clip(p, 1e-7, 1 - 1e-7)
     return float(np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p))))
-
-
-def weights_of(model):
-    return [np.array(v) for v in model.trainable_variables]
 
 
 def test_missing_labels_are_masked_out_of_the_loss():

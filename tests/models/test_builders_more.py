@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 
-from conftest import save_and_load
+from conftest import BCE, click_data, save_and_load
 from mtl_keras import MultiTaskModel, models
 from mtl_keras.backend import keras
 from mtl_keras.layers import CrossStitch, HardConcreteRouter
-from test_model import BCE, click_data
 
 
 @pytest.mark.parametrize("mode", ["trans", "avg"])

@@ -15,7 +15,7 @@ import pytest
 
 from mtl_keras.backend import keras, tf
 from mtl_keras.losses import MGDA, ParetoEfficient, PCGrad
-from test_model import BCE, click_data, two_tower_model, weights_of
+from conftest import BCE, click_data, two_tower_model, weights_of
 
 SCALES = (1e-3, 1e-1, 1.0, 10.0, 1e3)
 LOSSES = np.array([0.7, 1.3, 0.4, 0.9])

@@ -6,8 +6,7 @@ import time
 import grpc
 import numpy as np
 import pytest
-from conftest import cli_server
-from test_serving import HOSTS, expect
+from conftest import HOSTS, cli_server, expect
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 

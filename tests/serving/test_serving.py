@@ -5,7 +5,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
@@ -13,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import SHARED_DATA, cli_server
+from conftest import HOSTS, as_feed, build, cli_server, expect, half_plus_two_script
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from mtl_keras import export, models
@@ -27,9 +26,6 @@ X = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
 
 
 # Batching on switches gRPC to the asyncio host (hosts.AsyncioGrpc): every served test runs on both hosts.
-HOSTS = {"threads": None, "asyncio": "max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000 }\n"}
-
-
 @pytest.fixture(params=sorted(HOSTS))
 def served(tmp_path, request):
     model = models.mmoe(keras.Input((6,), name="features"), ["ctr", "cvr"], num_experts=3)
@@ -97,13 +93,6 @@ def test_metadata_and_status(served):
         client.status(version=5)
     assert error.value.code == grpc.StatusCode.NOT_FOUND
     assert error.value.message == "Could not find version 5 of model ranker"
-
-
-def expect(call, code, message):
-    with pytest.raises(grpc.RpcError) as error:
-        call()
-    assert error.value.code() == code
-    assert error.value.details() == message
 
 
 def test_predict_checks_in_tf_serving_order(served):
@@ -423,19 +412,13 @@ def test_a_stop_past_its_deadline_ends_the_process_with_every_threads_stack(tmp_
     """serve_until_signal(deadline_seconds=...): a stop that hangs (here gRPC's) ends the process
     with status 1 and the stacks of its threads, instead of outliving SIGTERM. Mutation caught:
     the watchdog not started (the process is still running when the test gives up)."""
-    script = tmp_path / "hanging_stop.py"
-    script.write_text(textwrap.dedent(f"""
-        import time
-        from mtl_keras.serving.servables import ModelVersions
-        from mtl_keras.serving.server import Server
-
+    script = half_plus_two_script(tmp_path, """
         def hang(grace):
             time.sleep(600)
 
-        server = Server([ModelVersions("default", {str(SHARED_DATA / "tf_serving_testdata/saved_model_half_plus_two_cpu")!r})], 0).start()
         server.grpc.stop = hang
         server.serve_until_signal(deadline_seconds=1.0, ready=lambda: print("serving", flush=True))
-    """))
+    """)
     process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline() == "serving\n"
@@ -453,16 +436,10 @@ def test_a_signal_sent_from_ready_stops_the_server(tmp_path):
     """serve_until_signal(ready=...) runs ready() once SIGTERM is handled: a SIGTERM sent from
     there (as a supervisor may, the moment the start-up line appears) stops the server, status 0.
     Mutation caught: ready() before the handlers (the default action kills the process: -15)."""
-    script = tmp_path / "signal_on_ready.py"
-    script.write_text(textwrap.dedent(f"""
-        import os, signal
-        from mtl_keras.serving.servables import ModelVersions
-        from mtl_keras.serving.server import Server
-
-        server = Server([ModelVersions("default", {str(SHARED_DATA / "tf_serving_testdata/saved_model_half_plus_two_cpu")!r})], 0).start()
+    script = half_plus_two_script(tmp_path, """
         server.serve_until_signal(grace=1.0, deadline_seconds=30.0, ready=lambda: os.kill(os.getpid(), signal.SIGTERM))
         print("stopped", flush=True)
-    """))
+    """)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout) == (0, "stopped\n"), done.stderr[-3000:]
 
@@ -504,8 +481,6 @@ def test_cli_serve_answers_and_stops_cleanly_on_sigterm(tmp_path):
 
 @pytest.mark.parametrize("name", ["shared_bottom", "mmoe", "ple", "snr", "star", "esmm", "cross_stitch", "custom"])
 def test_every_builder_served_equals_keras(name, tmp_path):
-    from test_export import as_feed, build
-
     model, data = build(name)
     base = str(tmp_path / name)
     export.export_saved_model(model, base)

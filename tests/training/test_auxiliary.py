@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-from conftest import save_and_load
+from conftest import BCE, click_data, save_and_load, weights_of
 from mtl_keras import MultiTaskModel, losses, models
 from mtl_keras.backend import keras, tf
-from test_model import BCE, click_data, weights_of
 
 BUILDERS = {
     "shared_bottom": models.shared_bottom,

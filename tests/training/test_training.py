@@ -5,7 +5,7 @@ import pytest
 
 from mtl_keras import MultiTaskModel, losses, models
 from mtl_keras.backend import keras, tf
-from test_model import BCE, click_data, two_tower_model, weights_of
+from conftest import BCE, click_data, two_tower_model, weights_of
 
 PROJECTIONS = {
     "pcgrad": lambda: losses.PCGrad(),
