@@ -197,15 +197,22 @@ class Server:
             signal.signal(signum, lambda *_: done.set())
         if ready is not None:
             ready()
-        done.wait()
+        # A timed wait: a signal the kernel hands to another thread only sets CPython's flag, and
+        # the main thread runs the handler when it next returns to the interpreter.
+        while not done.wait(0.25):
+            pass
         watchdog = None
         if deadline_seconds is not None:
             watchdog = threading.Timer(deadline_seconds, _abandon, args=(deadline_seconds,))
             watchdog.daemon = True
             watchdog.start()
+            # faulthandler's own thread needs no GIL: a stop stuck in a thread that holds it
+            # still ends, with the stacks, shortly after the deadline.
+            faulthandler.dump_traceback_later(deadline_seconds + 2.0, exit=True)
         self.stop(grace)
         if watchdog is not None:
             watchdog.cancel()
+            faulthandler.cancel_dump_traceback_later()
 
 
 def _abandon(seconds):
