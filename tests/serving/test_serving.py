@@ -444,6 +444,26 @@ def test_a_signal_sent_from_ready_stops_the_server(tmp_path):
     assert (done.returncode, done.stdout) == (0, "stopped\n"), done.stderr[-3000:]
 
 
+def test_a_signal_delivered_to_another_thread_stops_the_server(tmp_path):
+    """The kernel may hand a process's SIGTERM to any thread (gRPC's, TensorFlow's); CPython then
+    only flags it, and the handler runs when the main thread next enters the interpreter. Here
+    the signal goes to a helper thread while the main thread waits. Mutation caught: an untimed
+    ``done.wait()`` (the main thread never wakes: still running after 60 s)."""
+    script = half_plus_two_script(tmp_path, """
+        import threading
+
+        def to_this_thread():
+            time.sleep(0.5)
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+        server.serve_until_signal(grace=1.0, deadline_seconds=30.0,
+                                  ready=lambda: threading.Thread(target=to_this_thread).start())
+        print("stopped", flush=True)
+    """)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "stopped\n"), done.stderr[-3000:]
+
+
 def test_a_call_past_its_deadline_leaves_the_server_answering(served):
     model, _, server, client = served
     slow_calls = []
