@@ -112,6 +112,7 @@ def cli_server(*args):
         [sys.executable, "-m", "mtl_keras.cli", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+
     def fail(what):
         process.kill()
         raise AssertionError(f"mtl-keras serve {what}; stderr:\n{process.stderr.read()[-6000:]}")
