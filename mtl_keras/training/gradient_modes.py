@@ -232,23 +232,27 @@ class Fast(_Projected):
             if terms:
                 kept.append(tensor)
                 upstream.append(tf.cast(tf.add_n(terms), tensor.dtype))
-        through = unscaled_gradient(tape, kept, self.shared, output_gradients=upstream, unconnected=None) if kept \
-            else [None] * len(self.shared)
-        extra = unscaled_gradient(tape, step.extra, self.shared)
-        apart = [v for v, via in zip(self.shared, through) if via is None]
-        plain = dict(zip(map(id, apart), from_losses(tape, step, apart, coefficients))) if apart else {}
-        return [plain[id(v)] if via is None else tf.convert_to_tensor(via) + tf.cast(reg, via.dtype)
-                for v, via, reg in zip(self.shared, through, extra)]
+        return from_tensors(tape, step, self.shared, kept, upstream, coefficients)
 
 
 class AtRepresentation(_Projected):
     """Each task's gradient at the shared representation, combined element-wise by the
     projection (``combine_representation``), then one backward pass into the shared
-    variables; shared variables no representation depends on get the plain sum."""
+    variables; shared variables no representation depends on get the plain sum.
+
+    Where ``sharing.read_only_through`` cannot prove that the shared variables reach the losses
+    only through the representations R (an MMoE's gates reading a shared bottom or the
+    embeddings; PLE's nested levels), the paths around them keep the plain sum of the task
+    gradients: the pass starts at the losses (every path, the plain sum) and adds at each R the
+    combination's change there, combined - sum_t dL_t/dR, in the same backward pass. Nested
+    representations thus each change the gradient by their own masks of the unmasked task
+    gradients (after a combination the tasks' parts are no longer apart).
+    """
 
     def __init__(self, shared, projection, representation_layers):
         super().__init__(shared, projection)
         self.layers = representation_layers
+        self.only_through_representation = None  # set at each trace, for the tests
 
     def gradients(self, tape, step, variables, scale):
         outputs = [layer.recorded_output for layer in self.layers]
@@ -260,15 +264,15 @@ class AtRepresentation(_Projected):
             self.projection.combine_representation(tf.stack([task[r] for task in per_task]), output)
             for r, output in enumerate(outputs)
         ]
-        through = unscaled_gradient(tape, outputs, self.shared, scale, output_gradients=combined, unconnected=None)
-        reached = [v for v, via in zip(self.shared, through) if via is not None]
-        apart = [v for v, via in zip(self.shared, through) if via is None]
-        regularization = unscaled_gradient(tape, step.extra, reached, scale)
-        vias = [tf.convert_to_tensor(via) for via in through if via is not None]
-        gradients.update(zip(map(id, reached), [via + extra for via, extra in zip(vias, regularization)]))
-        if apart:
-            plain = from_losses(tape, step, apart, tf.ones([len(step.weighted)]), scale)
-            gradients.update(zip(map(id, apart), plain))
+        self.only_through_representation = read_only_through(step.weighted, outputs)
+        if self.only_through_representation:
+            shared = from_tensors(tape, step, self.shared, outputs, combined, tf.ones([len(step.weighted)]), scale)
+        else:
+            changes = [c - tf.add_n([task[r] for task in per_task]) for r, c in enumerate(combined)]
+            ones = [tf.ones_like(step.weighted_vector), tf.ones_like(step.extra)]
+            shared = unscaled_gradient(tape, [step.weighted_vector, step.extra] + outputs, self.shared, scale,
+                                       output_gradients=ones + changes)
+        gradients.update(zip(map(id, self.shared), shared))
         # The logs' Gram matrix from the mixes' gradients where an output is read only through
         # them (mixing_gram): a [T, B E H] product cost more than the rest of the step.
         parts = [
@@ -287,3 +291,16 @@ def from_losses(tape, step, variables, coefficients, scale=None):
     """The gradients of sum_k a_k L_k + extra (a: ``coefficients``) with respect to ``variables``."""
     return unscaled_gradient(tape, [step.weighted_vector, step.extra], variables, scale,
                              output_gradients=[coefficients, tf.ones_like(step.extra)])
+
+
+def from_tensors(tape, step, variables, tensors, upstream, coefficients, scale=None):
+    """The gradients of sum_k a_k L_k + extra when the losses reach ``variables`` only through
+    ``tensors``, from the tasks' part there (``upstream``): one pass from the tensors, the towers'
+    not taken again. Variables no tensor reaches get the pass from the losses."""
+    through = unscaled_gradient(tape, tensors, variables, scale, output_gradients=upstream, unconnected=None) \
+        if tensors else [None] * len(variables)
+    apart = [v for v, via in zip(variables, through) if via is None]
+    plain = dict(zip(map(id, apart), from_losses(tape, step, apart, coefficients, scale))) if apart else {}
+    extra = unscaled_gradient(tape, step.extra, variables, scale)
+    return [plain[id(v)] if via is None else tf.convert_to_tensor(via) + tf.cast(reg, via.dtype)
+            for v, via, reg in zip(variables, through, extra)]

@@ -9,6 +9,8 @@ import pytest
 
 from conftest import save_and_load
 from mtl_keras import MultiTaskModel, datasets, losses, models
+from mtl_keras import features as F
+from mtl_keras.layers import ExpertGate
 from mtl_keras.backend import keras, tf
 
 STEPS = 24
@@ -368,6 +370,84 @@ def test_graddrop_inside_the_train_step_masks_at_the_shared_representation():
         else:
             gradient = sum(g for g in (tape.gradient(l, variable) for l in task_losses) if g is not None)
         np.testing.assert_allclose(np.array(got), np.array(variable) - 0.05 * np.array(gradient), rtol=1e-4, atol=1e-6)
+
+
+def gated_over_a_shared_bottom():
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((6,), name="x")
+    bottom = keras.layers.Dense(8, activation="relu", name="bottom")(inputs)
+    mixed = ExpertGate(num_experts=3, expert_units=(5,), num_tasks=len(TASKS), name="mmoe")(bottom)
+    return MultiTaskModel(inputs, {t: keras.layers.Dense(1, name=t)(m) for t, m in zip(TASKS, mixed)})
+
+
+def mmoe_over_embeddings():
+    # The builder's everyday form: the experts and each task's gate read the same embeddings.
+    keras.utils.set_random_seed(7)
+    spec = F.FeatureSpec([F.Numeric("price", mean=0.0, variance=1.0),
+                          F.Categorical("user_id", vocabulary=[3, 5, 8]), F.Categorical("device", vocabulary=["ios", "web"])])
+    return models.mmoe(spec, list(TASKS), num_experts=3, expert_units=(5,), task_types="regression")
+
+
+def ple():
+    keras.utils.set_random_seed(3)
+    return models.ple(keras.Input((6,), name="x"), list(TASKS), task_types="regression")
+
+
+def embedding_rows(x):
+    rng = np.random.default_rng(1)
+    return {"price": x[:, 0], "user_id": rng.choice([3, 5, 8], len(x)), "device": rng.choice(["ios", "web"], len(x))}
+
+
+def trained(build, x, y, projection, epochs, jit_compile=False):
+    model = build()
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss={t: "mse" for t in TASKS},
+                  gradient_projection=projection, projection_mode="fast", jit_compile=jit_compile)
+    model.fit(x, y, batch_size=len(x), epochs=epochs, shuffle=False, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("name", ["gates_over_a_bottom", "mmoe_over_embeddings", "ple"])
+def test_graddrop_without_dropout_is_equal_weights_where_the_experts_are_not_the_only_path(name):
+    # Gates reading the experts' input (a shared bottom, the embeddings) and PLE's nested levels
+    # reach shared variables around one expert output: those paths keep the plain sum. Mutation
+    # caught: the pass from the expert outputs alone (the gates' paths dropped, PLE's level-2
+    # path counted twice) leaves the variables 0.004-0.2 off equal weights after two steps.
+    x, y = data()
+    build = {"gates_over_a_bottom": gated_over_a_shared_bottom, "mmoe_over_embeddings": mmoe_over_embeddings,
+             "ple": ple}[name]
+    x = embedding_rows(x) if name == "mmoe_over_embeddings" else x
+    plain = trained(build, x, y, None, 2)
+    leaky = trained(build, x, y, losses.GradDrop(leak=1.0, seed=0), 2)
+    for a, b in zip(plain.trainable_variables, leaky.trainable_variables):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-5, atol=1e-6)
+    assert leaky._mtl_trainer.mode.only_through_representation is False
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_graddrop_masks_only_the_experts_path_into_a_bottom_the_gates_also_read(jit_compile):
+    # The bottom's gradient: the plain one (every path) plus, through the expert outputs, the
+    # masks' change sum_t (M_t - 1) dL_t/dR. Mutation caught: the pass from the expert outputs
+    # alone, 0.008 off after one step.
+    x, y = data()
+    model = trained(gated_over_a_shared_bottom, x, y, losses.GradDrop(seed=3), 1, jit_compile)
+    reference = gated_over_a_shared_bottom()
+    stack, mse = reference.get_layer("mmoe").experts, keras.losses.MeanSquaredError()
+    with tf.GradientTape(persistent=True) as tape:
+        outputs = reference(x, training=True)
+        rep = stack.recorded_output
+        task_losses = [mse(y[t], outputs[t]) for t in TASKS]
+    per_task = np.stack([np.array(tape.gradient(loss, rep)) for loss in task_losses])
+    signals = (np.sign(np.array(rep))[None] * per_task).sum(1)
+    # XLA's stateless draws differ from TensorFlow's kernel's: drawn as the step draws them.
+    uniform = tf.function(lambda: tf.random.stateless_uniform(signals.shape[1:], tf.constant([3, 0], tf.int64)),
+                          jit_compile=jit_compile, autograph=False)().numpy()
+    change = ((numpy_graddrop_masks(signals, uniform, 0.0)[:, None] - 1.0) * per_task).sum(0)
+    assert np.abs(change).max() > 1e-3  # the masks drop something
+    bottom = reference.get_layer("bottom").kernel
+    expected = sum(tape.gradient(loss, bottom) for loss in task_losses) + tape.gradient(
+        rep, bottom, output_gradients=tf.constant(change, tf.float32))
+    np.testing.assert_allclose(np.array(model.get_layer("bottom").kernel),
+                               np.array(bottom) - 0.05 * np.array(expected), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["db_mtl", "moco", "graddrop", "rgw", "sdmgrad", "modo"])

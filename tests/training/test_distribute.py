@@ -49,7 +49,9 @@ SCRIPT = textwrap.dedent(
         "db_mtl": lambda: dict(gradient_projection=losses.DBMTL()),
         "moco": lambda: dict(gradient_projection=losses.MoCo()),
         "rgw": lambda: dict(gradient_projection=losses.RandomGradientWeighting(seed=2)),
-        "graddrop_fast": lambda: dict(gradient_projection=losses.GradDrop(seed=2), projection_mode="fast"),
+        # PLE: its nested levels take GradDrop's pass from the losses plus the masks' changes.
+        "graddrop_fast": lambda: dict(gradient_projection=losses.GradDrop(seed=2), projection_mode="fast",
+                                      builder=lambda x, tasks: models.ple(x, tasks, num_shared_experts=2)),
         "sdmgrad": lambda: dict(gradient_projection=losses.SDMGrad()),
         "modo": lambda: dict(gradient_projection=losses.MoDo(gamma=0.1), batch_size=24),
     }
@@ -57,10 +59,11 @@ SCRIPT = textwrap.dedent(
     def train(strategy, options):
         # Sub-batches (rows i mod S) are one device's when every replica's batch is a multiple of S.
         batch_size = options.pop("batch_size", 16)
+        builder = options.pop("builder", lambda x, tasks: models.mmoe(x, tasks, num_experts=3))
         rows = len(x) // batch_size * batch_size
         keras.utils.set_random_seed(3)
         with strategy.scope():
-            model = models.mmoe(keras.Input((6,), name="x"), ["ctr", "cvr"], num_experts=3)
+            model = builder(keras.Input((6,), name="x"), ["ctr", "cvr"])
             model.compile(optimizer=keras.optimizers.SGD(0.5),
                           loss={"ctr": "binary_crossentropy", "cvr": "binary_crossentropy"},
                           jit_compile=False, **options)
