@@ -26,8 +26,10 @@ class GradDrop(GradientProjection):
 
     Fast mode only (``projection_mode="fast"``): the masks act on the
     gradients at the shared representation (the outputs of expert stacks or
-    ``SharedRepresentation`` layers), as in the paper. Standalone, ``combine``
-    takes the rows as gradients at one positive activation.
+    ``SharedRepresentation`` layers), as in the paper; paths into shared
+    variables around it (an MMoE's gates reading the embeddings the experts
+    read) keep the plain sum (``training.gradient_modes.AtRepresentation``).
+    Standalone, ``combine`` takes the rows as gradients at one positive activation.
 
     Args:
         leak: in [0, 1], a float or one per task: the share of a task's
