@@ -242,8 +242,8 @@ class _MultiTaskBase(SavesTraining, keras.Model):
             outputs.append(self(x_part, training=True))
             # Activity regularizers count each call's rows: their mean over the calls is the batch's.
             regularization.append(factory.regularization(self))
-            part_shares.append(labels.loss_shares(self._mtl_loss_fns, self.trained_tasks, y_part, outputs[-1],
-                                                  weight_part))
+            part_shares.append([labels.loss_shares(self._mtl_loss_fns, self.trained_tasks, y_part, outputs[-1],
+                                                   weight_part, suffix) for suffix in ("", auxiliary_heads.SUFFIX)])
         y_pred, y, sample_weight = (sub_batches.join_rows(parts) for parts in (outputs, ys, weights))
         step = self._assemble_loss(y, y_pred, sample_weight, tf.add_n(regularization) / count, part_shares)
         return y_pred, y, sample_weight, step

@@ -74,25 +74,27 @@ class Trainer:
         ``shares``: each task's loss share on this replica (local sum / global
         count, so replicas add up to the global mean); ``aux_shares`` likewise
         for the auxiliary heads (0 where a task has none); ``part_shares``: the
-        shares of each of ``sub_batches`` sub-batches, when there are several.
+        (shares, aux_shares) of each of ``sub_batches`` sub-batches, when there are several.
         """
         weighting = self.state.weighting
         task_losses = tf.stop_gradient(replica_sum(tf.stack(shares)))
         weights = weighting.weights(task_losses) * self._active_tasks()
-        weighted = [
-            weights[i] * (share + self.auxiliary_weight * aux_shares[i]) for i, share in enumerate(shares)
-        ]
+        weighted = self._weighted(weights, shares, aux_shares)
         # Stacked inside the tape: a target built after it closes has no gradient.
         weighted_vector = tf.stack(weighted)
         extra = (regularization + weighting.regularization()) / num_replicas()
         loss = tf.reduce_sum(weighted_vector) + extra
         aux_losses = tf.stop_gradient(replica_sum(tf.stack(aux_shares)))
         part_losses = None if part_shares is None else [
-            [weights[i] * share for i, share in enumerate(part)] for part in part_shares
+            self._weighted(weights, part, aux_part) for part, aux_part in part_shares
         ]
         return TrainStep(
             None, task_losses, shares, weighted, weighted_vector, extra, loss, weights, aux_losses, part_losses
         )
+
+    def _weighted(self, weights, shares, aux_shares):
+        """w_t (L_t + gamma L_t^aux) for each task."""
+        return [weights[i] * (share + self.auxiliary_weight * aux_shares[i]) for i, share in enumerate(shares)]
 
     def apply(self, tape, step):
         """Gradients, the weighting's update, the optimizers' step; returns (gram, finite)."""
