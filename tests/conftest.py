@@ -56,6 +56,14 @@ def census_path():
     return path
 
 
+@pytest.fixture
+def mixed_float16():
+    """The mixed_float16 global policy for one test."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
 def save_and_load(model, tmp_path):
     """A .keras round trip, with no custom_objects."""
     path = str(tmp_path / "model.keras")

@@ -32,7 +32,9 @@ def unscaled_gradient(tape, target, variables, scale=None, output_gradients=None
     targets = list(target) if is_list else [target]
     upstream = list(output_gradients) if output_gradients is not None else [None] * len(targets)
     if scale is not None:
-        upstream = [scale * (tf.ones_like(t) if u is None else u) for t, u in zip(targets, upstream)]
+        # An upstream at a float16 tensor (a representation under mixed precision) scales in float16.
+        upstream = [tf.cast(scale, (t if u is None else u).dtype) * (tf.ones_like(t) if u is None else u)
+                    for t, u in zip(targets, upstream)]
     if all(u is None for u in upstream):
         upstream = None
     gradients = tape.gradient(

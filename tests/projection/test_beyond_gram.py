@@ -423,6 +423,28 @@ def test_graddrop_without_dropout_is_equal_weights_where_the_experts_are_not_the
     assert leaky._mtl_trainer.mode.only_through_representation is False
 
 
+@pytest.mark.parametrize("name", ["mmoe", "mmoe_over_embeddings"])
+def test_graddrop_trains_under_mixed_float16(mixed_float16, name):
+    # The loss scale meets a float16 upstream at the expert outputs (from them alone for the
+    # MMoE over x, around them over the embeddings): without dropout, still equal weights.
+    # Mutation caught: the float32 scale multiplied into the float16 upstream fails the trace.
+    x, y = data()
+    build = {"mmoe": lambda: models.mmoe(keras.Input((6,), name="x"), list(TASKS), num_experts=3,
+                                         task_types="regression"),
+             "mmoe_over_embeddings": mmoe_over_embeddings}[name]
+    x = embedding_rows(x) if name == "mmoe_over_embeddings" else x
+
+    def seeded():
+        keras.utils.set_random_seed(7)
+        return build()
+
+    plain = trained(seeded, x, y, None, 2)
+    leaky = trained(seeded, x, y, losses.GradDrop(leak=1.0, seed=0), 2)
+    for a, b in zip(plain.trainable_variables, leaky.trainable_variables):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-5, atol=1e-6)
+    assert leaky._mtl_trainer.mode.only_through_representation is (name == "mmoe")
+
+
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_graddrop_masks_only_the_experts_path_into_a_bottom_the_gates_also_read(jit_compile):
     # The bottom's gradient: the plain one (every path) plus, through the expert outputs, the

@@ -95,13 +95,6 @@ def test_projection_sees_unscaled_gradients_under_a_loss_scale_optimizer(mode):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-@pytest.fixture
-def mixed_float16():
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    yield
-    keras.mixed_precision.set_global_policy("float32")
-
-
 def test_mixed_float16_scales_every_group(mixed_float16):
     model = build()
     model.compile(optimizer={"shared": "adam", "default": "adam"}, loss=LOSS, gradient_projection="mgda")
