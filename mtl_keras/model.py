@@ -10,7 +10,7 @@ training state: saved like the optimizer, never one of ``model.weights``.
 from mtl_keras.backend import IS_KERAS3, keras, register, tf
 from mtl_keras.features.inputs import prepare_arguments
 from mtl_keras.training import arguments, auxiliary as auxiliary_heads, execution, factory, labels, sub_batches
-from mtl_keras.training.data import data_arguments
+from mtl_keras.training.data import data_arguments, first_replica_batch
 from mtl_keras.training.persistence import SavesTraining
 from mtl_keras.training.sharing import shared_variables, variable_tasks
 from mtl_keras.training.step import check_strategy, resolve_jit_compile
@@ -285,6 +285,13 @@ if IS_KERAS3:
         # Keras 3 revives a subclass as functional only with exactly this signature.
         def __init__(self, inputs, outputs, name=None, **kwargs):
             self._init_multitask(inputs, outputs, name, kwargs)
+
+        def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+            # Under a strategy Keras 3 builds from the replicas' first batches averaged, and a
+            # string column (a FeatureSpec's categorical feature) has no mean: the first replica's.
+            if iterator is not None:
+                data_batch = first_replica_batch(self, iterator)
+            return super()._maybe_symbolic_build(data_batch=data_batch)
 
 else:
 

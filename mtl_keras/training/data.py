@@ -112,3 +112,18 @@ def _dataset_with_class_weight(dataset, class_weight, trained):
         return x, y, labels.with_class_weight(class_weight, trained, y, sample_weight)
 
     return dataset.map(weighted)
+
+
+def first_replica_batch(model, iterator):
+    """The first batch of a Keras 3 epoch iterator, each distributed value read on its first
+    replica: what ``model`` builds its metrics and optimizer from under a strategy (Keras 3
+    averages the replicas' batches there, which a string column cannot be). None without a
+    strategy, the iterator untouched."""
+    if getattr(model, "_distribute_strategy", None) is None:
+        return None
+    for _, _, batches in iterator:
+        local = model.distribute_strategy.experimental_local_results
+        return tf.nest.map_structure(
+            lambda v: local(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v, next(batches))
+    return None
+

@@ -14,7 +14,7 @@ from conftest import run_tensorflow_script
 # CI runs one case of each kind (a static weighting, a Gram projection exact and fast, a learnt
 # weighting whose gradients are summed over replicas); `make reliability` the others (slow).
 GROUPS = [
-    ["plain", "pcgrad", "gradnorm", "pcgrad_fast"],
+    ["plain", "feature_spec", "pcgrad", "gradnorm", "pcgrad_fast"],
     pytest.param(["mgda", "cagrad", "uncertainty"], marks=pytest.mark.slow),
 ]
 # Projections that need more than the Gram matrix: [T, P] state (DB-MTL), masks at the
@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
     if sys.argv[1:] != ["one_device_mirrored"]:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from mtl_keras import losses, models
+    from mtl_keras import features as F, losses, models
     from mtl_keras.backend import keras
 
     rng = np.random.default_rng(0)
@@ -38,8 +38,18 @@ SCRIPT = textwrap.dedent(
     # Unequal missing labels across the replicas' halves: the global mean must use the global count.
     y["cvr"][:10] = np.nan
     y["ctr"][60:64] = np.nan
+    # A FeatureSpec's string and id columns (lookups and embeddings inside the model).
+    spec_x = {"price": x[:, 0], "user_id": rng.choice([3, 5, 8], len(x)), "device": rng.choice(["ios", "web"], len(x))}
+
+    def spec_mmoe(inputs, tasks):
+        spec = F.FeatureSpec([F.Numeric("price", mean=0.0, variance=1.0),
+                              F.Categorical("user_id", vocabulary=[3, 5, 8]),
+                              F.Categorical("device", vocabulary=["ios", "web"])])
+        return models.mmoe(spec, tasks, num_experts=3)
+
     CASES = {
         "plain": lambda: dict(task_weighting={"cvr": 2.0}),
+        "feature_spec": lambda: dict(task_weighting={"cvr": 2.0}, builder=spec_mmoe),
         "pcgrad": lambda: dict(gradient_projection=losses.PCGrad(seed=1)),
         "mgda": lambda: dict(gradient_projection=losses.MGDA()),
         "cagrad": lambda: dict(gradient_projection=losses.CAGrad()),
@@ -67,8 +77,13 @@ SCRIPT = textwrap.dedent(
             model.compile(optimizer=keras.optimizers.SGD(0.5),
                           loss={"ctr": "binary_crossentropy", "cvr": "binary_crossentropy"},
                           jit_compile=False, **options)
-        history = model.fit(x[:rows], {t: v[:rows] for t, v in y.items()}, batch_size=batch_size,
+        features = spec_x if builder is spec_mmoe else x
+        history = model.fit({k: v[:rows] for k, v in features.items()} if isinstance(features, dict) else x[:rows],
+                            {t: v[:rows] for t, v in y.items()}, batch_size=batch_size,
                             epochs=1, shuffle=False, verbose=0)  # 5 steps (3 with sub-batches of 3)
+        if builder is spec_mmoe:  # evaluate and predict build from the first batch as fit does
+            model.evaluate(spec_x, y, batch_size=batch_size, verbose=0)
+            model.predict(spec_x, batch_size=batch_size, verbose=0)
         state = [np.array(v) for v in model.trainable_variables]
         weighting = model.training_state.weighting
         state += [np.array(v) for v in getattr(weighting, "trainable_variables", ())]
