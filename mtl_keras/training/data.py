@@ -126,4 +126,3 @@ def first_replica_batch(model, iterator):
         return tf.nest.map_structure(
             lambda v: local(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v, next(batches))
     return None
-
