@@ -255,6 +255,7 @@ class _MultiTaskBase(SavesTraining, keras.Model):
             labels.loss_shares(fns, tasks, y, y_pred, sample_weight, auxiliary_heads.SUFFIX),
             factory.regularization(self) if regularization is None else regularization,
             part_shares,
+            labels.task_presence(tasks, y, sample_weight),
         )
 
     # --------------------------------------------------------------- structure

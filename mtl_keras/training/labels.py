@@ -58,15 +58,34 @@ def label_mask(y_true):
     return clean, 1.0 - tf.cast(row_missing, tf.float32)
 
 
+def _row_weights(mask, sample_weight):
+    """[B] each row's weight in a task's loss: 0 where its label is missing."""
+    if sample_weight is None:
+        return mask
+    return mask * tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+
+
+def task_presence(tasks, y, sample_weight=None):
+    """[T] 1.0 for each task with a labelled row of nonzero weight in the global batch, else 0:
+    whether its loss this step measures anything (without one it is 0, and so is its gradient)."""
+    present = []
+    for task in tasks:
+        if task not in y:
+            present.append(tf.constant(0.0))
+            continue
+        weight = sample_weight.get(task) if isinstance(sample_weight, dict) else sample_weight
+        rows = _row_weights(label_mask(y[task])[1], weight)
+        present.append(tf.cast(replica_sum(tf.reduce_sum(tf.cast(rows != 0, tf.float32))) > 0, tf.float32))
+    return tf.stack(present)
+
+
 def masked_loss_terms(loss_fn, y_true, y_pred, sample_weight=None):
     """(sum of weighted per-example losses over labelled rows, number of labelled rows)."""
     y_true, mask = label_mask(align_labels(y_true, y_pred))
     per_example = tf.cast(loss_fn(y_true, y_pred), tf.float32)
     if per_example.shape.rank > 1:
         per_example = tf.reduce_mean(tf.reshape(per_example, [tf.shape(per_example)[0], -1]), axis=1)
-    weight = mask
-    if sample_weight is not None:
-        weight = weight * tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+    weight = _row_weights(mask, sample_weight)
     # tf.where keeps a NaN/inf prediction on a masked row out of the sum and its gradient.
     contribution = tf.where(weight != 0, per_example * weight, tf.zeros_like(per_example))
     return tf.reduce_sum(contribution), tf.reduce_sum(mask)

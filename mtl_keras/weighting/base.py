@@ -7,6 +7,8 @@ then every step, inside the gradient tape:
 - ``weights(task_losses)`` -> [T] weights in task order (may depend on the
   weighting's own trainable state, which then gets gradients);
 - ``regularization()`` -> a scalar added once to the loss;
+- ``task_regularization()`` -> [T] per-task terms (or None), each added only
+  for a task that has started and has labelled rows in the step's batch;
 - ``update(step)`` after the forward pass, with the tape, the global task
   losses and the model (GradNorm's own weight update, DWA's running sums);
 
@@ -25,6 +27,7 @@ class TaskWeighting(StatefulObject):
     A subclass overrides ``weights(task_losses) -> [T]`` and, as needed,
     ``build`` (create state with ``self.add_state``; trainable state is
     trained by the model's "default" optimizer), ``regularization``,
+    ``task_regularization``,
     ``update`` and ``on_epoch_end``. ``needs_tape = True`` keeps the tape
     persistent for an ``update`` that takes gradients. Register a subclass
     with ``keras.saving.register_keras_serializable()`` for `.keras` files
@@ -50,6 +53,9 @@ class TaskWeighting(StatefulObject):
 
     def regularization(self):
         return tf.constant(0.0)
+
+    def task_regularization(self):
+        return None
 
     # Not converted: AutoGraph (tf_keras traces the step with it) fails on a body that is only a docstring.
     @tf.autograph.experimental.do_not_convert

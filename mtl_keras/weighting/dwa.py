@@ -12,7 +12,9 @@ class DynamicWeightAverage(TaskWeighting):
     With epoch-average losses L_k, r_k = L_k(t-1) / L_k(t-2) and
     lambda_k = K softmax_k(r_k / T); lambda = 1 for the first two epochs. The
     averages are accumulated in the train step and rolled over at each epoch
-    end by MultiTaskModel.fit, so no callback is needed.
+    end by MultiTaskModel.fit, so no callback is needed. A task without
+    labelled rows in epoch t-2 (its average 0) has no ratio: it takes the
+    neutral r_k = 1 (0 / 0 would turn every weight into NaN).
 
     Args:
         temperature: T > 0 (2 in the paper).
@@ -39,7 +41,8 @@ class DynamicWeightAverage(TaskWeighting):
         self._epochs = self.add_state("epochs", tf.constant(0, tf.int64))
 
     def weights(self, task_losses):
-        ratio = tf.convert_to_tensor(self._previous) / tf.convert_to_tensor(self._before)
+        previous, before = tf.convert_to_tensor(self._previous), tf.convert_to_tensor(self._before)
+        ratio = tf.where(before > 0, tf.math.divide_no_nan(previous, before), tf.ones_like(before))
         dynamic = len(self.task_names) * tf.nn.softmax(ratio / self.temperature)
         return tf.where(tf.convert_to_tensor(self._epochs) >= 2, dynamic, tf.ones_like(dynamic))
 

@@ -22,8 +22,8 @@ class IMTLLossScaling(TaskWeighting):
     >>> imtl.build(["ctr", "cvr"])
     >>> imtl.weights(tf.constant([0.5, 0.2])).numpy().tolist()
     [1.0, 1.0]
-    >>> float(imtl.regularization())
-    -0.0
+    >>> imtl.task_regularization().numpy().tolist()
+    [-0.0, -0.0]
     """
 
     def build(self, task_names, loss_kinds=None, model=None):
@@ -33,5 +33,5 @@ class IMTLLossScaling(TaskWeighting):
     def weights(self, task_losses):
         return tf.exp(tf.convert_to_tensor(self.log_scales))
 
-    def regularization(self):
-        return -tf.reduce_sum(tf.convert_to_tensor(self.log_scales))
+    def task_regularization(self):
+        return -tf.convert_to_tensor(self.log_scales)

@@ -45,7 +45,7 @@ class UncertaintyWeighting(TaskWeighting):
     def weights(self, task_losses):
         return self._factor * tf.exp(-tf.convert_to_tensor(self.log_variances))
 
-    def regularization(self):
-        return 0.5 * tf.reduce_sum(tf.convert_to_tensor(self.log_variances))
+    def task_regularization(self):
+        return 0.5 * tf.convert_to_tensor(self.log_variances)
 
 
