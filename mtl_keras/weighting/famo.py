@@ -31,8 +31,12 @@ class FAMO(TaskWeighting):
     averages it out over steps.
 
     Losses enter log and 1/L clamped to ``max(L, epsilon)`` (the authors add
-    1e-8), so a zero or negative loss gives a finite step, never NaN. The
-    logged ``<task>_weight`` is w_t (the weights sum to 1).
+    1e-8), so a negative loss gives a finite step, never NaN. A loss of
+    exactly 0 is a task without labelled rows in the batch: it gets weight 0
+    and no decrease is measured for it (delta_t = 0, its last measured loss
+    kept, none before its first), where log epsilon would swing the logits
+    and hand it every weight.
+    The logged ``<task>_weight`` is w_t (the weights sum to 1).
 
     Args:
         gamma: the logits' decay (L2) coefficient, >= 0 (0.01 in the
@@ -65,14 +69,18 @@ class FAMO(TaskWeighting):
         self._moment = self.add_state("moment", zeros)
         self._second_moment = self.add_state("second_moment", zeros)
         self._updates = self.add_state("updates", tf.constant(0.0))
-        self._previous = self.add_state("previous_losses", tf.ones([len(task_names)]))
+        self._previous = self.add_state("previous_losses", zeros)
         self._started = self.add_state("started", tf.constant(False))
 
     def _next_state(self, losses):
         """(logits, moment, second moment, updates) after the update that ``losses`` complete."""
         xi = tf.convert_to_tensor(self.logits)
         z = tf.nn.softmax(xi)
-        delta = tf.math.log(tf.convert_to_tensor(self._previous)) - tf.math.log(losses)
+        # Measured now and before (a task's first labelled batch has no decrease yet: previous 0).
+        previous = tf.convert_to_tensor(self._previous)
+        measured = (losses != 0) & (previous > 0)
+        delta = tf.where(measured, tf.math.log(tf.maximum(previous, self.epsilon))
+                         - tf.math.log(tf.maximum(losses, self.epsilon)), 0.0)
         gradient = z * (delta - tf.reduce_sum(z * delta)) + self.gamma * xi
         old = [tf.convert_to_tensor(v) for v in (self._moment, self._second_moment, self._updates)]
         moment, second, updates = old
@@ -90,16 +98,17 @@ class FAMO(TaskWeighting):
         return [tf.where(started, a, b) for a, b in zip(new, [xi] + old)]
 
     def weights(self, task_losses):
-        losses = tf.maximum(tf.stop_gradient(task_losses), self.epsilon)
-        scaled = tf.nn.softmax(self._next_state(losses)[0]) / losses
-        return scaled / tf.reduce_sum(scaled)
+        losses = tf.stop_gradient(task_losses)
+        z = tf.nn.softmax(self._next_state(losses)[0])
+        scaled = tf.where(losses != 0, z / tf.maximum(losses, self.epsilon), 0.0)
+        return tf.math.divide_no_nan(scaled, tf.reduce_sum(scaled))
 
     def update(self, step):
-        losses = tf.maximum(step.task_losses, self.epsilon)
         for variable, value in zip((self.logits, self._moment, self._second_moment, self._updates),
-                                   self._next_state(losses)):
+                                   self._next_state(step.task_losses)):
             variable.assign(value)
-        self._previous.assign(losses)
+        losses, previous = step.task_losses, tf.convert_to_tensor(self._previous)
+        self._previous.assign(tf.where(losses != 0, tf.maximum(losses, self.epsilon), previous))
         self._started.assign(True)
 
     def get_config(self):

@@ -16,9 +16,12 @@ class GeometricLossWeighting(TaskWeighting):
     the logged ``<task>_weight`` is the weight the gradient really uses
     (LibMTL logs L_t / (T prod L) instead).
 
-    A loss <= 0 has no logarithm: each L_t is clamped to ``max(L_t, epsilon)``
-    first, so a zero or negative loss (e.g. a regression loss that can be
-    negative) gives a large but finite weight, never a NaN step.
+    A loss < 0 has no logarithm: each L_t is clamped to ``max(L_t, epsilon)``
+    first, so a negative loss (e.g. a regression loss that can be negative)
+    gives a large but finite weight, never a NaN step. A loss of exactly 0 is
+    a task without labelled rows in the batch (or one with nothing left to
+    learn): it is left out, weight 0, and G is the others' geometric mean
+    (with it in, G would follow epsilon and the other tasks stop learning).
 
     Args:
         epsilon: the clamp, > 0.
@@ -35,9 +38,11 @@ class GeometricLossWeighting(TaskWeighting):
         self.epsilon = float(epsilon)
 
     def weights(self, task_losses):
+        measured = tf.stop_gradient(task_losses) != 0
         losses = tf.maximum(tf.stop_gradient(task_losses), self.epsilon)
-        geometric_mean = tf.exp(tf.reduce_mean(tf.math.log(losses)))
-        return geometric_mean / (len(self.task_names) * losses)
+        count = tf.maximum(tf.reduce_sum(tf.cast(measured, tf.float32)), 1.0)
+        geometric_mean = tf.exp(tf.reduce_sum(tf.where(measured, tf.math.log(losses), 0.0)) / count)
+        return tf.where(measured, geometric_mean / (count * losses), 0.0)
 
     def get_config(self):
         return {"epsilon": self.epsilon}

@@ -58,3 +58,18 @@ def test_gradnorm_takes_a_tasks_initial_loss_from_its_first_labelled_batch():
     model.fit(x, unlabelled(y, "cvr", slice(0, 16)), epochs=1, batch_size=16, shuffle=False, verbose=0)
     initial = np.array(model.training_state.weighting.initial_losses)
     assert np.all(initial > 0.1), initial  # BCE of an untrained model: about log 2
+
+
+@pytest.mark.parametrize("method", ["gls", "famo"])
+def test_a_task_without_labels_leaves_the_others_their_weight(method):
+    # GLS's and FAMO's weights go as 1 / L_t: a task whose batch has no labels (L_t = 0) took
+    # every weight (the others' fell to 1e-4 and 1e-8, and stopped learning). Left out, the one
+    # labelled task has the whole weight. Mutation caught: the zero loss clamped like any other.
+    x, y = click_data(n=64)
+    model = two_tower_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=BCE, task_weighting=method)
+    history = model.fit(x, unlabelled(y, "cvr"), epochs=2, batch_size=16, verbose=0).history
+    np.testing.assert_allclose(history["ctr_weight"], [1.0, 1.0], rtol=1e-5)
+    np.testing.assert_allclose(history["cvr_weight"], [0.0, 0.0], atol=1e-7)
+    if method == "famo":  # 8 Adam steps of 0.025 at most: no swing from a log epsilon
+        assert np.abs(np.array(model.training_state.weighting.logits)).max() < 0.2
