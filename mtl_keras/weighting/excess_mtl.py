@@ -77,7 +77,9 @@ class ExcessMTL(TaskWeighting):
         self._squares.assign(squares)
         excess = tf.reduce_sum(gradients**2 / tf.sqrt(squares + DAMPING), axis=1)
         started = tf.convert_to_tensor(self._started)
-        initial = tf.where(started, tf.convert_to_tensor(self._initial), excess)
+        # A task's first excess is its first labelled batch's: one without its labels has none.
+        recorded = tf.convert_to_tensor(self._initial)
+        initial = tf.where(started & (recorded != 0), recorded, excess)
         self._initial.assign(initial)
         step = tf.where(started, self.robust_step_size * tf.math.divide_no_nan(excess, initial), 0.0)
         # Normalised in log space: the sum of the weights stays T, their logs bounded.

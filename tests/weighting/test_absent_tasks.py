@@ -48,16 +48,17 @@ def test_dwa_with_an_epoch_without_a_tasks_labels_keeps_finite_weights():
     assert any(not np.allclose(np.array(v), b) for v, b in zip(model.trainable_variables, before))
 
 
-def test_gradnorm_takes_a_tasks_initial_loss_from_its_first_labelled_batch():
-    # L_i(0) fixed on a batch without task i's labels would be 0, and the ratio L_i(t) / L_i(0)
-    # (divide_no_nan) 0 for good, pushing the task's weight down every step. Mutation caught:
-    # L(0) taken from step 0 for every task.
+@pytest.mark.parametrize("method, state", [("gradnorm", "initial_losses"), ("excess_mtl", "_initial")])
+def test_a_tasks_reference_comes_from_its_first_labelled_batch(method, state):
+    # GradNorm's L_i(0) and ExcessMTL's first excess, fixed on a batch without task i's labels,
+    # would be 0, and the ratio to them (divide_no_nan) 0 for good: GradNorm pushes the task's
+    # weight down every step, ExcessMTL never moves it. Mutation caught: step 0's for every task.
     x, y = click_data(n=64)
     model = two_tower_model()
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=BCE, task_weighting="gradnorm")
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=BCE, task_weighting=method)
     model.fit(x, unlabelled(y, "cvr", slice(0, 16)), epochs=1, batch_size=16, shuffle=False, verbose=0)
-    initial = np.array(model.training_state.weighting.initial_losses)
-    assert np.all(initial > 0.1), initial  # BCE of an untrained model: about log 2
+    reference = np.array(getattr(model.training_state.weighting, state))
+    assert np.all(reference > 1e-6), reference
 
 
 @pytest.mark.parametrize("method", ["gls", "famo"])
