@@ -12,7 +12,8 @@ class GradNorm(TaskWeighting):
     Chen et al., "GradNorm: Gradient Normalization for Adaptive Loss Balancing
     in Deep Multitask Networks", ICML 2018. W = the last shared layer's
     kernel. G_i = ||grad_W (w_i L_i)||, G_bar = mean_i G_i; L~_i = L_i(t) /
-    L_i(0), L_i(0) the loss of the first batch with task i's labels; r_i = L~_i / mean(L~); L_grad = sum_i |G_i - G_bar r_i^alpha| with
+    L_i(0), L_i(0) the loss of the first batch with task i's labels;
+    r_i = L~_i / mean(L~); L_grad = sum_i |G_i - G_bar r_i^alpha| with
     the target held constant. Only w gets this gradient, applied with its own
     step (``learning_rate``); after each step w is renormalised to sum to T.
     The gradients on W are summed over replicas first, so every replica takes

@@ -383,8 +383,8 @@ def gated_over_a_shared_bottom():
 def mmoe_over_embeddings():
     # The builder's everyday form: the experts and each task's gate read the same embeddings.
     keras.utils.set_random_seed(7)
-    spec = F.FeatureSpec([F.Numeric("price", mean=0.0, variance=1.0),
-                          F.Categorical("user_id", vocabulary=[3, 5, 8]), F.Categorical("device", vocabulary=["ios", "web"])])
+    spec = F.FeatureSpec([F.Numeric("price", mean=0.0, variance=1.0), F.Categorical("user_id", vocabulary=[3, 5, 8]),
+                          F.Categorical("device", vocabulary=["ios", "web"])])
     return models.mmoe(spec, list(TASKS), num_experts=3, expert_units=(5,), task_types="regression")
 
 
