@@ -75,8 +75,8 @@ class Trainer:
         count, so replicas add up to the global mean); ``aux_shares`` likewise
         for the auxiliary heads (0 where a task has none); ``part_shares``: the
         (shares, aux_shares) of each of ``sub_batches`` sub-batches, when there are several;
-        ``present``: [T] 1 for the tasks with labelled rows in the global batch (None: all),
-        which with the started tasks get the weighting's per-task regularization terms.
+        ``present``: [T] 1 for the tasks with labelled rows in the global batch (None: all);
+        the others, and the tasks not started, lose the weighting's per-task regularization.
         """
         weighting = self.state.weighting
         task_losses = tf.stop_gradient(replica_sum(tf.stack(shares)))
@@ -84,7 +84,7 @@ class Trainer:
         weighted = self._weighted(weights, shares, aux_shares)
         # Stacked inside the tape: a target built after it closes has no gradient.
         weighted_vector = tf.stack(weighted)
-        extra = (regularization + weighting.regularization() + self._task_terms(present)) / num_replicas()
+        extra = (regularization + weighting.regularization() - self._absent_terms(present)) / num_replicas()
         loss = tf.reduce_sum(weighted_vector) + extra
         aux_losses = tf.stop_gradient(replica_sum(tf.stack(aux_shares)))
         part_losses = None if part_shares is None else [
@@ -94,14 +94,15 @@ class Trainer:
             None, task_losses, shares, weighted, weighted_vector, extra, loss, weights, aux_losses, part_losses
         )
 
-    def _task_terms(self, present):
-        """The weighting's per-task regularization over the started tasks with labelled rows: a
-        task's own term (a log-variance's) moves nothing before it starts or without labels."""
+    def _absent_terms(self, present):
+        """The weighting's per-task regularization terms of the tasks not started or without
+        labelled rows, which the step takes out of ``regularization()``: a task's own term (a
+        log-variance's) moves nothing before it starts or without labels."""
         terms = self.state.weighting.task_regularization()
         if terms is None:
             return tf.constant(0.0)
         present = tf.ones_like(terms) if present is None else present
-        return tf.reduce_sum(terms * present * self._active_tasks())
+        return tf.reduce_sum(terms * (1.0 - present * self._active_tasks()))
 
     def _weighted(self, weights, shares, aux_shares):
         """w_t (L_t + gamma L_t^aux) for each task."""

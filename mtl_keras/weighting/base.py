@@ -7,8 +7,9 @@ then every step, inside the gradient tape:
 - ``weights(task_losses)`` -> [T] weights in task order (may depend on the
   weighting's own trainable state, which then gets gradients);
 - ``regularization()`` -> a scalar added once to the loss;
-- ``task_regularization()`` -> [T] per-task terms (or None), each added only
-  for a task that has started and has labelled rows in the step's batch;
+- ``task_regularization()`` -> None, or [T]: the per-task terms included in
+  ``regularization()``, which the train step takes out again for a task that
+  has not started or has no labelled rows in the step's batch;
 - ``update(step)`` after the forward pass, with the tape, the global task
   losses and the model (GradNorm's own weight update, DWA's running sums);
 

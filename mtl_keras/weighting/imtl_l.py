@@ -22,7 +22,7 @@ class IMTLLossScaling(TaskWeighting):
     >>> imtl.build(["ctr", "cvr"])
     >>> imtl.weights(tf.constant([0.5, 0.2])).numpy().tolist()
     [1.0, 1.0]
-    >>> imtl.task_regularization().numpy().tolist()
+    >>> imtl.task_regularization().numpy().tolist()  # -s_t, in regularization()'s sum
     [-0.0, -0.0]
     """
 
@@ -32,6 +32,9 @@ class IMTLLossScaling(TaskWeighting):
 
     def weights(self, task_losses):
         return tf.exp(tf.convert_to_tensor(self.log_scales))
+
+    def regularization(self):
+        return tf.reduce_sum(self.task_regularization())
 
     def task_regularization(self):
         return -tf.convert_to_tensor(self.log_scales)

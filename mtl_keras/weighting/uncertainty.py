@@ -45,6 +45,9 @@ class UncertaintyWeighting(TaskWeighting):
     def weights(self, task_losses):
         return self._factor * tf.exp(-tf.convert_to_tensor(self.log_variances))
 
+    def regularization(self):
+        return tf.reduce_sum(self.task_regularization())
+
     def task_regularization(self):
         return 0.5 * tf.convert_to_tensor(self.log_variances)
 

@@ -198,7 +198,7 @@ def check_imtl_l(count):
     for losses_t in loss_sequence(count):
         L = tf.constant(losses_t)
         with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(imtl.weights(L) * L + imtl.task_regularization())
+            loss = tf.reduce_sum(imtl.weights(L) * L) + imtl.regularization()
         scales.assign_sub(lr * tape.gradient(loss, scales))
         np.testing.assert_allclose(imtl.weights(L).numpy(), np.exp(s - lr * (np.exp(s) * losses_t - 1)), rtol=1e-5)
         s = s - lr * (np.exp(s) * losses_t - 1)
