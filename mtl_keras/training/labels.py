@@ -68,15 +68,15 @@ def _row_weights(mask, sample_weight):
 def task_presence(tasks, y, sample_weight=None):
     """[T] 1.0 for each task with a labelled row of nonzero weight in the global batch, else 0:
     whether its loss this step measures anything (without one it is 0, and so is its gradient)."""
-    present = []
+    counts = []
     for task in tasks:
         if task not in y:
-            present.append(tf.constant(0.0))
+            counts.append(tf.constant(0.0))
             continue
         weight = sample_weight.get(task) if isinstance(sample_weight, dict) else sample_weight
-        rows = _row_weights(label_mask(y[task])[1], weight)
-        present.append(tf.cast(replica_sum(tf.reduce_sum(tf.cast(rows != 0, tf.float32))) > 0, tf.float32))
-    return tf.stack(present)
+        counts.append(tf.reduce_sum(tf.cast(_row_weights(label_mask(y[task])[1], weight) != 0, tf.float32)))
+    # One sum over the replicas for every task, not one each.
+    return tf.cast(replica_sum(tf.stack(counts)) > 0, tf.float32)
 
 
 def masked_loss_terms(loss_fn, y_true, y_pred, sample_weight=None):
